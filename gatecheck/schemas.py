@@ -1,0 +1,131 @@
+"""The schema store: every JSON Schema in schemas/, one validator per schema, built once.
+
+Schemas are draft-07 and refer to each other by relative ``$ref`` against their ``$id``
+(``https://gatecheck.invalid/schemas/<name>.json``); the registry below resolves those refs
+from the local files only, never from the network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+from gatecheck._resources import data_dir
+from gatecheck._types import JSON, JSONObject
+from gatecheck.errors import SchemaNotFound
+
+ID_PREFIX = "https://gatecheck.invalid/schemas/"
+_VALUE_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaIssue:
+    """One way an instance fails its schema, for people: where, what rule, what value."""
+
+    path: str
+    message: str
+    schema_path: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"at {self.path}: {self.message} (schema rule {self.schema_path}; value {self.value})"
+
+
+def _json_path(parts: Any) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _short(value: JSON) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 3] + "..."
+
+
+class SchemaStore:
+    """Loads ``<name>.json`` files from a directory and validates instances against them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._schemas: dict[str, JSONObject] = {}
+        for path in sorted(directory.glob("*.json")):
+            self._schemas[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        resources = [
+            (schema.get("$id", ID_PREFIX + name + ".json"), Resource.from_contents(schema, DRAFT7))
+            for name, schema in self._schemas.items()
+        ]
+        self._registry: Registry[Any] = Registry().with_resources(resources)
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+
+    def names(self) -> list[str]:
+        """Every schema name (the file name without ``.json``), sorted."""
+        return sorted(self._schemas)
+
+    def get(self, name: str) -> JSONObject:
+        """The schema document itself."""
+        try:
+            return self._schemas[name]
+        except KeyError:
+            raise SchemaNotFound(f"no schema {name!r} in {self.directory}") from None
+
+    def validator(self, name: str) -> jsonschema.protocols.Validator:
+        """The cached draft-07 validator for ``name``, with formats checked."""
+        if name not in self._validators:
+            self._validators[name] = jsonschema.Draft7Validator(
+                self.get(name),
+                registry=self._registry,
+                format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER,
+            )
+        return self._validators[name]
+
+    def issues(self, name: str, instance: JSON) -> list[SchemaIssue]:
+        """All issues of ``instance`` against schema ``name``; the most relevant one first."""
+        errors = list(self.validator(name).iter_errors(instance))
+        if not errors:
+            return []
+        best = jsonschema.exceptions.best_match(errors)
+        errors.sort(key=lambda e: e is not best)
+        return [
+            SchemaIssue(
+                path=_json_path(e.absolute_path),
+                message=e.message if len(e.message) <= _VALUE_LIMIT else e.message[: _VALUE_LIMIT - 3] + "...",
+                schema_path="/".join(str(p) for p in e.absolute_schema_path),
+                value=_short(e.instance),
+            )
+            for e in errors
+        ]
+
+    def is_valid(self, name: str, instance: JSON) -> bool:
+        """True when ``instance`` satisfies schema ``name``."""
+        return bool(self.validator(name).is_valid(instance))
+
+    def bundled(self, name: str) -> JSONObject:
+        """Schema ``name`` with every cross-file ``$ref`` inlined, for tools without a registry."""
+        return _inline(self.get(name), self)
+
+
+def _inline(node: JSON, store: SchemaStore) -> JSON:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#") and ref.endswith(".json"):
+            target = store.get(ref.rsplit("/", 1)[-1][: -len(".json")])
+            inlined = {k: v for k, v in target.items() if k not in ("$id", "$schema")}
+            return _inline(inlined, store)
+        return {k: _inline(v, store) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, store) for v in node]
+    return node
+
+
+@cache
+def default_store() -> SchemaStore:
+    """The store over the shipped ``schemas/`` directory (cached for the process)."""
+    return SchemaStore(data_dir("schemas"))
