@@ -1,0 +1,32 @@
+"""Conformance verdicts: what a check concluded, in the shape every report writer reads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Verdict = Literal["PASS", "WARN", "FAIL", "SKIP"]
+VERDICTS: tuple[Verdict, ...] = ("PASS", "WARN", "FAIL", "SKIP")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check's verdict against one target.
+
+    ``message`` is empty on PASS; on FAIL/WARN it holds the rule, where it is documented, what was
+    expected, what came back and a "Reproduce with:" curl command (key as an env reference); on SKIP
+    the honest reason.
+    """
+
+    check_id: str
+    area: str
+    verdict: Verdict
+    target: str
+    citation: str = ""
+    message: str = ""
+    duration_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the conformance results file's record)."""
+        return asdict(self)
