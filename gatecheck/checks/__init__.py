@@ -1,0 +1,74 @@
+"""Conformance checks: small named functions with stable ids, one module per endpoint family.
+
+    from gatecheck.checks import CHECKS, load_all, run_check, select
+    load_all()                        # import every family module (registers its checks)
+    results = run_checks(session, select(["stream_done_last"]))
+
+Family modules: ``chat`` (non-streaming), ``tools`` (tool calling, JSON mode), ``stream``
+(streaming chat), ``anthropic`` (/v1/messages), ``errors`` (auth, status codes, error bodies),
+``ratelimit``, ``aux`` (models, balance, images, search), ``fuzz``. The framework is in ``base``
+(Failure, Check, registry, decorators), ``context`` (Session, CheckContext) and ``runner``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from gatecheck.checks.base import (
+    AREAS,
+    CHECKS,
+    EXTRA_MARKERS,
+    OBSERVATIONS,
+    Check,
+    CheckGroup,
+    Cost,
+    Failure,
+    NotChecked,
+    PlanSettings,
+    check,
+    observation,
+    plan_cost,
+    profile_rule,
+    requires,
+)
+from gatecheck.checks.context import CheckContext, RateLimitSetup, RunSettings, Session
+from gatecheck.checks.runner import applicable, format_failure, order_checks, run_check, run_checks, select
+
+FAMILIES: tuple[str, ...] = ("chat", "tools", "stream", "anthropic", "errors", "ratelimit", "aux", "fuzz")
+
+__all__ = [
+    "AREAS",
+    "CHECKS",
+    "EXTRA_MARKERS",
+    "FAMILIES",
+    "OBSERVATIONS",
+    "Check",
+    "CheckGroup",
+    "CheckContext",
+    "Cost",
+    "Failure",
+    "NotChecked",
+    "PlanSettings",
+    "RateLimitSetup",
+    "RunSettings",
+    "Session",
+    "applicable",
+    "check",
+    "format_failure",
+    "load_all",
+    "observation",
+    "order_checks",
+    "plan_cost",
+    "profile_rule",
+    "requires",
+    "run_check",
+    "run_checks",
+    "select",
+]
+
+
+def load_all() -> dict[str, Check]:
+    """Import every family module so all checks are registered; returns the registry."""
+    for family in FAMILIES:
+        importlib.import_module(f"gatecheck.checks.{family}")
+    return CHECKS

@@ -1,0 +1,272 @@
+"""The check framework: failures, costs, the registry and the decorators that fill it.
+
+A check is a small function whose name is its id (in pytest node ids, JUnit, JSON and the CLI). Its
+first parameter is the ``CheckContext``; every further parameter names an *observation*, a shared,
+memoised request (one streamed answer serves a dozen stream checks), so the registry knows from the
+signature alone what a check will send, and ``gatecheck conform --plan`` can price a run before
+it starts. Preconditions are decorators: ``@requires("streaming")`` turns a capability the target
+declares it lacks into a SKIP with that reason; ``@profile_rule("x_api_key_everywhere")`` makes a
+check apply only under profiles that state that rule.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from gatecheck.client import Exchange
+
+Severity = Literal["fail", "warn"]
+
+AREAS: dict[str, str] = {
+    "nonstream": "non-streaming chat completions",
+    "stream": "streaming chat completions (SSE)",
+    "tools": "tool calling",
+    "json": "JSON mode and structured output",
+    "errors": "authentication, status codes and error bodies",
+    "ratelimit": "rate limits (RPM, TPM) and their headers",
+    "anthropic": "the Anthropic-compatible /v1/messages endpoint",
+    "aux": "auxiliary endpoints: models, balance, images, search",
+    "fuzz": "requests generated from the request schema",
+}
+"""Every area; each is also a pytest marker."""
+
+EXTRA_MARKERS: dict[str, str] = {
+    "slow": "waits out a rate-limit window (Retry-After)",
+    "costly": "spends many tokens (TPM burst) on a real target",
+}
+
+
+@dataclass(eq=False)
+class Failure(Exception):
+    """One broken rule, with everything a reader needs to judge it and reproduce it.
+
+    Raised from a check it ends the check; passed to ``CheckContext.record`` it is noted and the
+    check goes on. ``rule`` is a stable id that profiles map to a severity.
+    """
+
+    title: str
+    rule: str
+    expected: str
+    received: str
+    citation: str = ""
+    severity: Severity = "fail"
+    exchange: Exchange | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.title)
+
+    def __str__(self) -> str:
+        return self.title
+
+    def key(self) -> tuple[str, str, str, str]:
+        """What makes two failures the same finding (used to deduplicate)."""
+        return (self.rule, self.title, self.expected, self.received)
+
+
+class NotChecked(Exception):
+    """The check could not reach a verdict for a reason that is not the target's fault.
+
+    Raised by the context (the request budget is spent, the target kept answering 429 to an
+    unrelated request); the result is a SKIP carrying this reason.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """An upper bound on what running something spends: requests and output tokens."""
+
+    requests: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.requests + other.requests, self.output_tokens + other.output_tokens)
+
+    def times(self, count: int) -> Cost:
+        """This cost ``count`` times over."""
+        return Cost(self.requests * count, self.output_tokens * count)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    """The run parameters a cost can depend on."""
+
+    rpm: int
+    tpm: int
+    fuzz_examples: int
+    max_output_tokens: int
+
+
+CostSpec = Cost | Callable[[PlanSettings], Cost]
+
+
+def _resolve(cost: CostSpec, settings: PlanSettings) -> Cost:
+    return cost(settings) if callable(cost) else cost
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A named, memoised request shared by checks (its name is the parameter name checks use)."""
+
+    name: str
+    func: Callable[..., Any]
+    cost: CostSpec
+    doc: str
+
+    def cost_for(self, settings: PlanSettings) -> Cost:
+        """Its price under ``settings``."""
+        return _resolve(self.cost, settings)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One registered check: its id, area, citation, preconditions and what it spends."""
+
+    id: str
+    area: str
+    citation: str
+    func: Callable[..., None]
+    doc: str
+    observations: tuple[str, ...]
+    cost: CostSpec = Cost()
+    requires: frozenset[str] = frozenset()
+    profile_rules: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
+
+    def own_cost(self, settings: PlanSettings) -> Cost:
+        """Requests the check sends itself, beyond its shared observations."""
+        return _resolve(self.cost, settings)
+
+    @property
+    def all_markers(self) -> tuple[str, ...]:
+        """The area marker first, then any extra markers."""
+        return (self.area, *(m for m in self.markers if m != self.area))
+
+
+CHECKS: dict[str, Check] = {}
+"""Every registered check by id, in registration order."""
+
+OBSERVATIONS: dict[str, Observation] = {}
+"""Every registered observation by name."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def observation(cost: CostSpec) -> Callable[[F], F]:
+    """Register a memoised request producer; checks receive its value by naming it as a parameter."""
+
+    def decorate(func: F) -> F:
+        name = func.__name__
+        if name in OBSERVATIONS:
+            raise ValueError(f"observation {name!r} registered twice")
+        OBSERVATIONS[name] = Observation(name, func, cost, _first_line(func))
+        return func
+
+    return decorate
+
+
+def check(
+    area: str, citation: str, *, cost: CostSpec = Cost(), markers: Iterable[str] = ()
+) -> Callable[[Callable[..., None]], Check]:
+    """Register ``func`` as a check; apply it *outermost* (above ``requires``/``profile_rule``)."""
+    if area not in AREAS:
+        raise ValueError(f"unknown area {area!r}; areas: {', '.join(AREAS)}")
+    extra = tuple(markers)
+    unknown = [m for m in extra if m not in AREAS and m not in EXTRA_MARKERS]
+    if unknown:
+        raise ValueError(f"unknown markers {unknown}")
+
+    def decorate(func: Callable[..., None]) -> Check:
+        params = list(inspect.signature(func).parameters)
+        if not params or params[0] != "ctx":
+            raise TypeError(f"check {func.__name__} must take ctx as its first parameter")
+        missing = [p for p in params[1:] if p not in OBSERVATIONS]
+        if missing:
+            raise TypeError(f"check {func.__name__} names unknown observations {missing}")
+        if func.__name__ in CHECKS:
+            raise ValueError(f"check {func.__name__!r} registered twice")
+        made = Check(
+            id=func.__name__,
+            area=area,
+            citation=citation,
+            func=func,
+            doc=_first_line(func),
+            observations=tuple(params[1:]),
+            cost=cost,
+            requires=frozenset(getattr(func, "_gatecheck_requires", ())),
+            profile_rules=tuple(getattr(func, "_gatecheck_profile_rules", ())),
+            markers=extra,
+        )
+        CHECKS[made.id] = made
+        return made
+
+    return decorate
+
+
+def requires(*capabilities: str) -> Callable[[F], F]:
+    """Precondition: the target must claim every capability, or the check is a SKIP saying so."""
+
+    def decorate(func: F) -> F:
+        func._gatecheck_requires = (*getattr(func, "_gatecheck_requires", ()), *capabilities)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def profile_rule(name: str) -> Callable[[F], F]:
+    """Precondition: the check applies only under profiles whose rule ``name`` is true."""
+
+    def decorate(func: F) -> F:
+        func._gatecheck_profile_rules = (*getattr(func, "_gatecheck_profile_rules", ()), name)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class CheckGroup:
+    """The checks of some areas, as a conformance suite module declares them for collection.
+
+    ``conformance/test_stream.py`` holds ``STREAM = CheckGroup("stream")``; the pytest plugin turns
+    each such module attribute into one pytest item per check, named by the check id.
+    """
+
+    areas: tuple[str, ...]
+
+    def __init__(self, *areas: str) -> None:
+        unknown = [a for a in areas if a not in AREAS]
+        if unknown:
+            raise ValueError(f"unknown areas {unknown}; areas: {', '.join(AREAS)}")
+        object.__setattr__(self, "areas", areas)
+
+    def checks(self) -> list[Check]:
+        """The registered checks of these areas, in registration order."""
+        from gatecheck.checks import load_all
+
+        return [c for c in load_all().values() if c.area in self.areas]
+
+
+def plan_cost(checks: Iterable[Check], settings: PlanSettings) -> Cost:
+    """What running ``checks`` spends at most: each shared observation once, plus each check's own."""
+    chosen = list(checks)
+    names = {name for c in chosen for name in c.observations}
+    total = sum((OBSERVATIONS[n].cost_for(settings) for n in sorted(names)), Cost())
+    return sum((c.own_cost(settings) for c in chosen), total)
+
+
+def with_severity(failure: Failure, severities: Mapping[str, str]) -> Failure | None:
+    """The failure as the profile grades it: its severity replaced, or None when the profile ignores it."""
+    graded = severities.get(failure.rule)
+    if graded is None:
+        return failure
+    if graded == "ignore":
+        return None
+    return replace(failure, severity="warn" if graded == "warn" else "fail")
+
+
+def _first_line(func: Callable[..., Any]) -> str:
+    doc = inspect.getdoc(func) or ""
+    return doc.splitlines()[0] if doc else ""

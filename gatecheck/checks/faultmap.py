@@ -1,0 +1,87 @@
+"""Which checks catch which reference-gateway fault: the proof that every check can fail.
+
+Each fault of ``gatecheck.reference.faults.FAULTS`` breaks one documented rule; the checks listed
+for it must reach the given verdict against a gateway with that fault (and PASS against the
+faithful gateway). ``tests/test_conformance_faults.py`` asserts both, for every fault: a fault
+missing here, or a mapped check that does not catch it, is a failing test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gatecheck.results import Verdict
+
+_ERROR_BODY_CHECKS = ("errors_missing_key", "errors_invalid_key", "errors_unknown_model", "errors_malformed_json")
+
+
+def _fail(*check_ids: str) -> dict[str, Verdict]:
+    return dict.fromkeys(check_ids, "FAIL")
+
+
+FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
+    # SSE framing
+    "sse-no-blank-line": _fail("stream_sse_framing"),
+    "sse-missing-done": _fail("stream_done_last"),
+    "sse-data-after-done": _fail("stream_done_last"),
+    "sse-wrong-content-type": _fail("stream_content_type"),
+    "sse-keep-open": _fail("stream_closes_after_done"),
+    "sse-invalid-json": _fail("stream_chunks_valid"),
+    "stream-burst": {"stream_really_streams": "WARN"},
+    # chunk contents and order
+    "chunk-role-repeated": _fail("stream_role_first"),
+    "chunk-id-changes": _fail("stream_identity_constant"),
+    "chunk-wrong-object": _fail("stream_chunk_object"),
+    "chunk-finish-reason-twice": _fail("stream_finish_reason_once"),
+    "chunk-usage-missing": _fail("stream_usage_final"),
+    "chunk-usage-every-chunk": _fail("stream_usage_final"),
+    "tool-call-id-repeated": _fail("stream_tool_call_deltas"),
+    "tool-call-bad-arguments": _fail("stream_tool_call_deltas"),
+    "reasoning-after-content": _fail("stream_reasoning_order"),
+    "stream-nondeterministic": _fail("stream_matches_nonstream"),
+    # non-streaming bodies
+    "body-usage-total-wrong": _fail("nonstream_usage"),
+    "body-wrong-object": _fail("nonstream_identity"),
+    "body-role-not-assistant": _fail("nonstream_choices"),
+    "body-bad-finish-reason": _fail("nonstream_finish_reason"),
+    # parameters accepted but ignored
+    "ignore-n": _fail("nonstream_n"),
+    "ignore-stop": _fail("nonstream_stop"),
+    "ignore-max-tokens": _fail("nonstream_max_tokens"),
+    "ignore-response-format": _fail("json_object_mode"),
+    "ignore-json-schema": _fail("json_schema_output"),
+    "ignore-tool-choice": _fail("tools_choice_required", "tools_choice_named"),
+    "tool-args-invalid": _fail("tools_arguments_valid"),
+    # auth
+    "auth-accept-any-key": _fail("errors_invalid_key"),
+    "auth-reject-x-api-key": _fail("anthropic_auth_x_api_key", "errors_x_api_key_chat"),
+    # status codes and error bodies
+    "error-unknown-model-400": _fail("errors_unknown_model"),
+    "error-body-plain-text": _fail(*_ERROR_BODY_CHECKS),
+    "error-no-request-id": _fail(*_ERROR_BODY_CHECKS),
+    "error-5xx-on-invalid": _fail("errors_invalid_params", "errors_malformed_json"),
+    "validation-lax": _fail("errors_invalid_params"),
+    "context-length-unchecked": _fail("errors_context_length"),
+    # rate limits
+    "ratelimit-never-429": _fail("ratelimit_rpm_enforced"),
+    "ratelimit-over-admit": _fail("ratelimit_rpm_not_exceeded"),
+    "ratelimit-no-retry-after": _fail("ratelimit_retry_after"),
+    "ratelimit-no-headers": _fail("ratelimit_headers"),
+    "ratelimit-remaining-increases": _fail("ratelimit_remaining_monotonic"),
+    "ratelimit-retry-after-short": _fail("ratelimit_retry_after_honoured"),
+    "tpm-unenforced": _fail("ratelimit_tpm_enforced"),
+    # Anthropic event grammar
+    "anthropic-no-message-start": _fail("anthropic_stream_order"),
+    "anthropic-event-name-mismatch": _fail("anthropic_stream_event_names"),
+    "anthropic-delta-type-mismatch": _fail("anthropic_stream_blocks"),
+    "anthropic-missing-block-stop": _fail("anthropic_stream_blocks"),
+    "anthropic-max-tokens-optional": _fail("anthropic_max_tokens_required"),
+    "anthropic-usage-decreases": _fail("anthropic_stream_message_delta"),
+    "anthropic-stop-reason-wrong": _fail("anthropic_stop_reason_max_tokens"),
+    # auxiliary endpoints
+    "models-missing-model": _fail("aux_models_list"),
+    "balance-arithmetic": _fail("aux_balance"),
+    "images-bad-png": _fail("aux_images"),
+    "search-bad-shape": _fail("aux_search"),
+}
+"""Fault name -> {check id: the verdict the check must reach with that fault}."""

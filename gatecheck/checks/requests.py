@@ -1,0 +1,172 @@
+"""The requests the checks send, chosen to give checkable answers from real LLMs AND the reference model.
+
+Each prompt makes a property observable whatever answers it: a real model asked to repeat a
+counting sequence prints "12" (so a stop sequence "12" must cut there), and the reference
+gateway's model counts when asked to count (docs/reference-gateway.md), so both print "12". Output is capped everywhere
+(``max_tokens``) so a run's token spend is bounded and priced by ``--plan``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatecheck._types import JSONObject
+
+SHORT_TOKENS = 48
+"""Output cap for ordinary requests: long enough for a short natural answer to end by itself."""
+
+CUT_TOKENS = 5
+"""Output cap for requests that must be cut by max_tokens."""
+
+COUNT_PROMPT = "Count from 1 to 20. Reply with only the numbers, separated by spaces."
+STOP_SEQUENCE = "12"
+
+WEATHER_TOOL: JSONObject = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get weather information for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    },
+}
+"""The tool of document 000 (Streaming with Tool Calls)."""
+
+TIME_TOOL: JSONObject = {
+    "type": "function",
+    "function": {
+        "name": "get_local_time",
+        "description": "Get the local time in a city, as hours and minutes",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "format": {"type": "string", "enum": ["12h", "24h"]},
+            },
+            "required": ["city", "format"],
+        },
+    },
+}
+
+WEATHER_PROMPT = "What's the weather like in Beijing today? Use the get_weather tool."
+
+PERSON_SCHEMA: JSONObject = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "city": {"type": "string", "enum": ["Paris", "Tokyo", "Lima"]},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+
+
+def user(text: str) -> list[JSONObject]:
+    """A one-message conversation."""
+    return [{"role": "user", "content": text}]
+
+
+def chat_body(model: str, messages: list[JSONObject], *, max_tokens: int = SHORT_TOKENS, **extra: Any) -> JSONObject:
+    """A chat completion request at temperature 0 (answers comparable across requests)."""
+    return {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, **extra}
+
+
+def basic(model: str, **extra: Any) -> JSONObject:
+    """A plain short question."""
+    return chat_body(model, user("In one short sentence: what is a rainbow?"), **extra)
+
+
+def counting(model: str, **extra: Any) -> JSONObject:
+    """The counting prompt (for stop and max_tokens)."""
+    return chat_body(model, user(COUNT_PROMPT), **extra)
+
+
+def streaming(body: JSONObject, *, include_usage: bool = True) -> JSONObject:
+    """``body`` as a stream request, with usage asked for by default."""
+    made = {**body, "stream": True}
+    if include_usage:
+        made["stream_options"] = {"include_usage": True}
+    return made
+
+
+def json_mode(model: str) -> JSONObject:
+    """JSON mode, as 001 (JSON Mode Output) shows it."""
+    return chat_body(
+        model,
+        [
+            {"role": "system", "content": "Return the result as JSON with name and description fields."},
+            {"role": "user", "content": "Describe the colour blue in JSON."},
+        ],
+        response_format={"type": "json_object"},
+    )
+
+
+def json_schema_mode(model: str) -> JSONObject:
+    """Structured output with a strict schema (004 Request Body, response_format json_schema)."""
+    return chat_body(
+        model,
+        user("Invent a person living in Paris, Tokyo or Lima; answer in JSON with name, age and city."),
+        max_tokens=64,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": PERSON_SCHEMA, "strict": True},
+        },
+    )
+
+
+def with_tools(model: str, tool_choice: Any, tools: list[JSONObject] | None = None, **extra: Any) -> JSONObject:
+    """The weather question with tools and a tool_choice."""
+    body = chat_body(model, user(WEATHER_PROMPT), max_tokens=64, tools=tools or [WEATHER_TOOL], **extra)
+    body["tool_choice"] = tool_choice
+    return body
+
+
+def multi_turn(model: str) -> JSONObject:
+    """System, user, assistant, user: 001's Multi-Turn Conversation example."""
+    return chat_body(
+        model,
+        [
+            {"role": "system", "content": "You are a technical interviewer."},
+            {"role": "user", "content": "I'd like to learn about React Hooks."},
+            {"role": "assistant", "content": "React Hooks were introduced in React 16.8..."},
+            {"role": "user", "content": "Can you explain useEffect in one sentence?"},
+        ],
+    )
+
+
+def tool_result_turn(model: str) -> JSONObject:
+    """A conversation that carries a tool call and its result back to the model (the tool role)."""
+    return chat_body(
+        model,
+        [
+            {"role": "user", "content": WEATHER_PROMPT},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_gatecheck_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Beijing"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_gatecheck_1", "content": '{"city": "Beijing", "sky": "sunny"}'},
+        ],
+        tools=[WEATHER_TOOL],
+    )
+
+
+def anthropic_body(model: str, *, max_tokens: int = SHORT_TOKENS, text: str = "", **extra: Any) -> JSONObject:
+    """An Anthropic Messages request (002 Messages Request Example)."""
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": "You are a helpful assistant.",
+        "messages": [{"role": "user", "content": text or "In one short sentence: what is a rainbow?"}],
+        **extra,
+    }

@@ -1,0 +1,147 @@
+"""Running checks: preconditions, grading by profile, one formatter, ``CheckResult`` out.
+
+The pytest plugin and the fault-matrix tests both run checks through ``run_check``, so a verdict
+means the same wherever it is produced.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+
+from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, with_severity
+from gatecheck.checks.context import Session
+from gatecheck.profiles import Profile
+from gatecheck.redaction import redact
+from gatecheck.results import CheckResult, Verdict
+
+_INDENT = "    "
+
+
+def applicable(check: Check, profile: Profile) -> bool:
+    """False when the check enforces a rule the profile does not state (it is then not run at all)."""
+    return all(profile.has_rule(rule) for rule in check.profile_rules)
+
+
+def select(ids: Iterable[str] | None = None, *, profile: Profile | None = None) -> list[Check]:
+    """Registered checks by id (all when ``ids`` is None), keeping only those the profile applies."""
+    from gatecheck.checks import load_all
+
+    load_all()
+    if ids is None:
+        chosen = list(CHECKS.values())
+    else:
+        unknown = [i for i in ids if i not in CHECKS]
+        if unknown:
+            raise KeyError(f"unknown check ids: {', '.join(unknown)}")
+        chosen = [CHECKS[i] for i in ids]
+    return [c for c in chosen if profile is None or applicable(c, profile)]
+
+
+def missing_capabilities(check: Check, session: Session) -> list[str]:
+    """Capabilities the check needs that the target declares it does not offer."""
+    return sorted(c for c in check.requires if not session.target.claims(c))
+
+
+def run_check(session: Session, check: Check) -> CheckResult:
+    """Run one check and grade it; never raises for anything the target does."""
+    started = time.perf_counter()
+    missing = missing_capabilities(check, session)
+    if missing:
+        reason = f"the target declares it does not offer: {', '.join(missing)}"
+        return _result(session, check, "SKIP", reason, started, {})
+    ctx = session.context(check)
+    extra: dict[str, object] = {}
+    try:
+        check.func(ctx, *(ctx.observe(name) for name in check.observations))
+    except Failure as failure:
+        ctx.record(failure)
+    except NotChecked as exc:
+        return _result(session, check, "SKIP", str(exc), started, extra)
+    except Exception as exc:  # a response shape the check did not foresee: report it, do not crash the run
+        ctx.record(_crash(check, exc))
+        extra["internal_error"] = "".join(traceback.format_exception_only(exc)).strip()
+    graded = grade(ctx.failures, session.profile, check.citation)
+    verdict = verdict_of(graded)
+    extra["rules"] = sorted({f.rule for f in graded})
+    message = "\n\n".join(format_failure(f, check.citation) for f in graded)
+    return _result(session, check, verdict, message, started, extra)
+
+
+def run_checks(session: Session, checks: Sequence[Check]) -> list[CheckResult]:
+    """Run ``checks`` in order (rate-limit checks last when they share the main key)."""
+    return [run_check(session, c) for c in order_checks(checks, session.ratelimit.dedicated)]
+
+
+def order_checks(checks: Sequence[Check], dedicated_ratelimit_key: bool) -> list[Check]:
+    """Rate-limit checks go last when they burst the key everything else uses."""
+    if dedicated_ratelimit_key:
+        return list(checks)
+    return sorted(checks, key=lambda c: c.area == "ratelimit")
+
+
+def grade(failures: Iterable[Failure], profile: Profile, citation: str) -> list[Failure]:
+    """Failures as the profile grades them, deduplicated, each with a citation."""
+    seen: set[tuple[str, str, str, str]] = set()
+    graded: list[Failure] = []
+    for failure in failures:
+        kept = with_severity(failure, profile.severity)
+        if kept is None or kept.key() in seen:
+            continue
+        seen.add(kept.key())
+        if not kept.citation:
+            kept.citation = citation
+        graded.append(kept)
+    return graded
+
+
+def verdict_of(failures: Sequence[Failure]) -> Verdict:
+    """FAIL if any failure is a fail, WARN if any is a warning, PASS otherwise."""
+    if any(f.severity == "fail" for f in failures):
+        return "FAIL"
+    return "WARN" if failures else "PASS"
+
+
+def format_failure(failure: Failure, citation: str = "") -> str:
+    """The one rendering of a failure: rule, where documented, expected, received, reproduction."""
+    lines = [
+        f"{failure.severity.upper()}: {failure.title}",
+        f"  Rule: {failure.rule}",
+        f"  Documented in: {failure.citation or citation}",
+        f"  Expected: {_indent(failure.expected)}",
+        f"  Received: {_indent(failure.received)}",
+    ]
+    if failure.exchange is not None:
+        lines += ["  Reproduce with:", _INDENT + _indent(failure.exchange.curl(), _INDENT)]
+    return "\n".join(lines)
+
+
+def _indent(text: str, prefix: str = _INDENT) -> str:
+    return text.replace("\n", "\n" + prefix)
+
+
+def _crash(check: Check, exc: Exception) -> Failure:
+    return Failure(
+        title=f"the check could not evaluate the response ({type(exc).__name__}: {exc})",
+        rule="check-error",
+        expected="a response the check can read",
+        received=f"{type(exc).__name__}: {exc} (if the response looks right, this is a gatecheck bug)",
+        citation=check.citation,
+    )
+
+
+def _result(
+    session: Session, check: Check, verdict: Verdict, message: str, started: float, extra: dict[str, object]
+) -> CheckResult:
+    extra["requests"] = session.spent.get(check.id, 0)
+    return CheckResult(
+        check_id=check.id,
+        area=check.area,
+        verdict=verdict,
+        target=session.target.name,
+        citation=check.citation,
+        message=redact(message, session.secrets),
+        duration_s=round(time.perf_counter() - started, 4),
+        extra=extra,
+    )

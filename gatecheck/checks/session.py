@@ -1,0 +1,105 @@
+"""Opening a session on a target, starting the embedded reference gateway when it has no base URL.
+
+The embedded gateway is started for the suite's needs: a main key with limits no check can reach
+(so nothing is paced or waited for) and a second key with small limits and a short window, on
+which the rate-limit checks burst, wait and retry in a few seconds. A real target gets a pacer
+under its declared limits, and its second key (if configured) for the rate-limit checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from gatecheck.checks.base import PlanSettings
+from gatecheck.checks.context import RateLimitSetup, RunSettings, Session
+from gatecheck.client import Client
+from gatecheck.config import Target
+from gatecheck.pacing import Pacer
+from gatecheck.profiles import load_profile
+from gatecheck.redaction import Secret
+from gatecheck.schemas import default_store
+
+EMBEDDED_MAIN_KEY = "gatecheck-conformance-main-key"
+EMBEDDED_LIMITS_KEY = "gatecheck-conformance-limits-key"
+EMBEDDED_RPM = 5
+"""The embedded second key's RPM: a burst is 8 requests."""
+EMBEDDED_TPM = 600
+"""The embedded second key's TPM: three ~270-word prompts pass it."""
+EMBEDDED_WINDOW_S = 2.0
+"""The embedded gateway's rate-limit window (Retry-After is then at most 2 s)."""
+EMBEDDED_ITL_MS = 1.0
+"""A token every millisecond, so the embedded gateway's streams really stream."""
+UNREACHABLE = 1_000_000_000
+"""The embedded main key's limits: never reached by the suite."""
+
+
+def embedded_gateway_config(**overrides: Any) -> Any:
+    """The GatewayConfig the suite starts the reference gateway with (``overrides`` win)."""
+    from gatecheck.reference import GatewayConfig, KeySpec
+
+    keys = (
+        KeySpec(EMBEDDED_MAIN_KEY, rpm=UNREACHABLE, tpm=UNREACHABLE),
+        KeySpec(EMBEDDED_LIMITS_KEY, rpm=EMBEDDED_RPM, tpm=EMBEDDED_TPM),
+    )
+    options: dict[str, Any] = {"keys": keys, "window_seconds": EMBEDDED_WINDOW_S, "itl_ms": EMBEDDED_ITL_MS}
+    return GatewayConfig(**{**options, **overrides})
+
+
+def embedded_target(target: Target, url: str) -> Target:
+    """``target`` pointed at an embedded gateway at ``url``, with its keys and limits."""
+    return dataclasses.replace(
+        target,
+        base_url=url,
+        api_key=Secret(EMBEDDED_MAIN_KEY, source="embedded gateway key"),
+        api_key_2=Secret(EMBEDDED_LIMITS_KEY, source="embedded gateway key 2"),
+        rpm=UNREACHABLE,
+        tpm=UNREACHABLE,
+    )
+
+
+def ratelimit_limits(target: Target) -> tuple[int, int]:
+    """(RPM, TPM) the rate-limit checks will find on their key (for pricing a plan)."""
+    return (EMBEDDED_RPM, EMBEDDED_TPM) if target.base_url is None else (target.rpm, target.tpm)
+
+
+def plan_settings(target: Target, fuzz_examples: int) -> PlanSettings:
+    """The plan parameters of a run against ``target``."""
+    rpm, tpm = ratelimit_limits(target)
+    return PlanSettings(rpm=rpm, tpm=tpm, fuzz_examples=fuzz_examples, max_output_tokens=target.max_output_tokens)
+
+
+@contextmanager
+def open_session(
+    target: Target, settings: RunSettings = RunSettings(), gateway_overrides: Mapping[str, Any] | None = None
+) -> Iterator[Session]:
+    """A session on ``target`` (the embedded gateway started and stopped around it when needed)."""
+    with ExitStack() as stack:
+        embedded = target.base_url is None
+        if embedded:
+            from gatecheck.reference import start_in_thread
+
+            gateway = stack.enter_context(start_in_thread(embedded_gateway_config(**(gateway_overrides or {}))))
+            target = embedded_target(target, gateway.url)
+        client = stack.enter_context(Client(target))
+        rpm, tpm = (EMBEDDED_RPM, EMBEDDED_TPM) if embedded else (target.rpm, target.tpm)
+        pacer = Pacer(None, None) if embedded else Pacer(target.rpm, target.tpm)
+        ratelimit = RateLimitSetup(
+            client=client,
+            key=target.api_key_2 or target.api_key,
+            rpm=rpm,
+            tpm=tpm,
+            dedicated=target.api_key_2 is not None,
+        )
+        yield Session(
+            target=target,
+            profile=load_profile(target.profile),
+            client=client,
+            store=default_store(),
+            pacer=pacer,
+            ratelimit=ratelimit,
+            settings=settings,
+            secrets=tuple(k for k in (target.api_key, target.api_key_2) if k is not None),
+        )

@@ -1,0 +1,420 @@
+"""Streaming chat completions (000, 003, 004; OpenAI; the WHATWG SSE format).
+
+One streamed answer (with ``include_usage``) is decoded once with the project's SSE decoder and
+assembled once with ``ChatStreamAssembler``; the checks below each judge one rule of it. Protocol
+violations come from the assembler as data (``Violation.rule``); a check reports the ones it owns,
+quoting the offending event's raw bytes. A stream that carries a mid-stream error event is
+reported as exactly that by every stream check, not as whatever it broke next.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gatecheck.checks import requests as rq
+from gatecheck.checks.base import Cost, Failure, check, observation, requires
+from gatecheck.checks.chat import check_usage, completion, first_message
+from gatecheck.checks.context import CheckContext
+from gatecheck.checks.wire import describe, excerpt, header
+from gatecheck.errors import SSEError
+
+if TYPE_CHECKING:
+    from gatecheck.assemble import AssembledChat, Violation
+    from gatecheck.client import Exchange
+    from gatecheck.sse import SSEEvent
+
+FIELDS = "000 Field Reference"
+SSE = "000 Streaming SSE Chunks; WHATWG SSE"
+
+BURST_SPREAD_NS = 2_000_000
+"""First and last content arriving closer than this (2 ms), in one read, is a burst, not a stream."""
+
+MIN_CONTENT_EVENTS = 4
+"""Fewer content events than this cannot show whether a stream streams."""
+
+
+@dataclass(frozen=True)
+class StreamCapture:
+    """One streamed exchange: its events, the undelivered tail, and the assembled answer."""
+
+    exchange: Exchange
+    events: list[SSEEvent]
+    tail: bytes
+    decode_error: str | None
+    chat: AssembledChat
+
+    def violations(self, *rules: str) -> list[Violation]:
+        """The assembler's violations with one of ``rules``."""
+        return [v for v in self.chat.violations if v.rule in rules]
+
+    @property
+    def done_t_ns(self) -> int | None:
+        """Arrival time of ``data: [DONE]``, None when it never came."""
+        return next((e.t_ns for e in self.events if e.data.strip() == "[DONE]"), None)
+
+
+def capture(ctx: CheckContext, body: dict[str, Any]) -> StreamCapture:
+    """Send a stream request and decode and assemble whatever came back."""
+    return decode_capture(ctx.chat(body), ctx.profile.reasoning_field)
+
+
+def decode_capture(exchange: Exchange, reasoning_field: str) -> StreamCapture:
+    """Decode and assemble a streamed exchange (never raises on bad bytes)."""
+    from gatecheck.assemble import ChatStreamAssembler
+    from gatecheck.sse import SSEDecoder
+
+    decoder = SSEDecoder()
+    events: list[SSEEvent] = []
+    error: str | None = None
+    tail = b""
+    try:
+        for t_ns, data in exchange.chunks:
+            events.extend(decoder.feed(data, t_ns))
+        tail = decoder.close()
+    except SSEError as exc:
+        error = str(exc)
+    assembler = ChatStreamAssembler(reasoning_field=reasoning_field)
+    for event in events:
+        assembler.add(event)
+    return StreamCapture(exchange, events, tail, error, assembler.finish())
+
+
+def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
+    """The capture when the stream opened with 200 and carried no error event; else a Failure.
+
+    Every chunk is validated against ``openai.chat.chunk`` on the way (the first invalid one is
+    recorded), so each stream check holds the stream to the schema.
+    """
+    exchange = capture_.exchange
+    if exchange.status != 200:
+        raise Failure(
+            title=f"the stream request was answered {exchange.status or 'with nothing'}",
+            rule="stream-status",
+            expected="HTTP 200 with an event stream",
+            received=describe(exchange),
+            exchange=exchange,
+        )
+    if capture_.chat.error is not None:
+        raw = next((v.raw for v in capture_.violations("error-event")), b"")
+        raise Failure(
+            title="the stream carried a mid-stream error event",
+            rule="stream-error-event",
+            expected="a complete stream (an upstream error mid-stream is reported, not a conformance verdict)",
+            received=f"error {json.dumps(capture_.chat.error)}; wire {excerpt(raw)}",
+            exchange=exchange,
+        )
+    invalid = first_invalid_chunk(ctx, capture_)
+    if invalid is not None:
+        ctx.record(invalid)
+    return capture_
+
+
+def first_invalid_chunk(ctx: CheckContext, capture_: StreamCapture) -> Failure | None:
+    """A failure for the first chunk that is JSON but not valid against openai.chat.chunk."""
+    for event in capture_.events:
+        if event.data.strip() == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            continue
+        issues = ctx.store.issues("openai.chat.chunk", chunk)
+        if issues:
+            return Failure(
+                title="a chunk does not match schema openai.chat.chunk",
+                rule="stream-chunk-schema",
+                expected="every chunk valid against schemas/openai.chat.chunk.json",
+                received=f"{issues[0]}; wire {excerpt(event.raw)}",
+                exchange=capture_.exchange,
+            )
+    return None
+
+
+def report(ctx: CheckContext, capture_: StreamCapture, rules: Iterable[str], title: str, expected: str) -> None:
+    """Record one failure per violation of ``rules``, quoting its raw bytes."""
+    for violation in capture_.violations(*rules):
+        where = "" if violation.index is None else f" (event {violation.index})"
+        ctx.record(Failure(
+            title=f"{title}{where}",
+            rule=f"stream-{violation.rule}",
+            expected=expected,
+            received=f"{violation.message}; wire {excerpt(violation.raw)}",
+            exchange=capture_.exchange,
+        ))
+
+
+@observation(cost=Cost(1, rq.SHORT_TOKENS))
+def basic_stream(ctx: CheckContext) -> StreamCapture:
+    """The plain question of ``basic_answer``, streamed with include_usage."""
+    return capture(ctx, rq.streaming(rq.basic(ctx.target.models.chat)))
+
+
+@observation(cost=Cost(1, 64))
+def tool_stream(ctx: CheckContext) -> StreamCapture:
+    """A forced call of get_weather, streamed."""
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    return capture(ctx, rq.streaming(rq.with_tools(ctx.target.models.chat, named)))
+
+
+@observation(cost=Cost(1, rq.SHORT_TOKENS))
+def reasoning_stream(ctx: CheckContext) -> StreamCapture:
+    """The plain question streamed from the reasoning model with reasoning_effort low."""
+    body = rq.basic(ctx.target.models.reasoning, reasoning_effort="low")
+    return capture(ctx, rq.streaming(body))
+
+
+@check("stream", "004 Request Body (stream: the response is text/event-stream)")
+@requires("streaming")
+def stream_content_type(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """A stream is served with Content-Type text/event-stream."""
+    exchange = opened(ctx, basic_stream).exchange
+    ctype = header(exchange, "content-type") or ""
+    if ctype.split(";")[0].strip().lower() != "text/event-stream":
+        raise Failure(
+            title="the stream is not served as text/event-stream",
+            rule="stream-content-type",
+            expected="Content-Type: text/event-stream",
+            received=f"Content-Type {ctype or '(none)'}",
+            exchange=exchange,
+        )
+
+
+@check("stream", SSE)
+@requires("streaming")
+def stream_sse_framing(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """Each event is one ``data:`` line ended by a blank line, and the stream ends on an event boundary."""
+    capture_ = opened(ctx, basic_stream)
+    if capture_.decode_error is not None:
+        raise Failure(
+            title="the event stream cannot be decoded",
+            rule="sse-undecodable",
+            expected="a WHATWG event stream",
+            received=capture_.decode_error,
+            exchange=capture_.exchange,
+        )
+    for event in capture_.events:
+        if "\n" in event.data:
+            ctx.record(Failure(
+                title="an event carries several data lines (events not separated by a blank line?)",
+                rule="sse-multiline-event",
+                expected='one "data: <json>" line per event, then a blank line',
+                received=f"wire {excerpt(event.raw)}",
+                exchange=capture_.exchange,
+            ))
+            break
+    if capture_.tail.strip():
+        ctx.record(Failure(
+            title="the stream ends inside an event (no closing blank line)",
+            rule="sse-unterminated",
+            expected="every event ended by a blank line",
+            received=f"unterminated tail {excerpt(capture_.tail)}",
+            exchange=capture_.exchange,
+        ))
+
+
+@check("stream", f"{SSE} (every data payload but [DONE] is one JSON chunk)")
+@requires("streaming")
+def stream_chunks_valid(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """Every payload but [DONE] is a JSON object valid against openai.chat.chunk."""
+    report(ctx, opened(ctx, basic_stream), ("invalid-json", "not-an-object", "malformed"),
+           "a stream payload is not a well-formed chunk", "each data payload is one JSON chunk object")
+
+
+@check("stream", f"{FIELDS} (object: always chat.completion.chunk)")
+@requires("streaming")
+def stream_chunk_object(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """object is chat.completion.chunk in every chunk."""
+    report(ctx, opened(ctx, basic_stream), ("object-wrong",), "a chunk's object is not chat.completion.chunk",
+           'object "chat.completion.chunk"')
+
+
+@check("stream", f"{FIELDS} (id, created, model); OpenAI")
+@requires("streaming")
+def stream_identity_constant(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """id, created and model are the same in every chunk."""
+    report(ctx, opened(ctx, basic_stream), ("id-changed", "created-changed", "model-changed"),
+           "id, created or model changed mid-stream", "the same id, created and model in every chunk")
+
+
+@check("stream", f"{FIELDS} (choices[].delta.role: only in the first chunk)")
+@requires("streaming")
+def stream_role_first(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """delta.role appears in a choice's first delta only (and says assistant)."""
+    capture_ = opened(ctx, basic_stream)
+    report(ctx, capture_, ("role-not-first",), "delta.role appears after the first chunk", "role in the first delta only")
+    report(ctx, capture_, ("role-missing",), "the first delta has no role", 'role "assistant" in the first delta')
+    for index, choice in capture_.chat.choices.items():
+        if choice.role not in (None, "assistant"):
+            ctx.record(Failure(
+                title=f"choice {index} streams role {choice.role!r}",
+                rule="stream-role-wrong",
+                expected='role "assistant"',
+                received=f"role {choice.role!r}",
+                exchange=capture_.exchange,
+            ))
+
+
+@check("stream", f"{FIELDS} (finish_reason); OpenAI")
+@requires("streaming")
+def stream_finish_reason_once(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """Each choice has exactly one non-null finish_reason, a documented value, and nothing after it."""
+    capture_ = opened(ctx, basic_stream)
+    report(ctx, capture_, ("finish-reason-repeated", "finish-reason-missing", "content-after-finish"),
+           "finish_reason is not given exactly once, last", "exactly one non-null finish_reason per choice, last")
+    for index, choice in capture_.chat.choices.items():
+        if choice.finish_reason is not None and choice.finish_reason not in ("stop", "length", "tool_calls",
+                                                                              "content_filter"):
+            ctx.record(Failure(
+                title=f"choice {index} ends with an undocumented finish_reason",
+                rule="stream-finish-reason-enum",
+                expected="one of stop, length, tool_calls, content_filter",
+                received=f"finish_reason {choice.finish_reason!r}",
+                exchange=capture_.exchange,
+            ))
+
+
+@check("stream", "000 Streaming SSE Chunks (data: [DONE]); 004")
+@requires("streaming")
+def stream_done_last(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """The stream ends with ``data: [DONE]`` and nothing follows it."""
+    report(ctx, opened(ctx, basic_stream), ("missing-done", "data-after-done"),
+           "the stream does not end with data: [DONE]", "data: [DONE] as the last event, nothing after it")
+
+
+@check("stream", "000 Best Practices; WHATWG SSE (the server ends the response)")
+@requires("streaming")
+def stream_closes_after_done(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """The server closes the response soon after ``data: [DONE]`` (a stream left open is a failure)."""
+    capture_ = opened(ctx, basic_stream)
+    exchange = capture_.exchange
+    done = capture_.done_t_ns
+    if done is None:
+        return  # stream_done_last reports the missing [DONE]
+    lingered_s = (exchange.t_end_ns - done) / 1e9
+    if not exchange.server_closed or lingered_s > ctx.settings.close_grace_s:
+        raise Failure(
+            title="the connection stayed open after data: [DONE]",
+            rule="stream-left-open",
+            expected=f"the response ends within {ctx.settings.close_grace_s:g} s of data: [DONE]",
+            received=(f"still open {lingered_s:.1f} s after [DONE]"
+                      + (f"; reading stopped: {exchange.error}" if exchange.error else "")),
+            exchange=exchange,
+        )
+
+
+@check("stream", "000 Field Reference (usage: only in the last chunk); 003 Include Usage; OpenAI")
+@requires("streaming")
+def stream_usage_final(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """With include_usage, usage comes once, on the last chunk, with total = prompt + completion."""
+    capture_ = opened(ctx, basic_stream)
+    report(ctx, capture_, ("usage-not-last", "usage-repeated"), "usage is not on the last chunk only",
+           "usage on exactly one chunk: the last before [DONE]")
+    if ctx.profile.stream_usage == "separate-chunk":
+        report(ctx, capture_, ("usage-with-choices",), "the usage chunk also carries choices",
+               "usage on an extra final chunk whose choices is empty (OpenAI)")
+    usage = capture_.chat.usage
+    if usage is None:
+        raise Failure(
+            title="include_usage did not give a usage chunk",
+            rule="stream-usage-missing",
+            expected="a final chunk with usage (stream_options.include_usage is true)",
+            received=f"no usage in {len(capture_.events)} events; last {excerpt(capture_.events[-1].raw) if capture_.events else 'none'}",
+            exchange=capture_.exchange,
+        )
+    check_usage(ctx, usage, capture_.exchange, "stream-usage")
+
+
+@check("stream", "000 Streaming with Tool Calls; OpenAI streaming tool calls")
+@requires("streaming", "tools")
+def stream_tool_call_deltas(ctx: CheckContext, tool_stream: StreamCapture) -> None:
+    """Tool-call deltas have contiguous indices, id/type/name on the first fragment only, JSON arguments."""
+    capture_ = opened(ctx, tool_stream)
+    report(ctx, capture_,
+           ("tool-call-no-index", "tool-call-index-gap", "tool-call-header-repeated", "tool-call-header-missing",
+            "tool-call-arguments-invalid"),
+           "the streamed tool call is malformed",
+           "indexed fragments 0.., id/type/name on the first only, arguments concatenating to JSON")
+    calls = [c for choice in capture_.chat.choices.values() for c in choice.tool_calls.values()]
+    if not calls:
+        raise Failure(
+            title="a forced tool call was not streamed",
+            rule="stream-tool-call-missing",
+            expected="tool_calls deltas for get_weather (tool_choice names it)",
+            received=f"content {excerpt(capture_.chat.choices[0].content if capture_.chat.choices else '')}",
+            exchange=capture_.exchange,
+        )
+
+
+@check("stream", "003 Streaming with Reasoning Models")
+@requires("streaming", "reasoning")
+def stream_reasoning_order(ctx: CheckContext, reasoning_stream: StreamCapture) -> None:
+    """A reasoning model streams its reasoning deltas before any content."""
+    capture_ = opened(ctx, reasoning_stream)
+    report(ctx, capture_, ("reasoning-after-content",), "reasoning arrives after content",
+           f"every {ctx.profile.reasoning_field} delta before the first content delta")
+    if not any(choice.reasoning for choice in capture_.chat.choices.values()):
+        ctx.record(Failure(
+            title=f"the reasoning model streamed no {ctx.profile.reasoning_field}",
+            rule="stream-reasoning-absent",
+            expected=f"{ctx.profile.reasoning_field} deltas (the target claims the reasoning capability)",
+            received="none",
+            exchange=capture_.exchange,
+        ))
+
+
+@check("stream", "000 overview (real-time responses); 000 Best Practices (consume the stream promptly)")
+@requires("streaming")
+def stream_really_streams(ctx: CheckContext, basic_stream: StreamCapture) -> None:
+    """Content arrives spread over time, not in one burst at the end (WARN)."""
+    capture_ = opened(ctx, basic_stream)
+    times = content_times(capture_.events)
+    if len(times) < MIN_CONTENT_EVENTS:
+        return
+    spread = times[-1] - times[0]
+    if spread < BURST_SPREAD_NS:
+        ctx.record(Failure(
+            title="the whole answer arrived in one burst",
+            rule="stream-burst",
+            expected=f"content events arriving over time (first to last >= {BURST_SPREAD_NS / 1e6:g} ms)",
+            received=f"{len(times)} content events within {spread / 1e6:.3f} ms",
+            severity="warn",
+            exchange=capture_.exchange,
+        ))
+
+
+@check("stream", "001 Best Practices (temperature=0 for deterministic tasks); 000/001 shared endpoint")
+@requires("streaming")
+def stream_matches_nonstream(ctx: CheckContext, basic_stream: StreamCapture, basic_answer: Exchange) -> None:
+    """The same temperature-0 request answers the same streamed and not streamed."""
+    capture_ = opened(ctx, basic_stream)
+    body = completion(basic_answer, "the non-streamed twin")
+    plain = first_message(body, basic_answer).get("content") or ""
+    streamed = capture_.chat.choices[0].content if 0 in capture_.chat.choices else ""
+    if plain != streamed:
+        ctx.record(Failure(
+            title="the streamed answer differs from the non-streamed one at temperature 0",
+            rule="stream-nonstream-differ",
+            expected=f"the same content (non-streamed: {excerpt(plain, 200)})",
+            received=f"streamed: {excerpt(streamed, 200)}",
+            exchange=capture_.exchange,
+        ))
+
+
+def content_times(events: Iterable[SSEEvent]) -> list[int]:
+    """Arrival times of the events whose chunks carry content text."""
+    times = []
+    for event in events:
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            continue
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        for choice in choices if isinstance(choices, list) else []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and delta.get("content"):
+                times.append(event.t_ns)
+                break
+    return times

@@ -1,0 +1,96 @@
+"""Small readers shared by the checks: headers, JSON bodies, wire excerpts, schema failures.
+
+A failure quotes what came back; these helpers keep every quote short, escaped and honest (raw
+bytes shown as bytes, so a missing blank line or a stray CR is visible).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from gatecheck.checks.base import Failure
+
+if TYPE_CHECKING:
+    from gatecheck.client import Exchange
+    from gatecheck.schemas import SchemaStore
+
+EXCERPT_BYTES = 600
+_MISSING = object()
+
+
+def excerpt(data: bytes | str, limit: int = EXCERPT_BYTES) -> str:
+    """A printable quote of wire bytes: Python bytes notation, truncated with a note of the total."""
+    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
+    shown = repr(raw[:limit])
+    return shown if len(raw) <= limit else f"{shown}... ({len(raw)} bytes in all)"
+
+
+def header(exchange: Exchange, name: str) -> str | None:
+    """A response header, case-insensitively; None when absent."""
+    value = exchange.headers.get(name)
+    return None if value is None else str(value)
+
+
+def describe(exchange: Exchange, limit: int = EXCERPT_BYTES) -> str:
+    """Status, content type and the start of the body (or the transport error)."""
+    if exchange.error:
+        return f"no complete response: {exchange.error}"
+    ctype = header(exchange, "content-type") or "(no content-type)"
+    return f"HTTP {exchange.status}, {ctype}, body {excerpt(exchange.body, limit)}"
+
+
+def json_of(exchange: Exchange) -> Any:
+    """The decoded JSON body, or ``_MISSING`` when the body is not JSON (see ``is_json``)."""
+    try:
+        return json.loads(exchange.body)
+    except (ValueError, UnicodeDecodeError):
+        return _MISSING
+
+
+def is_json(value: Any) -> bool:
+    """False for the marker ``json_of`` returns on a body that is not JSON."""
+    return value is not _MISSING
+
+
+def json_object(exchange: Exchange, *, rule: str, what: str) -> dict[str, Any]:
+    """The JSON object body, or raise a Failure saying what came back instead."""
+    body = json_of(exchange)
+    if not isinstance(body, dict):
+        raise Failure(
+            title=f"{what} is not a JSON object",
+            rule=rule,
+            expected="a JSON object body",
+            received=describe(exchange),
+            exchange=exchange,
+        )
+    return body
+
+
+def require_status(exchange: Exchange, expected: int, *, rule: str, what: str) -> None:
+    """Raise a Failure unless the response has status ``expected``."""
+    if exchange.status != expected:
+        raise Failure(
+            title=f"{what} answered {exchange.status or 'nothing'}, not {expected}",
+            rule=rule,
+            expected=f"HTTP {expected}",
+            received=describe(exchange),
+            exchange=exchange,
+        )
+
+
+def schema_failure(
+    store: SchemaStore, schema: str, instance: Any, *, rule: str, what: str, exchange: Exchange | None
+) -> Failure | None:
+    """A Failure naming the best schema issue (and how many more), or None when ``instance`` is valid."""
+    issues = store.issues(schema, instance)
+    if not issues:
+        return None
+    more = f" (+{len(issues) - 1} more issues)" if len(issues) > 1 else ""
+    return Failure(
+        title=f"{what} does not match schema {schema}",
+        rule=rule,
+        expected=f"an instance valid against schemas/{schema}.json",
+        received=f"{issues[0]}{more}",
+        exchange=exchange,
+    )

@@ -1,0 +1,452 @@
+"""The HTTP client: one ``Exchange`` per request, every received byte chunk stamped as it arrives.
+
+Built on a sync ``httpx.Client``. The body is read with ``iter_bytes()`` (never line by line) and
+each chunk is stamped with ``time.perf_counter_ns()`` the moment it is handed over, so stream timings
+and SSE framing can be checked from the record alone.
+
+Transport problems do not raise: they are recorded in the Exchange (``status`` 0 when no response
+came, ``error`` and ``error_kind`` set) so a check can report them; ``raise_for_transport()`` turns
+them into a ``TransportError`` when a caller prefers that.
+
+Bounds: ``connect_timeout`` and ``read_timeout`` per step, ``total_timeout`` for the whole exchange
+(a watchdog shuts the socket down at the deadline, so a stream left open ends as an error and never
+hangs) and ``max_response_bytes`` for the body. The API key is only ever in a request header: it is
+refused in URLs, and every repr, log line and error text is scrubbed of the target's keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json as jsonlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+import httpx
+
+from gatecheck import __version__
+from gatecheck._types import JSON, Headers
+from gatecheck.config import Target
+from gatecheck.curl import to_curl
+from gatecheck.errors import ConfigError, ResponseTooLarge, TransportError
+from gatecheck.redaction import Secret, as_secret, redact
+
+if TYPE_CHECKING:
+    from gatecheck.sse import SSEEvent
+
+logger = logging.getLogger(__name__)
+
+AUTH_MODES = ("default", "bearer", "x-api-key", "none")
+"""``send(auth=...)``: the target's style, a forced style, or no auth header at all."""
+
+OTHER_KEY_ENV = "GATECHECK_OTHER_KEY"
+"""The variable a curl repro names for a key that is neither of the target's (e.g. an invalid key)."""
+
+ErrorKind: TypeAlias = Literal[
+    "connect", "connect_timeout", "read_timeout", "write_timeout", "pool_timeout", "total_timeout",
+    "too_large", "protocol", "decoding", "network",
+]  # fmt: skip
+
+_ERROR_KINDS: tuple[tuple[type[httpx.HTTPError], ErrorKind, str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout", "connect timeout"),
+    (httpx.ReadTimeout, "read_timeout", "read timeout"),
+    (httpx.WriteTimeout, "write_timeout", "write timeout"),
+    (httpx.PoolTimeout, "pool_timeout", "pool timeout"),
+    (httpx.ConnectError, "connect", "connection failed"),
+    (httpx.ProtocolError, "protocol", "protocol error"),
+    (httpx.DecodingError, "decoding", "undecodable body"),
+)
+"""httpx exception -> (kind, label), most specific first; anything else is a "network" error."""
+
+_CUT_OFF: tuple[ErrorKind, ...] = ("protocol", "network")
+"""Errors that, once a response has started, mean the server cut the body off."""
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Request:
+    """A request exactly as sent. ``headers`` holds the real key: print ``redacted_headers()``.
+
+    ``key`` is the key put in the auth header (None: no auth header) and ``key_env`` the variable a
+    curl repro reads it from; ``secrets`` are every key to scrub from anything shown.
+    """
+
+    method: str
+    url: str
+    headers: Headers
+    body: bytes = b""
+    key: Secret | None = None
+    key_env: str | None = None
+    secrets: tuple[Secret, ...] = ()
+
+    def redacted_headers(self) -> Headers:
+        """The headers with every key replaced by ``***``."""
+        return {name: redact(value, self.secrets) for name, value in self.headers.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"Request({self.method} {redact(self.url, self.secrets)}, "
+            f"headers={self.redacted_headers()!r}, body={len(self.body)} bytes)"
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class Exchange:
+    """One request with its response: status, headers, raw chunks with arrival times, errors.
+
+    Times are ``perf_counter_ns`` values: ``t_start_ns`` just before sending, ``t_headers_ns`` when
+    the response headers were in (None if they never came), ``t_end_ns`` when reading stopped.
+    ``server_closed`` is True when the body ended because the server ended it (complete, or cut
+    off: see ``error``), False when we stopped reading (timeout, size cap) or never got a response.
+    """
+
+    request: Request
+    status: int = 0
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)
+    t_start_ns: int = 0
+    t_headers_ns: int | None = None
+    t_end_ns: int = 0
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    server_closed: bool = False
+    http_version: str = ""
+
+    @functools.cached_property
+    def body(self) -> bytes:
+        """The chunks joined: the body as received (decoded from any Content-Encoding)."""
+        return b"".join(data for _, data in self.chunks)
+
+    def json(self) -> JSON:
+        """The body decoded as JSON (raises ``ValueError`` when it is not JSON)."""
+        return jsonlib.loads(self.body)
+
+    def events(self) -> list[SSEEvent]:
+        """The body decoded as an event stream, each event stamped with its completing chunk's time.
+
+        An unterminated event at the end is discarded, as the SSE rules say; ``SSEError`` is raised
+        for an event over the decoder's size cap.
+        """
+        from gatecheck.sse import SSEDecoder  # imported here: the decoder is only needed for streams
+
+        decoder = SSEDecoder()
+        events: list[SSEEvent] = []
+        for t_ns, data in self.chunks:
+            events.extend(decoder.feed(data, t_ns))
+        decoder.close()
+        return events
+
+    def curl(self) -> str:
+        """A shell command reproducing the request, the key as an environment variable reference."""
+        return to_curl(self.request)
+
+    def raise_for_transport(self) -> None:
+        """Raise ``TransportError`` (``ResponseTooLarge`` for the size cap) if the exchange failed."""
+        if self.error is None:
+            return
+        if self.error_kind == "too_large":
+            raise ResponseTooLarge(self.error)
+        raise TransportError(self.error)
+
+    @property
+    def duration_ns(self) -> int:
+        """From sending to the end of reading."""
+        return self.t_end_ns - self.t_start_ns
+
+    def __repr__(self) -> str:
+        outcome = (
+            f"error={self.error!r}" if self.error else f"{len(self.body)} bytes in {len(self.chunks)} chunks"
+        )
+        return (
+            f"<Exchange {self.request.method} {redact(self.request.url, self.request.secrets)} -> "
+            f"{self.status} {outcome}, {self.duration_ns / 1e6:.1f} ms>"
+        )
+
+
+class _Watchdog:
+    """Ends an exchange at its total deadline by shutting the socket down from a timer thread.
+
+    A read blocked in ``recv`` returns at once when the socket is shut down (closing it would not
+    wake it), so a stream left open cannot outlive the deadline by more than a scheduling delay.
+    Before the socket is known (headers phase) the clamped httpx timeouts bound the wait.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._fired = False
+        self._stopped = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, response: httpx.Response) -> None:
+        """Learn the response's socket (absent with test transports: the deadline is then polled)."""
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._socket = sock if isinstance(sock, socket.socket) else None
+            if self._fired:
+                self._shutdown()
+
+    def stop(self) -> bool:
+        """Disarm; returns whether the deadline had already passed."""
+        with self._lock:
+            self._stopped = True
+            fired = self._fired
+        self._timer.cancel()
+        return fired
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._socket is None:
+            return
+        # OSError: already closed by the other side, so the reader is not blocked.
+        with contextlib.suppress(OSError):
+            # socket.socket's own method: SSLSocket.shutdown would also drop its TLS state under the reader.
+            socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+
+
+@dataclass(slots=True)
+class _Recording:
+    """What is known so far about one exchange; frozen into an ``Exchange`` at the end."""
+
+    request: Request
+    t_start_ns: int
+    status: int = 0
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
+    http_version: str = ""
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)
+    t_headers_ns: int | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    server_closed: bool = False
+
+    def fail(self, kind: ErrorKind, text: str) -> None:
+        """Record the first error only: later ones are consequences of it."""
+        if self.error is None:
+            self.error_kind = kind
+            self.error = redact(text, self.request.secrets)
+
+    def freeze(self, t_end_ns: int) -> Exchange:
+        """The finished record."""
+        return Exchange(
+            request=self.request,
+            status=self.status,
+            headers=self.headers,
+            chunks=self.chunks,
+            t_start_ns=self.t_start_ns,
+            t_headers_ns=self.t_headers_ns,
+            t_end_ns=t_end_ns,
+            error=self.error,
+            error_kind=self.error_kind,
+            server_closed=self.server_closed,
+            http_version=self.http_version,
+        )
+
+
+def _classify(exc: httpx.HTTPError) -> tuple[ErrorKind, str]:
+    """The kind of a transport error and a one-line description (not yet redacted)."""
+    detail = str(exc) or type(exc).__name__
+    for exc_type, kind, label in _ERROR_KINDS:
+        if isinstance(exc, exc_type):
+            return kind, f"{label}: {detail}"
+    return "network", f"network error: {detail}"
+
+
+def _refuse_key_in_url(url: str, secrets: tuple[Secret, ...]) -> None:
+    """Keys go in headers only: httpx logs URLs, and URLs end up in reports."""
+    if redact(url, secrets) != url:
+        raise ValueError("an API key must not appear in a URL: gatecheck sends keys in headers only")
+
+
+def _content_length(headers: httpx.Headers) -> int | None:
+    """The declared body length, None when absent or not a number."""
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+class Client:
+    """Sends requests to one target and records each as an ``Exchange``.
+
+    ``transport`` is the test seam (e.g. ``httpx.MockTransport``); None means real sockets. Use it as
+    a context manager, or call ``close()``.
+    """
+
+    def __init__(self, target: Target, transport: httpx.BaseTransport | None = None) -> None:
+        if target.base_url is None:
+            raise ConfigError("base_url", None, "a URL: start the reference gateway first and target its URL")
+        self.target = target
+        self._secrets = tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
+        _refuse_key_in_url(target.base_url, self._secrets)
+        total = target.total_timeout
+        timeout = httpx.Timeout(
+            connect=min(target.connect_timeout, total),
+            read=min(target.read_timeout, total),
+            write=min(target.read_timeout, total),
+            pool=min(target.connect_timeout, total),
+        )
+        self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.target.name}: {self.target.base_url})"
+
+    def build_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: JSON = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: str = "default",
+        key: Secret | str | None = None,
+    ) -> Request:
+        """The ``Request`` that ``send`` would send (same arguments), without sending it."""
+        if json is not None and content is not None:
+            raise ValueError("give json or content, not both")
+        url = f"{self.target.base_url}{path}"
+        override = None if key is None else as_secret(key)
+        secrets = self._secrets + ((override,) if override is not None else ())
+        _refuse_key_in_url(url, secrets)
+        sent: Headers = {"User-Agent": f"gatecheck/{__version__}"}
+        body = b""
+        if json is not None:
+            body = jsonlib.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            sent["Content-Type"] = "application/json"
+        elif content is not None:
+            body = content.encode("utf-8") if isinstance(content, str) else content
+        used_key, key_env, auth_header = self._auth(auth, override)
+        sent.update(auth_header)
+        _merge(sent, headers or {})
+        return Request(method.upper(), url, sent, body, used_key, key_env, secrets)
+
+    def _auth(self, auth: str, override: Secret | None) -> tuple[Secret | None, str | None, Headers]:
+        """The key to send, the variable a repro reads it from, and the auth header."""
+        if auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
+        key = override if override is not None else self.target.api_key
+        if auth == "none" or key is None:
+            return None, None, {}
+        if key == self.target.api_key:
+            key_env = self.target.api_key_env
+        elif key == self.target.api_key_2:
+            key_env = self.target.api_key_2_env
+        else:
+            key_env = OTHER_KEY_ENV
+        style = self.target.auth if auth == "default" else auth
+        header = (
+            {"x-api-key": key.reveal()}
+            if style == "x-api-key"
+            else {"Authorization": f"Bearer {key.reveal()}"}
+        )
+        return key, key_env, header
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: JSON = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: str = "default",
+        key: Secret | str | None = None,
+    ) -> Exchange:
+        """Send one request and record it; transport errors are in the Exchange, not raised.
+
+        ``auth``: "default" (the target's style), "bearer", "x-api-key" or "none" (no auth header).
+        ``key`` replaces the target's key for this request (second-key and invalid-key checks).
+        ``headers`` are added last and win over gatecheck's own (case-insensitively).
+        """
+        request = self.build_request(
+            method, path, json=json, content=content, headers=headers, auth=auth, key=key
+        )
+        return self.exchange(request)
+
+    def exchange(self, request: Request) -> Exchange:
+        """Send a prepared ``Request`` within the target's bounds and record everything received."""
+        recording = _Recording(request=request, t_start_ns=time.perf_counter_ns())
+        watchdog = _Watchdog(self.target.total_timeout)
+        try:
+            with self._http.stream(
+                request.method, request.url, headers=request.headers, content=request.body or None
+            ) as response:
+                recording.t_headers_ns = time.perf_counter_ns()
+                recording.status = response.status_code
+                recording.headers = response.headers
+                recording.http_version = response.http_version
+                watchdog.watch(response)
+                self._read_body(response, recording)
+                if watchdog.stop():  # a body delimited by the connection's end "ends" when shut down
+                    self._total_timeout(recording)
+        except httpx.HTTPError as exc:
+            if watchdog.stop():
+                self._total_timeout(recording)
+            kind, text = _classify(exc)
+            recording.server_closed = recording.error is None and kind in _CUT_OFF and recording.status != 0
+            recording.fail(kind, text)
+        finally:
+            watchdog.stop()
+        exchange = recording.freeze(time.perf_counter_ns())
+        logger.debug("%r", exchange)
+        return exchange
+
+    def _total_timeout(self, recording: _Recording) -> None:
+        recording.server_closed = False
+        recording.fail("total_timeout", f"total timeout: no end within {self.target.total_timeout:g} s")
+
+    def _read_body(self, response: httpx.Response, recording: _Recording) -> None:
+        """Read chunks as they arrive until the server ends the body, the size cap or the deadline."""
+        cap = self.target.max_response_bytes
+        declared = _content_length(response.headers)
+        if declared is not None and declared > cap:
+            recording.fail(
+                "too_large", f"response too large: Content-Length {declared} is over the {cap}-byte cap"
+            )
+            return
+        deadline_ns = recording.t_start_ns + int(self.target.total_timeout * 1e9)
+        received = 0
+        for data in response.iter_bytes():
+            t_ns = time.perf_counter_ns()
+            if received + len(data) > cap:
+                recording.chunks.append((t_ns, data[: cap - received]))
+                recording.fail("too_large", f"response too large: more than the {cap}-byte cap")
+                return
+            received += len(data)
+            recording.chunks.append((t_ns, data))
+            if t_ns > deadline_ns:
+                self._total_timeout(recording)
+                return
+        recording.server_closed = True
+
+
+def _merge(headers: Headers, extra: Mapping[str, str]) -> None:
+    """Add ``extra`` to ``headers``, replacing same-named ones whatever their case."""
+    for name, value in extra.items():
+        for existing in [h for h in headers if h.lower() == name.lower()]:
+            del headers[existing]
+        headers[name] = value

@@ -1,0 +1,166 @@
+"""``gatecheck serve``: run the reference gateway in the foreground until interrupted.
+
+The first line printed is the URL it listens on (flushed at once, for scripts and tests); the
+second says which keys it accepts (never the keys themselves, except the public demo key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+from gatecheck.errors import ConfigError
+from gatecheck.reference.config import DEMO_KEY, ERROR_DIALECTS, GatewayConfig, KeySpec
+from gatecheck.reference.faults import FAULTS
+from gatecheck.reference.runner import bind, start_site, stop_site, url_of
+
+HELP = "run the reference gateway (the embedded default target)"
+
+KEYS_ENV = "GATECHECK_SERVE_API_KEYS"
+"""Comma-separated keys accepted in addition to those given with --api-key."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the options (they mirror ``GatewayConfig``); usage is suppressed so errors are one line."""
+    parser.usage = argparse.SUPPRESS
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    add(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help=f"accepted key (repeatable; also ${KEYS_ENV}, comma-separated; default: the demo key)",
+    )
+    add(
+        "--key-limits",
+        action="append",
+        default=[],
+        metavar="KEY:RPM:TPM",
+        help="an accepted key with its own limits (repeatable)",
+    )
+    add(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="KEY:MODEL",
+        help="an accepted key that gets 403 FORBIDDEN on MODEL (repeatable)",
+    )
+    add("--rpm", type=int, default=60, help="requests per window per key (default 60)")
+    add("--tpm", type=int, default=100_000, help="tokens per window per key (default 100000)")
+    add(
+        "--window-seconds",
+        type=float,
+        default=60.0,
+        help="rate-limit window length (default 60; fractions allowed)",
+    )
+    add("--ttft-ms", type=float, default=0.0, help="time to first token (default 0)")
+    add("--itl-ms", type=float, default=0.0, help="time between tokens (default 0)")
+    add("--jitter-ms", type=float, default=0.0, help="uniform jitter on each gap, +/- this much (default 0)")
+    add("--seed", type=int, default=0, help="seed of the jitter (default 0)")
+    add("--reply-words", type=int, default=32, help="natural reply length of the echo rule (default 32)")
+    add("--errors", choices=ERROR_DIALECTS, default="gateway", help="error body dialect (default gateway)")
+    add("--fault", action="append", default=[], metavar="NAME", help="break one documented rule (repeatable)")
+    add(
+        "--keep-open-seconds",
+        type=float,
+        default=30.0,
+        help="how long sse-keep-open holds a stream (default 30)",
+    )
+    add(
+        "--list-faults",
+        action="store_true",
+        help="print every fault mode with its rule and source, then exit",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM (exit 0), or list the faults."""
+    if args.list_faults:
+        print_faults()
+        return 0
+    config = config_from_args(args, os.environ.get(KEYS_ENV, ""))
+    try:
+        sock = bind(config.host, config.port)
+    except OSError as exc:
+        raise ConfigError("port", config.port, f"a port free on {config.host} ({exc.strerror})") from None
+    print(url_of(sock), flush=True)
+    if config.keys:
+        print(f"accepting {len(config.key_specs())} configured API key(s)", flush=True)
+    else:
+        print(f"accepting the demo API key {DEMO_KEY} (no --api-key given)", flush=True)
+    if config.faults:
+        print(f"fault modes: {', '.join(sorted(config.faults))}", flush=True)
+    new_loop().run_until_complete(_serve(config, sock))
+    return 0
+
+
+def print_faults() -> None:
+    """One line per fault: name, area, the rule it breaks, the document it comes from."""
+    width = max(len(name) for name in FAULTS)
+    for fault in FAULTS.values():
+        print(f"{fault.name:<{width}}  {fault.area:<9}  {fault.rule}  [{fault.source}]")
+
+
+def config_from_args(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
+    """The GatewayConfig the options describe; ConfigError on a malformed value."""
+    specs: dict[str, KeySpec] = {}
+    for key in [*args.api_key, *(k.strip() for k in env_keys.split(",") if k.strip())]:
+        specs[key] = KeySpec(key)
+    for item in args.key_limits:
+        key, rpm, tpm = _split(item, 3, "--key-limits", "KEY:RPM:TPM")
+        if not (rpm.isdigit() and tpm.isdigit()):
+            raise ConfigError("--key-limits", "<redacted>", "KEY:RPM:TPM with whole numbers")
+        old = specs.get(key, KeySpec(key))
+        specs[key] = KeySpec(key, int(rpm), int(tpm), old.denied_models)
+    for item in args.deny:
+        key, model = _split(item, 2, "--deny", "KEY:MODEL")
+        old = specs.get(key, KeySpec(key))
+        specs[key] = KeySpec(key, old.rpm, old.tpm, old.denied_models | {model})
+    return GatewayConfig(
+        host=args.host,
+        port=args.port,
+        keys=tuple(specs.values()),
+        rpm=args.rpm,
+        tpm=args.tpm,
+        window_seconds=args.window_seconds,
+        ttft_ms=args.ttft_ms,
+        itl_ms=args.itl_ms,
+        jitter_ms=args.jitter_ms,
+        seed=args.seed,
+        errors=args.errors,
+        faults=frozenset(args.fault),
+        reply_words=args.reply_words,
+        keep_open_seconds=args.keep_open_seconds,
+    )
+
+
+def _split(item: str, parts: int, option: str, shape: str) -> list[str]:
+    """Split from the right, so a key may itself contain ':'; the key is never echoed back."""
+    pieces = item.rsplit(":", parts - 1)
+    if len(pieces) != parts or not all(pieces):
+        raise ConfigError(option, "<redacted>", shape)
+    return pieces
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A fresh event loop for the server."""
+    return asyncio.new_event_loop()
+
+
+async def _serve(config: GatewayConfig, sock: socket.socket) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    gateway, runner = await start_site(config, sock)
+    try:
+        await stop.wait()
+    finally:
+        await stop_site(gateway, runner)
+    print("stopped", file=sys.stderr)

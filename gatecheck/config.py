@@ -1,0 +1,763 @@
+"""Target configuration: which deployment to check, with which key, models, claims, limits and budget.
+
+Every setting comes from one of four places; the first that gives it wins:
+
+    command line  >  environment (GATECHECK_*)  >  target file (TOML)  >  defaults
+
+API keys are the exception: they come ONLY from the command line or the environment. The file
+names the variable (``api_key_env``, default ``GATECHECK_API_KEY``); a key written in the file is
+a ``ConfigError``. An empty environment variable counts as unset.
+
+``TARGET_OPTIONS`` is the one table of option names, environment variables and fields; the CLI
+(``add_target_arguments``), the pytest plugin and the locust plugin all build their options from it
+and pass what they parsed to ``load_target``/``load_targets`` as ``{option.dest: value}`` (``None``
+meaning not given). Every bad value raises ONE ``ConfigError`` naming the field, where the value
+came from and what is allowed; no message ever contains a key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, cast
+from urllib.parse import urlsplit, urlunsplit
+
+from gatecheck._types import JSONObject
+from gatecheck.errors import ConfigError
+from gatecheck.redaction import REDACTED, Secret, redact
+
+AuthStyle: TypeAlias = Literal["bearer", "x-api-key"]
+PathLike: TypeAlias = str | os.PathLike[str]
+
+CAPABILITIES: tuple[str, ...] = (
+    "streaming",
+    "tools",
+    "json_mode",
+    "json_schema",
+    "n",
+    "reasoning",
+    "multimodal",
+    "anthropic",
+    "images",
+    "search",
+    "balance",
+    "models",
+)
+"""What a target may claim to support; a check needing an unclaimed capability is skipped."""
+
+PROFILES: tuple[str, ...] = ("gateway", "openai", "lenient")
+"""Which reading of the documents to check against (api-docs/README.md: "Where the documents disagree")."""
+
+AUTH_STYLES: tuple[AuthStyle, ...] = ("bearer", "x-api-key")
+MODEL_ROLES: tuple[str, ...] = ("chat", "reasoning", "images", "search")
+DEFAULT_KEY_ENV = "GATECHECK_API_KEY"
+DEFAULT_KEY_2_ENV = "GATECHECK_API_KEY_2"
+REFERENCE_NAME = "reference"
+"""The name of a target without a base URL (the embedded reference gateway)."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Models:
+    """Model ids by role: the checks pick the one their endpoint needs."""
+
+    chat: str = "deepseek-v4-flash"
+    reasoning: str = "deepseek-v4-pro"
+    images: str = "gpt-image-2"
+    search: str = "deepseek-v4-flash"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One deployment to check; ``base_url`` None means "start the embedded reference gateway"."""
+
+    name: str = REFERENCE_NAME
+    base_url: str | None = None
+    api_key: Secret | None = None
+    api_key_2: Secret | None = None
+    api_key_env: str = DEFAULT_KEY_ENV
+    api_key_2_env: str = DEFAULT_KEY_2_ENV
+    auth: AuthStyle = "bearer"
+    models: Models = field(default_factory=Models)
+    capabilities: frozenset[str] = frozenset(CAPABILITIES)
+    rpm: int = 60
+    tpm: int = 100_000
+    profile: str = "gateway"
+    max_requests: int = 1000
+    max_output_tokens: int = 64
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    total_timeout: float = 120.0
+    max_response_bytes: int = 8 * _MIB
+
+    def claims(self, capability: str) -> bool:
+        """Whether the target claims ``capability`` (a name from ``CAPABILITIES``)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; known: {', '.join(CAPABILITIES)}")
+        return capability in self.capabilities
+
+    def key_state(self, which: Literal[1, 2] = 1) -> str:
+        """Where a key comes from and whether it is set, e.g. ``$GATECHECK_API_KEY (set)``."""
+        secret, env = (self.api_key, self.api_key_env) if which == 1 else (self.api_key_2, self.api_key_2_env)
+        if secret is None:
+            return f"${env} (not set)"
+        return f"{secret.source or 'key'} (set)"
+
+    def describe(self) -> str:
+        """A one-line summary for headers and logs; keys appear only as where they come from."""
+        where = self.base_url or "embedded reference gateway"
+        parts = [
+            f"auth {self.auth}",
+            f"key {self.key_state(1)}",
+            f"key 2 {self.key_state(2)}",
+            f"model {self.models.chat}",
+            f"profile {self.profile}",
+            f"limits {self.rpm} rpm / {self.tpm} tpm",
+            f"budget {self.max_requests} requests x {self.max_output_tokens} tokens",
+        ]
+        unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
+        if unclaimed:
+            parts.append(f"not claimed: {' '.join(unclaimed)}")
+        return f"{self.name}: {where} ({', '.join(parts)})"
+
+    def redacted(self) -> JSONObject:
+        """The target as a JSON-ready dict for reports: keys replaced by ``key_state()``."""
+        as_json: JSONObject = {f.name: getattr(self, f.name) for f in fields(self)}
+        as_json["api_key"] = self.key_state(1)
+        as_json["api_key_2"] = self.key_state(2)
+        as_json["models"] = {role: getattr(self.models, role) for role in MODEL_ROLES}
+        as_json["capabilities"] = [c for c in CAPABILITIES if c in self.capabilities]
+        return as_json
+
+
+@dataclass(frozen=True, slots=True)
+class TargetOption:
+    """One row of the option table: a command-line flag, its environment twin and the field it sets.
+
+    ``field`` is the key in the target file too (``models.chat`` is ``chat`` under ``[models]``);
+    ``env`` None means command line and file only. Values arrive as strings and are parsed here.
+    """
+
+    field: str
+    flag: str
+    env: str | None
+    value_type: type
+    help: str
+    metavar: str
+
+    @property
+    def dest(self) -> str:
+        """The argparse/pytest destination name, the key of the ``cli`` mapping."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+TARGET_OPTIONS: tuple[TargetOption, ...] = (
+    TargetOption(
+        "name",
+        "--target-name",
+        "GATECHECK_TARGET_NAME",
+        str,
+        "name of the target in reports (default: the file name, the host, or 'reference')",
+        "NAME",
+    ),
+    TargetOption(
+        "base_url",
+        "--base-url",
+        "GATECHECK_BASE_URL",
+        str,
+        "gateway URL without /v1, e.g. https://gw.example.com (absent: start the reference gateway)",
+        "URL",
+    ),
+    TargetOption(
+        "api_key",
+        "--api-key",
+        None,
+        Secret,
+        "API key (prefer the environment variable named by --api-key-env)",
+        "KEY",
+    ),
+    TargetOption(
+        "api_key_2",
+        "--api-key-2",
+        None,
+        Secret,
+        "a second key with its own limits (prefer the variable named by --api-key-2-env)",
+        "KEY",
+    ),
+    TargetOption(
+        "api_key_env",
+        "--api-key-env",
+        None,
+        str,
+        f"environment variable holding the API key (default {DEFAULT_KEY_ENV})",
+        "VAR",
+    ),
+    TargetOption(
+        "api_key_2_env",
+        "--api-key-2-env",
+        None,
+        str,
+        f"environment variable holding the second key (default {DEFAULT_KEY_2_ENV})",
+        "VAR",
+    ),
+    TargetOption(
+        "auth",
+        "--auth",
+        "GATECHECK_AUTH",
+        str,
+        "how the key is sent: bearer (Authorization: Bearer) or x-api-key",
+        "STYLE",
+    ),
+    TargetOption("models.chat", "--model", "GATECHECK_MODEL", str, "chat model id", "MODEL"),
+    TargetOption(
+        "models.reasoning",
+        "--reasoning-model",
+        "GATECHECK_REASONING_MODEL",
+        str,
+        "reasoning model id",
+        "MODEL",
+    ),
+    TargetOption(
+        "models.images", "--images-model", "GATECHECK_IMAGES_MODEL", str, "image generation model id", "MODEL"
+    ),
+    TargetOption(
+        "models.search",
+        "--search-model",
+        "GATECHECK_SEARCH_MODEL",
+        str,
+        "search completions model id",
+        "MODEL",
+    ),
+    TargetOption(
+        "capabilities",
+        "--capabilities",
+        "GATECHECK_CAPABILITIES",
+        frozenset,
+        "claimed capabilities: 'all', 'none', a comma list, or exclusions like '-images,-search'",
+        "LIST",
+    ),
+    TargetOption("rpm", "--rpm", "GATECHECK_RPM", int, "documented requests per minute per key", "N"),
+    TargetOption("tpm", "--tpm", "GATECHECK_TPM", int, "documented tokens per minute per key", "N"),
+    TargetOption(
+        "profile",
+        "--profile",
+        "GATECHECK_PROFILE",
+        str,
+        f"which reading of the documents to check: {', '.join(PROFILES)}",
+        "PROFILE",
+    ),
+    TargetOption(
+        "max_requests",
+        "--budget-requests",
+        "GATECHECK_BUDGET_REQUESTS",
+        int,
+        "most requests a run may send to the target",
+        "N",
+    ),
+    TargetOption(
+        "max_output_tokens",
+        "--max-output-tokens",
+        "GATECHECK_MAX_OUTPUT_TOKENS",
+        int,
+        "most output tokens asked for per request",
+        "N",
+    ),
+    TargetOption(
+        "connect_timeout",
+        "--connect-timeout",
+        "GATECHECK_CONNECT_TIMEOUT",
+        float,
+        "seconds to wait for a connection",
+        "S",
+    ),
+    TargetOption(
+        "read_timeout",
+        "--read-timeout",
+        "GATECHECK_READ_TIMEOUT",
+        float,
+        "seconds to wait for each read",
+        "S",
+    ),
+    TargetOption(
+        "total_timeout",
+        "--total-timeout",
+        "GATECHECK_TOTAL_TIMEOUT",
+        float,
+        "seconds a whole request may take, streams included",
+        "S",
+    ),
+    TargetOption(
+        "max_response_bytes",
+        "--max-response-bytes",
+        "GATECHECK_MAX_RESPONSE_BYTES",
+        int,
+        "largest response body accepted, in bytes",
+        "BYTES",
+    ),
+)
+"""The one table of target options, in help order."""
+
+_OPTIONS_BY_FIELD = {option.field: option for option in TARGET_OPTIONS}
+_SECRET_FIELDS = ("api_key", "api_key_2")
+_FILE_KEYS = (
+    *(f for f in _OPTIONS_BY_FIELD if f not in _SECRET_FIELDS and not f.startswith("models.")),
+    "models",
+)
+_PER_TARGET_FIELDS = ("name", "base_url", "api_key", "api_key_2")
+"""Settings that cannot be shared by several target files (every target would get the same one)."""
+_DEFAULTS = Target()
+
+_Parser: TypeAlias = Callable[[object, str], object]
+
+
+# ---------------------------------------------------------------- value parsers (one per kind of field)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` when a choice is close to ``word``, else nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _text(value: object, where: str, allowed: str) -> str:
+    """A non-empty single-line string."""
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ConfigError(where, value, allowed)
+    return value.strip()
+
+
+def _parse_name(value: object, where: str) -> str:
+    """A target name: shown in reports and matrix columns."""
+    return _text(value, where, "a non-empty single-line name")
+
+
+def _parse_model(value: object, where: str) -> str:
+    """A model id as the API takes it."""
+    model = _text(value, where, "a model id without spaces")
+    if any(c.isspace() for c in model):
+        raise ConfigError(where, value, "a model id without spaces")
+    return model
+
+
+def _choice(choices: tuple[str, ...]) -> _Parser:
+    """A parser accepting exactly one of ``choices``."""
+
+    def parse(value: object, where: str) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        hint = _suggest(value, choices) if isinstance(value, str) else ""
+        raise ConfigError(where, value, f"one of {', '.join(choices)}{hint}")
+
+    return parse
+
+
+def _integer(low: int, high: int) -> _Parser:
+    """A parser for an int in ``[low, high]``; strings of digits (environment, command line) count."""
+    allowed = f"an integer from {low} to {high}"
+
+    def parse(value: object, where: str) -> int:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = int(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not low <= number <= high:
+            raise ConfigError(where, value, allowed)
+        return number
+
+    return parse
+
+
+def _seconds(high: float) -> _Parser:
+    """A parser for a positive number of seconds up to ``high``."""
+    allowed = f"a number of seconds above 0 and at most {high:g}"
+
+    def parse(value: object, where: str) -> float:
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not 0 < number <= high:
+            raise ConfigError(where, value, allowed)
+        return number
+
+    return parse
+
+
+def _parse_base_url(value: object, where: str) -> str:
+    """An http(s) origin with an optional path prefix; no credentials, query, fragment or /v1."""
+    allowed = "an http:// or https:// URL like https://gw.example.com (no credentials, query or fragment)"
+    url = _text(value, where, allowed)
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        raise ConfigError(where, value, allowed) from None
+    if parts.username is not None or parts.password is not None:
+        # The credentials may be a key: show the URL without them.
+        bare = urlunsplit(parts._replace(netloc=f"{REDACTED}@{parts.hostname}"))
+        raise ConfigError(where, bare, allowed + "; send keys with --api-key or the environment")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigError(where, value, allowed)
+    if parts.query or parts.fragment:
+        raise ConfigError(where, value, allowed)
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        raise ConfigError(
+            where, value, allowed + "; leave out the trailing /v1, gatecheck adds /v1/... itself"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _parse_env_name(value: object, where: str) -> str:
+    """An environment variable NAME; an invalid one may be a pasted key, so it is never echoed."""
+    if isinstance(value, str) and _ENV_NAME.fullmatch(value):
+        return value
+    raise ConfigError(
+        where, REDACTED, "the NAME of an environment variable (letters, digits, _), not the key"
+    )
+
+
+def _parse_capabilities(value: object, where: str) -> frozenset[str]:
+    """'all', 'none', 'a,b' or exclusions '-a,-b' (all but those); or a collection of names.
+
+    Items apply left to right, from nothing, or from everything when the first is an exclusion.
+    """
+    if isinstance(value, frozenset | set | list | tuple):
+        items = [str(v) for v in value]
+    elif isinstance(value, str):
+        items = [item.strip() for item in value.split(",") if item.strip()]
+    else:
+        raise ConfigError(where, value, "a comma-separated list of capabilities")
+    claimed: set[str] = set(CAPABILITIES) if items and items[0].startswith("-") else set()
+    for item in items:
+        name = item.removeprefix("-")
+        if item in ("all", "none"):
+            claimed = set(CAPABILITIES) if item == "all" else set()
+        elif name in CAPABILITIES and item.startswith("-"):
+            claimed.discard(name)
+        elif name in CAPABILITIES:
+            claimed.add(name)
+        else:
+            raise ConfigError(
+                where, item, f"all, none or one of {', '.join(CAPABILITIES)}{_suggest(name, CAPABILITIES)}"
+            )
+    return frozenset(claimed)
+
+
+_PARSERS: dict[str, _Parser] = {
+    "name": _parse_name,
+    "base_url": _parse_base_url,
+    "api_key_env": _parse_env_name,
+    "api_key_2_env": _parse_env_name,
+    "auth": _choice(AUTH_STYLES),
+    **{f"models.{role}": _parse_model for role in MODEL_ROLES},
+    "capabilities": _parse_capabilities,
+    "rpm": _integer(1, 1_000_000),
+    "tpm": _integer(1, 1_000_000_000),
+    "profile": _choice(PROFILES),
+    "max_requests": _integer(1, 1_000_000),
+    "max_output_tokens": _integer(1, 1_000_000),
+    "connect_timeout": _seconds(3600),
+    "read_timeout": _seconds(3600),
+    "total_timeout": _seconds(24 * 3600),
+    "max_response_bytes": _integer(1024, 1024 * _MIB),
+}
+
+
+def _parse_key(value: object, where: str, source: str) -> Secret:
+    """A key as the client can send it in a header; errors show ``***`` instead of the value."""
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if not isinstance(value, str) or not _KEY_CHARS.fullmatch(value):
+        raise ConfigError(where, REDACTED, "printable ASCII without spaces (look for a trailing newline)")
+    return Secret(value, source=source)
+
+
+# ---------------------------------------------------------------- the target file
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    """The file's TOML table; unreadable or invalid files are a ConfigError with the line."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError("target file", str(path), f"a readable TOML file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("target file", str(path), f"valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("target file", str(path), "a UTF-8 TOML file") from None
+
+
+def _capabilities_table(table: object, label: str) -> frozenset[str]:
+    """``[capabilities]``: ``name = true|false``; unlisted capabilities stay claimed."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"capabilities (in {label})", table, "a table like [capabilities] images = false")
+    claimed = set(CAPABILITIES)
+    for name, flag in table.items():
+        if name not in CAPABILITIES:
+            hint = _suggest(name, CAPABILITIES)
+            raise ConfigError(
+                f"key in [capabilities] (in {label})", name, f"one of {', '.join(CAPABILITIES)}{hint}"
+            )
+        if not isinstance(flag, bool):
+            raise ConfigError(f"capabilities.{name} (in {label})", flag, "true or false")
+        if not flag:
+            claimed.discard(name)
+    return frozenset(claimed)
+
+
+def _models_table(table: object, label: str) -> dict[str, object]:
+    """``[models]``: role = model id, flattened to ``models.<role>``."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"models (in {label})", table, 'a table like [models] chat = "model-id"')
+    for role in table:
+        if role not in MODEL_ROLES:
+            hint = _suggest(role, MODEL_ROLES)
+            raise ConfigError(f"key in [models] (in {label})", role, f"one of {', '.join(MODEL_ROLES)}{hint}")
+    return {f"models.{role}": model for role, model in table.items()}
+
+
+def _key_in_file(key: str, label: str) -> ConfigError:
+    """The error for a key written in the file; the value is never shown."""
+    env_field, default_env = (
+        ("api_key_env", DEFAULT_KEY_ENV) if key == "api_key" else ("api_key_2_env", DEFAULT_KEY_2_ENV)
+    )
+    return ConfigError(
+        f"{key} (in {label})",
+        REDACTED,
+        f"no key in the file: export it in an environment variable (default ${default_env}; "
+        f"another name goes in {env_field}) or pass --{key.replace('_', '-')}",
+    )
+
+
+def _file_values(path: Path) -> dict[str, object]:
+    """The file's settings by field name; refuses keys, unknown names and misplaced tables."""
+    label = str(path)
+    values: dict[str, object] = {}
+    for key, value in _read_toml(path).items():
+        if key in _SECRET_FIELDS:
+            raise _key_in_file(key, label)
+        if key == "models":
+            values.update(_models_table(value, label))
+        elif key == "capabilities":
+            values["capabilities"] = _capabilities_table(value, label)
+        elif key in _FILE_KEYS:
+            values[key] = value
+        else:
+            allowed = f"one of {', '.join(_FILE_KEYS)}{_suggest(key, _FILE_KEYS)}"
+            raise ConfigError(f"key (in {label})", key, allowed)
+    return values
+
+
+# ---------------------------------------------------------------- resolution
+
+
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    """The three layers a value can come from, searched in precedence order."""
+
+    cli: Mapping[str, object]
+    env: Mapping[str, str]
+    file: Mapping[str, object]
+    file_label: str
+
+    def pick(self, option: TargetOption) -> tuple[object, str] | None:
+        """The raw value with where it came from (``--rpm``, ``$GATECHECK_RPM``, the file), or None."""
+        given = self.cli.get(option.dest)
+        if given is not None:
+            return given, option.flag
+        if option.env is not None and self.env.get(option.env):
+            return self.env[option.env], f"${option.env}"
+        if option.field in self.file:
+            return self.file[option.field], self.file_label
+        return None
+
+    def value(self, field_name: str, default: object) -> object:
+        """The parsed value of one field, or ``default`` when no layer gives it."""
+        picked = self.pick(_OPTIONS_BY_FIELD[field_name])
+        if picked is None:
+            return default
+        raw, origin = picked
+        return _PARSERS[field_name](raw, f"{field_name} (from {origin})")
+
+
+def _resolve_key(sources: _Sources, key_field: str, env_field: str) -> tuple[Secret | None, str]:
+    """A key from the command line, else from the variable ``env_field`` names; with that name.
+
+    A variable named explicitly (file or command line) must be set; the default one may be unset.
+    """
+    env_name = cast(str, sources.value(env_field, getattr(_DEFAULTS, env_field)))
+    option = _OPTIONS_BY_FIELD[key_field]
+    given = sources.cli.get(option.dest)
+    if given is not None:
+        return _parse_key(given, f"{key_field} (from {option.flag})", option.flag), env_name
+    if sources.env.get(env_name):
+        return _parse_key(sources.env[env_name], f"{key_field} (from ${env_name})", f"${env_name}"), env_name
+    named = sources.pick(_OPTIONS_BY_FIELD[env_field])
+    if named is not None:
+        raise ConfigError(
+            f"{env_field} (from {named[1]})",
+            env_name,
+            f"a variable that is set: ${env_name} is empty or unset",
+        )
+    return None, env_name
+
+
+def _default_name(path: Path | None, base_url: str | None) -> str:
+    """The file's stem, else the gateway's host, else ``reference``."""
+    if path is not None:
+        return path.stem
+    if base_url is not None:
+        return urlsplit(base_url).hostname or base_url
+    return REFERENCE_NAME
+
+
+_PLAIN_FIELDS = (
+    "auth",
+    "capabilities",
+    "rpm",
+    "tpm",
+    "profile",
+    "max_requests",
+    "max_output_tokens",
+    "connect_timeout",
+    "read_timeout",
+    "total_timeout",
+    "max_response_bytes",
+)
+"""Fields that are one parsed value with a default; the rest need a rule of their own."""
+
+
+def _assemble(sources: _Sources, path: Path | None, keys: dict[str, Any]) -> Target:
+    """Every non-key field from its layers, on top of the defaults."""
+    models = Models(
+        **{
+            role: cast(str, sources.value(f"models.{role}", getattr(_DEFAULTS.models, role)))
+            for role in MODEL_ROLES
+        }
+    )
+    base_url = cast("str | None", sources.value("base_url", None))
+    changes: dict[str, Any] = {f: sources.value(f, getattr(_DEFAULTS, f)) for f in _PLAIN_FIELDS}
+    changes["name"] = sources.value("name", _default_name(path, base_url))
+    return replace(_DEFAULTS, base_url=base_url, models=models, **keys, **changes)
+
+
+def _scrubbed(exc: ConfigError, keys: Sequence[Secret]) -> ConfigError:
+    """``exc`` without any of ``keys`` (a key pasted into the wrong field would be echoed)."""
+    if redact(str(exc), keys) == str(exc):
+        return exc
+    value = exc.value if redact(repr(exc.value), keys) == repr(exc.value) else REDACTED
+    return ConfigError(redact(exc.field, keys), value, redact(exc.allowed, keys))
+
+
+def load_target(
+    path: PathLike | None = None,
+    cli: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Target:
+    """The target from a file (or none), command-line values by ``TargetOption.dest`` and the environment.
+
+    ``cli`` may be ``vars(args)`` or any mapping; missing or None entries mean "not given".
+    """
+    cli = {} if cli is None else cli
+    env = os.environ if env is None else env
+    file_path = None if path is None else Path(path)
+    sources = _Sources(cli, env, _file_values(file_path) if file_path else {}, str(file_path))
+    api_key, api_key_env = _resolve_key(sources, "api_key", "api_key_env")
+    api_key_2, api_key_2_env = _resolve_key(sources, "api_key_2", "api_key_2_env")
+    keys: dict[str, Any] = {
+        "api_key": api_key,
+        "api_key_2": api_key_2,
+        "api_key_env": api_key_env,
+        "api_key_2_env": api_key_2_env,
+    }
+    try:
+        return _assemble(sources, file_path, keys)
+    except ConfigError as exc:
+        raise _scrubbed(exc, [k for k in (api_key, api_key_2) if k is not None]) from None
+
+
+def _refuse_shared_settings(cli: Mapping[str, object], env: Mapping[str, str]) -> None:
+    """With several target files, per-target settings must come from the files."""
+    for field_name in _PER_TARGET_FIELDS:
+        option = _OPTIONS_BY_FIELD[field_name]
+        origin, value = None, None
+        if cli.get(option.dest) is not None:
+            origin, value = option.flag, cli[option.dest]
+        elif option.env is not None and env.get(option.env):
+            origin, value = f"${option.env}", env[option.env]
+        if origin is not None:
+            shown = REDACTED if field_name in _SECRET_FIELDS else value
+            raise ConfigError(
+                f"{field_name} (from {origin})",
+                shown,
+                "set per target: with several --target files, put it in each file",
+            )
+
+
+def load_targets(
+    paths: Sequence[PathLike],
+    cli: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[Target]:
+    """One target per file (``--target a.toml --target b.toml``), or the one from options when none."""
+    cli = {} if cli is None else cli
+    env = os.environ if env is None else env
+    if not paths:
+        return [load_target(None, cli, env)]
+    if len(paths) > 1:
+        _refuse_shared_settings(cli, env)
+    targets = [load_target(path, cli, env) for path in paths]
+    seen: dict[str, PathLike] = {}
+    for path, target in zip(paths, targets, strict=True):
+        if target.name in seen:
+            raise ConfigError(
+                f"name (in {path})",
+                target.name,
+                f"a name of its own ({seen[target.name]} has it too): set name = ...",
+            )
+        seen[target.name] = path
+    return targets
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--target FILE`` (repeatable) and every ``TARGET_OPTIONS`` flag, all defaulting to None."""
+    group = parser.add_argument_group(
+        "target", "precedence: command line > environment > target file > defaults"
+    )
+    group.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="target file (TOML); repeat it to compare deployments",
+    )
+    for option in TARGET_OPTIONS:
+        env_hint = f" [env {option.env}]" if option.env else ""
+        group.add_argument(
+            option.flag, dest=option.dest, default=None, metavar=option.metavar, help=option.help + env_hint
+        )
+
+
+def targets_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> list[Target]:
+    """The targets an ``add_target_arguments`` parser was given."""
+    return load_targets(args.targets, vars(args), env)

@@ -1,0 +1,349 @@
+"""The load test's options: one table, read into one typed :class:`LoadSettings`.
+
+The locust plugin adds ``LOAD_OPTIONS`` (and a subset of ``gatecheck.config.TARGET_OPTIONS``) to
+locust's own parser, so they work on the command line, in locust config files and in the web UI;
+``gatecheck load`` adds the same flags to its parser and forwards the ones given. No locust here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias, cast
+
+from gatecheck.config import TARGET_OPTIONS, TargetOption, load_target
+from gatecheck.errors import ConfigError
+from gatecheck.limits import LimitKey, parse_limits_key
+from gatecheck.redaction import Secret
+from gatecheck.slo import SloSpec, load_slo
+from gatecheck.workload import (
+    ARRIVALS,
+    DIALECTS,
+    Arrival,
+    Dialect,
+    LengthDist,
+    Messages,
+    RampPlan,
+    load_dataset,
+    parse_length,
+)
+
+Scenario: TypeAlias = Literal["steady", "rate", "ramp", "limits"]
+SCENARIOS: tuple[Scenario, ...] = ("steady", "rate", "ramp", "limits")
+ON_OFF = ("on", "off")
+MAIN_KEY_LABEL = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOption:
+    """One load-test option: flag, default (as a string, the way config files give it), help."""
+
+    flag: str
+    default: str | None
+    help: str
+    choices: tuple[str, ...] | None = None
+    multiple: bool = False
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+LOAD_OPTIONS: tuple[LoadOption, ...] = (
+    LoadOption(
+        "--scenario",
+        "steady",
+        "steady: fixed concurrency; rate: open-model arrivals; "
+        "ramp: stepped concurrency up to saturation; limits: RPM/TPM enforcement verdict",
+        SCENARIOS,
+    ),
+    LoadOption("--dialect", "openai", "openai: /v1/chat/completions; anthropic: /v1/messages", DIALECTS),
+    LoadOption("--stream", "on", "ask for streamed answers", ON_OFF),
+    LoadOption(
+        "--stream-usage", "on", "ask for usage in the last chunk (stream_options.include_usage)", ON_OFF
+    ),
+    LoadOption(
+        "--prompt-tokens",
+        "128",
+        "prompt length in tokens: N, MEAN:SPREAD (normal) or uniform:MEAN:SPREAD",
+        metavar="SPEC",
+    ),
+    LoadOption(
+        "--output-tokens",
+        "64",
+        "output length (max_tokens): N, MEAN:SPREAD or uniform:MEAN:SPREAD",
+        metavar="SPEC",
+    ),
+    LoadOption(
+        "--dataset",
+        None,
+        "JSONL file of conversations (a message list per line) instead of generated prompts",
+        metavar="FILE",
+    ),
+    LoadOption(
+        "--seed", "0", "seed of every random choice (lengths, prompts, Poisson arrivals)", metavar="N"
+    ),
+    LoadOption("--request-rate", "1", "rate scenario: requests per second over all users", metavar="R"),
+    LoadOption("--arrival", "constant", "rate scenario: arrival process", ARRIVALS),
+    LoadOption(
+        "--max-in-flight",
+        "256",
+        "rate and limits scenarios: requests in flight per user at most",
+        metavar="N",
+    ),
+    LoadOption("--ramp-start", "1", "ramp scenario: users in the first step", metavar="N"),
+    LoadOption("--ramp-step", "4", "ramp scenario: users added per step", metavar="N"),
+    LoadOption("--ramp-step-seconds", "30", "ramp scenario: seconds per step", metavar="S"),
+    LoadOption("--ramp-max", "64", "ramp scenario: users in the last step", metavar="N"),
+    LoadOption(
+        "--window-seconds",
+        "60",
+        "limits scenario: the rate-limit window (a minute; shorter for tests)",
+        metavar="S",
+    ),
+    LoadOption(
+        "--limits-key",
+        None,
+        "limits scenario: LABEL=ENV_VAR:RPM:TPM, repeatable (default: the main key with --rpm/--tpm)",
+        multiple=True,
+        metavar="SPEC",
+    ),
+    LoadOption(
+        "--limits-overdrive", "2", "limits scenario: offered load as a multiple of the limit", metavar="X"
+    ),
+    LoadOption("--limits-windows", "2", "limits scenario: windows in the sustain phase", metavar="N"),
+    LoadOption(
+        "--limits-tolerance", "0.1", "limits scenario: allowed relative deviation from the limit", metavar="F"
+    ),
+    LoadOption(
+        "--slo", None, "SLO file (TOML): the run exits 1 when an objective is violated", metavar="FILE"
+    ),
+    LoadOption(
+        "--baseline",
+        None,
+        "earlier summary JSON: flag (and exit 1 on) regressions beyond the threshold",
+        metavar="FILE",
+    ),
+    LoadOption("--regression-threshold", "0.1", "relative change counted as a regression", metavar="F"),
+    LoadOption(
+        "--report-dir", "reports", "where the summary, the plots page and locust's files go", metavar="DIR"
+    ),
+    LoadOption(
+        "--run-name",
+        None,
+        "file name stem of this run's reports (default load-<scenario>-<time>)",
+        metavar="NAME",
+    ),
+)
+"""Every load-test option, in help order."""
+
+LOCUST_TARGET_FIELDS = (
+    "models.chat",
+    "api_key",
+    "api_key_env",
+    "auth",
+    "rpm",
+    "tpm",
+    "connect_timeout",
+    "read_timeout",
+    "total_timeout",
+)
+"""The target options that also make sense on a locust command line (the host is locust's ``--host``)."""
+
+
+def target_options() -> list[TargetOption]:
+    """The ``TARGET_OPTIONS`` rows the locust plugin offers."""
+    return [o for o in TARGET_OPTIONS if o.field in LOCUST_TARGET_FIELDS]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """Everything a load run needs, validated; ``api_key`` stays a ``Secret`` until it hits the wire."""
+
+    host: str
+    scenario: Scenario
+    model: str
+    dialect: Dialect
+    stream: bool
+    include_usage: bool
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    dataset_path: str | None
+    dataset: tuple[Messages, ...]
+    seed: int
+    secret: Secret
+    auth: str
+    rpm: int
+    tpm: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    total_timeout_s: float
+    request_rate: float
+    arrival: Arrival
+    max_in_flight: int
+    ramp: RampPlan
+    window_s: float
+    limits_keys: tuple[LimitKey, ...]
+    overdrive: float
+    windows: int
+    tolerance: float
+    slo: SloSpec | None
+    baseline_path: str | None
+    regression_threshold: float
+    report_dir: Path
+    run_name: str | None
+
+    @property
+    def api_key(self) -> str:
+        """The key itself, for the request header only."""
+        return self.secret.reveal()
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret settings for the summary's ``run.options``."""
+        return {
+            "request_rate": self.request_rate if self.scenario == "rate" else None,
+            "arrival": self.arrival if self.scenario == "rate" else None,
+            "max_in_flight": self.max_in_flight,
+            "ramp": f"{self.ramp.start}+{self.ramp.step}/{self.ramp.step_s:g}s..{self.ramp.max_users}"
+            if self.scenario == "ramp"
+            else None,
+            "window_s": self.window_s if self.scenario == "limits" else None,
+            "limits_keys": ", ".join(f"{k.label} {k.rpm} rpm {k.tpm} tpm" for k in self.limits_keys)
+            if self.scenario == "limits"
+            else None,
+            "include_usage": self.include_usage,
+            "auth": self.auth,
+        }
+
+
+def _value(ns: Mapping[str, Any], option: LoadOption) -> Any:
+    value = ns.get(option.dest)
+    return option.default if value is None else value
+
+
+def _number(ns: Mapping[str, Any], flag: str, kind: type, low: float, high: float | None = None) -> Any:
+    option = _BY_FLAG[flag]
+    raw = _value(ns, option)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < low or (high is not None and value > high) or value != value:
+        bound = f"from {low:g}" + (f" to {high:g}" if high is not None else "")
+        raise ConfigError(flag, raw, f"a{'n integer' if kind is int else ' number'} {bound}")
+    return value
+
+
+def _choice(ns: Mapping[str, Any], flag: str) -> str:
+    option = _BY_FLAG[flag]
+    value = str(_value(ns, option))
+    if option.choices and value not in option.choices:
+        raise ConfigError(flag, value, " or ".join(option.choices))
+    return value
+
+
+def _limits_keys(ns: Mapping[str, Any], rpm: int, tpm: int) -> tuple[LimitKey, ...]:
+    raw = ns.get("limits_key") or []
+    specs = [raw] if isinstance(raw, str) else list(raw)
+    if not specs:
+        return (LimitKey(MAIN_KEY_LABEL, None, rpm, tpm),)
+    keys = tuple(parse_limits_key(spec) for spec in specs)
+    labels = [k.label for k in keys]
+    if len(set(labels)) != len(labels):
+        raise ConfigError("--limits-key", ", ".join(labels), "a distinct label per key")
+    return keys
+
+
+def _path_or_none(ns: Mapping[str, Any], flag: str) -> str | None:
+    value = _value(ns, _BY_FLAG[flag])
+    return str(value) if value else None
+
+
+def read_settings(
+    ns: argparse.Namespace | Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> LoadSettings:
+    """Validate parsed options (locust's or ours) into settings; one ConfigError for the first bad one."""
+    values: Mapping[str, Any] = vars(ns) if isinstance(ns, argparse.Namespace) else ns
+    env = os.environ if env is None else env
+    host = values.get("host")
+    if not host:
+        raise ConfigError("--host", host, "the gateway's base URL, e.g. http://127.0.0.1:8080")
+    cli = {o.dest: values.get(o.dest) for o in target_options()}
+    target = load_target(values.get("target") or None, cli, env)
+    if target.api_key is None:
+        raise ConfigError("api_key", "(not set)", f"a key in ${target.api_key_env} or --api-key")
+    dataset_path = _path_or_none(values, "--dataset")
+    slo_path = _path_or_none(values, "--slo")
+    ramp = RampPlan(
+        _number(values, "--ramp-start", int, 1),
+        _number(values, "--ramp-step", int, 1),
+        _number(values, "--ramp-step-seconds", float, 0.001),
+        _number(values, "--ramp-max", int, 1),
+    )
+    return LoadSettings(
+        host=str(host).rstrip("/"),
+        scenario=cast(Scenario, _choice(values, "--scenario")),
+        model=target.models.chat,
+        dialect=cast(Dialect, _choice(values, "--dialect")),
+        stream=_choice(values, "--stream") == "on",
+        include_usage=_choice(values, "--stream-usage") == "on",
+        prompt_tokens=parse_length(str(_value(values, _BY_FLAG["--prompt-tokens"])), "--prompt-tokens"),
+        output_tokens=parse_length(str(_value(values, _BY_FLAG["--output-tokens"])), "--output-tokens"),
+        dataset_path=dataset_path,
+        dataset=tuple(load_dataset(Path(dataset_path))) if dataset_path else (),
+        seed=_number(values, "--seed", int, 0),
+        secret=target.api_key,
+        auth=target.auth,
+        rpm=target.rpm,
+        tpm=target.tpm,
+        connect_timeout_s=target.connect_timeout,
+        read_timeout_s=target.read_timeout,
+        total_timeout_s=target.total_timeout,
+        request_rate=_number(values, "--request-rate", float, 0.001),
+        arrival=cast(Arrival, _choice(values, "--arrival")),
+        max_in_flight=_number(values, "--max-in-flight", int, 1, 100_000),
+        ramp=ramp,
+        window_s=_number(values, "--window-seconds", float, 0.01),
+        limits_keys=_limits_keys(values, target.rpm, target.tpm),
+        overdrive=_number(values, "--limits-overdrive", float, 1.01, 100),
+        windows=_number(values, "--limits-windows", int, 1, 1000),
+        tolerance=_number(values, "--limits-tolerance", float, 0, 10),
+        slo=load_slo(Path(slo_path)) if slo_path else None,
+        baseline_path=_path_or_none(values, "--baseline"),
+        regression_threshold=_number(values, "--regression-threshold", float, 0, 100),
+        report_dir=Path(str(_value(values, _BY_FLAG["--report-dir"]))),
+        run_name=_path_or_none(values, "--run-name"),
+    )
+
+
+def limits_secret(key: LimitKey, settings: LoadSettings, env: Mapping[str, str] | None = None) -> Secret:
+    """The key a ``--limits-key`` names (its environment variable), or the main key."""
+    env = os.environ if env is None else env
+    if key.key_env is None:
+        return settings.secret
+    value = env.get(key.key_env)
+    if not value:
+        raise ConfigError(
+            f"--limits-key {key.label}", f"${key.key_env}", "an environment variable holding the key"
+        )
+    return Secret(value, f"${key.key_env}")
+
+
+def forwarded_arguments(values: Mapping[str, Any], options: Sequence[LoadOption] = LOAD_OPTIONS) -> list[str]:
+    """Command-line arguments for the options a user gave (value not None), for a locust subprocess."""
+    argv: list[str] = []
+    for option in options:
+        value = values.get(option.dest)
+        if value is None:
+            continue
+        for item in value if option.multiple and isinstance(value, list) else [value]:
+            argv += [option.flag, str(item)]
+    return argv
+
+
+_BY_FLAG = {o.flag: o for o in LOAD_OPTIONS}

@@ -1,0 +1,233 @@
+"""Reading responses for the load test, sans-IO: bytes with arrival times in, raw stamps out.
+
+The locust users (``gatecheck.loadusers``) receive bytes from the socket and pass each piece here
+with the ``perf_counter_ns`` taken as it arrived. A stamper feeds them to the project's one SSE
+decoder (``gatecheck.sse.SSEDecoder``) and records into a :class:`gatecheck.metrics.StreamTiming`
+only what :func:`gatecheck.metrics.derive` needs: the arrival time of each event carrying output,
+usage, completion and errors. No metric is computed here.
+
+An event carries output when it has non-empty ``content``, reasoning (``reasoning_content`` or
+``reasoning``) or a tool-call fragment (OpenAI), or a non-empty ``text_delta``,
+``thinking_delta`` or ``input_json_delta`` (Anthropic). Role-only and empty chunks do not count.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Protocol
+
+from gatecheck.errors import SSEError
+from gatecheck.metrics import StreamTiming
+from gatecheck.sse import SSEDecoder, SSEEvent
+from gatecheck.workload import Dialect
+
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+_ANTHROPIC_OUTPUT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
+class Stamper(Protocol):
+    """What the I/O loop drives: ``feed`` per received piece, ``finish`` at the end."""
+
+    timing: StreamTiming
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Account for bytes that arrived at ``t_ns``."""
+
+    def finish(self, t_ns: int) -> None:
+        """The response ended (or was abandoned) at ``t_ns``."""
+
+
+def error_code(body: bytes) -> str:
+    """A short code naming what went wrong, from any documented error body (or ``invalid-body``).
+
+    Gateway bodies give ``error.code`` (``RATE_LIMIT``), OpenAI ones ``error.code`` or
+    ``error.type``, Anthropic ones ``error.type``.
+    """
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return "invalid-body"
+    error = value.get("error") if isinstance(value, dict) else None
+    if isinstance(error, dict):
+        for key in ("code", "type"):
+            if isinstance(error.get(key), str) and error[key]:
+                return str(error[key])
+    return "unknown-error"
+
+
+def _first_int(obj: object, *keys: str) -> int | None:
+    if not isinstance(obj, dict):
+        return None
+    for key in keys:
+        value = obj.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _chunk_has_output(chunk: dict[str, Any]) -> bool:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        if delta.get("content") or delta.get("tool_calls"):
+            return True
+        if any(delta.get(name) for name in _REASONING_FIELDS):
+            return True
+    return False
+
+
+class _StreamStamper(ABC):
+    """Shared part: decode, count events, note the error that ends a stream."""
+
+    def __init__(self, timing: StreamTiming) -> None:
+        self.timing = timing
+        self._decoder = SSEDecoder()
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Decode a piece of the stream and stamp each event it completed."""
+        timing = self.timing
+        timing.bytes_received += len(data)
+        try:
+            events = self._decoder.feed(data, t_ns)
+        except SSEError:
+            timing.error_code = timing.error_code or "sse-event-too-large"
+            return
+        for event in events:
+            timing.events += 1
+            self._event(event)
+
+    @abstractmethod
+    def _event(self, event: SSEEvent) -> None:
+        """Record what one decoded event says."""
+
+    def _invalid(self) -> None:
+        self.timing.error_code = self.timing.error_code or "invalid-chunk"
+
+    def finish(self, t_ns: int) -> None:
+        """End of the response: stamp it and drop any unterminated event."""
+        self.timing.t_end_ns = t_ns
+        self._decoder.close()
+
+
+class ChatStreamStamper(_StreamStamper):
+    """An OpenAI chat completion stream: output chunks, the usage chunk, ``[DONE]``."""
+
+    def _event(self, event: SSEEvent) -> None:
+        data = event.data
+        timing = self.timing
+        if data == "[DONE]":
+            timing.complete = True
+            return
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            self._invalid()
+            return
+        if not isinstance(chunk, dict):
+            self._invalid()
+            return
+        if _chunk_has_output(chunk):
+            timing.token_ns.append(event.t_ns)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            timing.output_tokens = _first_int(usage, "completion_tokens")
+            timing.prompt_tokens = _first_int(usage, "prompt_tokens")
+        if "error" in chunk:
+            timing.error_code = "midstream-" + error_code(data.encode())
+
+
+class MessagesStreamStamper(_StreamStamper):
+    """An Anthropic messages stream: ``content_block_delta`` output, usage, ``message_stop``."""
+
+    def _event(self, event: SSEEvent) -> None:
+        timing = self.timing
+        try:
+            obj = json.loads(event.data)
+        except ValueError:
+            self._invalid()
+            return
+        if not isinstance(obj, dict):
+            self._invalid()
+            return
+        kind = obj.get("type", event.event)
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get(_ANTHROPIC_OUTPUT.get(str(delta.get("type")), "")):
+                timing.token_ns.append(event.t_ns)
+        elif kind == "message_start":
+            message = obj.get("message")
+            timing.prompt_tokens = _first_int(
+                message.get("usage") if isinstance(message, dict) else None, "input_tokens"
+            )
+        elif kind == "message_delta":
+            output = _first_int(obj.get("usage"), "output_tokens")
+            if output is not None:
+                timing.output_tokens = output
+        elif kind == "message_stop":
+            timing.complete = True
+        elif kind == "error":
+            timing.error_code = "midstream-" + error_code(event.data.encode())
+
+
+class BodyStamper:
+    """A non-streaming answer: the body is collected and read once it is complete."""
+
+    def __init__(self, timing: StreamTiming, dialect: Dialect) -> None:
+        self.timing = timing
+        self._dialect = dialect
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Keep a piece of the body."""
+        self.timing.bytes_received += len(data)
+        self._parts.append(data)
+
+    def finish(self, t_ns: int) -> None:
+        """The body is complete: read its usage."""
+        timing = self.timing
+        timing.t_end_ns = t_ns
+        try:
+            body = json.loads(b"".join(self._parts))
+        except ValueError:
+            self.timing.error_code = "invalid-body"
+            return
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if self._dialect == "anthropic":
+            timing.output_tokens = _first_int(usage, "output_tokens")
+            timing.prompt_tokens = _first_int(usage, "input_tokens")
+        else:
+            timing.output_tokens = _first_int(usage, "completion_tokens")
+            timing.prompt_tokens = _first_int(usage, "prompt_tokens")
+        timing.complete = isinstance(body, dict)
+
+
+class ErrorStamper:
+    """A non-2xx answer: the body only names the error."""
+
+    def __init__(self, timing: StreamTiming) -> None:
+        self.timing = timing
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Keep a piece of the error body."""
+        self.timing.bytes_received += len(data)
+        self._parts.append(data)
+
+    def finish(self, t_ns: int) -> None:
+        """Name the error from the body."""
+        self.timing.t_end_ns = t_ns
+        self.timing.error_code = error_code(b"".join(self._parts))
+
+
+def stamper_for(timing: StreamTiming, dialect: Dialect, status: int) -> Stamper:
+    """The reader for a response with this status, given what was asked (``timing.streamed``)."""
+    if not 200 <= status < 300:
+        return ErrorStamper(timing)
+    if not timing.streamed:
+        return BodyStamper(timing, dialect)
+    return MessagesStreamStamper(timing) if dialect == "anthropic" else ChatStreamStamper(timing)

@@ -1,0 +1,391 @@
+"""gatecheck's locust users and the ramp shape: I/O only, everything else is sans-IO elsewhere.
+
+Imports gevent and locust (so only locustfiles and ``gatecheck.locust_plugin`` import this).
+
+HTTP client, chosen by measurement (``benchmarks/load_capacity.py``): geventhttpclient, the
+library under locust's FastHttpUser, used directly so the body can be read as it arrives. Locust's
+``iter_content``/``iter_lines`` wait for 1-4 KiB before yielding and FastHttpUser times a stream at
+its headers; here every ``recv()`` is stamped with ``perf_counter_ns`` and handed to the stamper in
+``gatecheck.loadread`` (the project's one SSE decoder). That relies on two attributes of
+geventhttpclient's response (``_sock`` and ``_body_buffer``); ``_read_available`` is the only place
+that touches them.
+
+Users (import them all into the locustfile; the plugin keeps the one the options ask for, unless
+classes are named on the command line):
+``ChatStreamUser``, ``ChatUser``, ``MessagesStreamUser``, ``MessagesUser`` (closed loop: a user
+sends its next request when the previous one ends), ``RateUser`` (open model: requests start on a
+schedule whatever the latency) and ``LimitsUser`` (the rate-limit probes of ``gatecheck.limits``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.pool
+from geventhttpclient import HTTPClient
+from geventhttpclient.response import HTTPSocketPoolResponse
+from locust import LoadTestShape, User, constant, task
+from locust.exception import StopUser
+
+from gatecheck.limits import LimitKey, Phase, ProbePlan, ProbeRecord, plan_probes, retry_wait_s
+from gatecheck.loadread import stamper_for
+from gatecheck.metrics import StreamTiming
+from gatecheck.workload import (
+    ArrivalSchedule,
+    Dialect,
+    RampPlan,
+    RequestFactory,
+    auth_headers,
+    request_path,
+)
+
+_RECV_BYTES = 65536
+_ACCEPT_SSE = "text/event-stream"
+_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining")
+_INFLIGHT_GRACE_S = 1.0
+
+
+def _read_available(response: HTTPSocketPoolResponse) -> bytes | None:
+    """Body bytes available now, waiting for one ``recv`` if none are; None at the end of the body."""
+    buffered = response._body_buffer
+    while not buffered:
+        if response.message_complete:
+            return None
+        sock = response._sock
+        if sock is None:
+            return None
+        data = sock.recv(_RECV_BYTES)
+        response.feed(data)
+        if not data and not buffered:
+            return None
+    chunk = bytes(buffered)
+    del buffered[:]
+    return chunk
+
+
+def _header(response: HTTPSocketPoolResponse, name: str) -> str | None:
+    """A header's value (the first one when it is repeated)."""
+    value = response.get(name)
+    return value[0] if isinstance(value, list) else value
+
+
+def exchange(
+    http: HTTPClient,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    dialect: Dialect,
+    *,
+    streamed: bool,
+    total_timeout_s: float,
+) -> tuple[StreamTiming, bool]:
+    """Send one request and stamp its response as it arrives; never raises for transport errors.
+
+    Returns the timing and whether the response carried the ``X-RateLimit-*`` headers.
+    """
+    timing = StreamTiming(t_start_ns=time.perf_counter_ns(), wall_start_s=time.time(), streamed=streamed)
+    limit_headers = False
+    response: HTTPSocketPoolResponse | None = None
+    try:
+        with gevent.Timeout(total_timeout_s):
+            response = http.request("POST", path, body=body, headers=headers)
+            timing.t_headers_ns = time.perf_counter_ns()
+            timing.status = response.status_code
+            timing.retry_after = _header(response, "retry-after")
+            limit_headers = all(name in response for name in _LIMIT_HEADERS)
+            stamper = stamper_for(timing, dialect, timing.status)
+            data = _read_available(response)
+            while data is not None:
+                stamper.feed(data, time.perf_counter_ns())
+                data = _read_available(response)
+            stamper.finish(time.perf_counter_ns())
+    except gevent.Timeout:
+        timing.error_code = "total-timeout"
+    except Exception as exc:  # any transport failure is a measured outcome, not a crash
+        timing.error_code = f"transport-{type(exc).__name__}"
+    finally:
+        if timing.t_end_ns is None:
+            timing.t_end_ns = time.perf_counter_ns()
+        if response is not None:
+            response.release()
+    return timing, limit_headers
+
+
+class LoadUser(User):
+    """Shared part of gatecheck's users: settings from the plugin, one HTTP client, request bodies."""
+
+    abstract = True
+    wait_time = constant(0)
+    dialect: ClassVar[Dialect] = "openai"
+    streamed: ClassVar[bool] = True
+    concurrency: ClassVar[int] = 1
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        from gatecheck.locust_plugin import plugin_for
+
+        self.plugin = plugin_for(environment)
+        self.settings = self.plugin.settings()
+        index = self.plugin.next_user_index()
+        self.factory = RequestFactory(
+            model=self.settings.model,
+            dialect=self.request_dialect(),
+            stream=self.request_streamed(),
+            prompt_tokens=self.settings.prompt_tokens,
+            output_tokens=self.settings.output_tokens,
+            include_usage=self.settings.include_usage,
+            dataset=self.settings.dataset,
+            rng=random.Random(self.settings.seed * 1_000_003 + index),
+        )
+        self.base_path = urlsplit(self.settings.host).path.rstrip("/")
+        self.http = HTTPClient.from_url(
+            self.settings.host,
+            concurrency=self.client_concurrency(),
+            connection_timeout=self.settings.connect_timeout_s,
+            network_timeout=self.settings.read_timeout_s,
+            headers={"Accept-Encoding": "identity", "Content-Type": "application/json"},
+        )
+
+    def request_dialect(self) -> Dialect:
+        """The API this user speaks."""
+        return self.dialect
+
+    def request_streamed(self) -> bool:
+        """Whether this user asks for streams."""
+        return self.streamed
+
+    def client_concurrency(self) -> int:
+        """Connections this user may hold at once."""
+        return self.concurrency
+
+    def on_stop(self) -> None:
+        """Close the user's connections."""
+        self.http.close()
+
+    def send(self, body: dict[str, Any], group: str, key: str | None = None) -> tuple[StreamTiming, bool]:
+        """POST one request, record it in ``group`` and return its raw timing."""
+        dialect = self.request_dialect()
+        streamed = bool(body.get("stream"))
+        headers = auth_headers(key or self.settings.api_key, self.settings.auth, dialect)
+        if streamed:
+            headers["Accept"] = _ACCEPT_SSE
+        timing, limit_headers = exchange(
+            self.http,
+            self.base_path + request_path(dialect),
+            json.dumps(body).encode(),
+            headers,
+            dialect,
+            streamed=streamed,
+            total_timeout_s=self.settings.total_timeout_s,
+        )
+        self.plugin.record(group, timing, self.request_kind())
+        return timing, limit_headers
+
+    def request_kind(self) -> str:
+        """The request type shown in locust's statistics."""
+        api = "messages" if self.request_dialect() == "anthropic" else "chat"
+        return f"{api}-stream" if self.request_streamed() else api
+
+
+class _ClosedLoopUser(LoadUser):
+    """One request after another, as fast as the gateway answers."""
+
+    abstract = True
+
+    @task
+    def one_request(self) -> None:
+        """Send the next request of the workload."""
+        self.send(self.factory.body(), self.plugin.group_now())
+
+
+class ChatStreamUser(_ClosedLoopUser):
+    """Streaming OpenAI chat completions (usage requested with ``stream_options.include_usage``)."""
+
+
+class ChatUser(_ClosedLoopUser):
+    """Non-streaming OpenAI chat completions."""
+
+    streamed = False
+
+
+class MessagesStreamUser(_ClosedLoopUser):
+    """Streaming Anthropic messages."""
+
+    dialect = "anthropic"
+
+
+class MessagesUser(_ClosedLoopUser):
+    """Non-streaming Anthropic messages."""
+
+    dialect = "anthropic"
+    streamed = False
+
+
+def drive(
+    schedule: ArrivalSchedule,
+    until_ns: int,
+    pool: gevent.pool.Pool,
+    send: Callable[[], object],
+    *,
+    on_due: Callable[[int, bool], None],
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Start ``send`` in its own greenlet at every due time of ``schedule`` before ``until_ns``.
+
+    A request never waits for an earlier one: when the pool of in-flight requests is full, the
+    due request is skipped and reported (``on_due(lag_ns, started=False)``) rather than delayed.
+    """
+    while not stop():
+        due = schedule.next_ns()
+        if due >= until_ns:
+            return
+        wait_s = (due - time.perf_counter_ns()) / 1e9
+        if wait_s > 0:
+            gevent.sleep(wait_s)
+        if stop():
+            return
+        lag = time.perf_counter_ns() - due
+        started = not pool.full()
+        if started:
+            pool.spawn(send)
+        on_due(lag, started)
+
+
+class RateUser(LoadUser):
+    """Open-model arrivals at ``--request-rate`` (shared by all RateUsers), constant or Poisson.
+
+    Requests start on schedule whatever the latency, each in its own greenlet, at most
+    ``--max-in-flight`` at once per user; achieved rate and schedule lag are reported.
+    """
+
+    def request_dialect(self) -> Dialect:
+        """The dialect chosen with ``--dialect``."""
+        return self.settings.dialect
+
+    def request_streamed(self) -> bool:
+        """Streaming as chosen with ``--stream``."""
+        return self.settings.stream
+
+    def client_concurrency(self) -> int:
+        """One connection per request in flight."""
+        return self.settings.max_in_flight
+
+    @task
+    def generate(self) -> None:
+        """Run the arrival schedule until the test stops."""
+        rate = self.settings.request_rate / max(self.plugin.total_users(), 1)
+        schedule = ArrivalSchedule(
+            rate,
+            self.settings.arrival,
+            time.perf_counter_ns(),
+            seed=self.settings.seed + self.plugin.next_user_index(),
+        )
+        pool = gevent.pool.Pool(self.settings.max_in_flight)
+        forever = time.perf_counter_ns() + 10**18
+        try:
+            drive(
+                schedule,
+                forever,
+                pool,
+                lambda: self.send(self.factory.body(), "rate"),
+                on_due=self.plugin.record_due,
+            )
+        finally:
+            pool.kill(block=False)
+
+
+class LimitsUser(LoadUser):
+    """Runs the RPM then the TPM probe for one key of ``--limits-key`` (one user per key)."""
+
+    streamed = False
+
+    def request_dialect(self) -> Dialect:
+        """The dialect chosen with ``--dialect``."""
+        return self.settings.dialect
+
+    def client_concurrency(self) -> int:
+        """Enough connections for the probe's open-loop driver."""
+        return self.settings.max_in_flight
+
+    @task
+    def probe(self) -> None:
+        """Probe this user's key, then tell the plugin (which ends the run after the last key)."""
+        key = self.plugin.next_limits_key()
+        try:
+            if key is not None:
+                self._probe_key(key)
+        finally:
+            self.plugin.limits_key_done()
+        raise StopUser()
+
+    def _probe_key(self, key: LimitKey) -> None:
+        secret = self.plugin.key_for(key)
+        plans = plan_probes(
+            key, self.settings.window_s, overdrive=self.settings.overdrive, windows=self.settings.windows
+        )
+        for index, plan in enumerate(plans):
+            if index:
+                gevent.sleep(plan.window_s + 1)
+            self._run_probe(plan, secret)
+
+    def _run_probe(self, plan: ProbePlan, secret: str) -> None:
+        t0 = time.perf_counter_ns()
+        seen_429: list[ProbeRecord] = []
+        pool = gevent.pool.Pool(self.settings.max_in_flight)
+
+        def one(phase: Phase) -> ProbeRecord:
+            sent = (time.perf_counter_ns() - t0) / 1e9
+            body = self.factory.probe_body(plan.prompt_words, plan.max_tokens)
+            timing, headers = self.send(body, f"limits:{plan.name}", secret)
+            tokens = (timing.prompt_tokens or 0) + (timing.output_tokens or 0)
+            record = ProbeRecord(
+                plan.name,
+                phase,
+                sent,
+                timing.status,
+                tokens or plan.cost_tokens,
+                timing.output_tokens is not None,
+                timing.retry_after,
+                headers,
+            )
+            self.plugin.record_probe(record)
+            if record.status == 429:
+                seen_429.append(record)
+            return record
+
+        def phase(name: Phase, seconds: float, stop: Callable[[], bool]) -> None:
+            schedule = ArrivalSchedule(plan.rate_per_s, "constant", time.perf_counter_ns())
+            until = time.perf_counter_ns() + int(seconds * 1e9)
+            drive(schedule, until, pool, lambda: one(name), on_due=lambda lag, started: None, stop=stop)
+            pool.join(timeout=self.settings.total_timeout_s + _INFLIGHT_GRACE_S)
+
+        phase("burst", plan.burst_timeout_s, lambda: bool(seen_429))
+        wait = retry_wait_s(seen_429, plan)
+        if wait is None:
+            gevent.sleep(plan.window_s)
+        else:
+            gevent.sleep(wait)
+            one("retry")
+        phase("sustain", plan.sustain_s, lambda: False)
+
+
+class RampShape(LoadTestShape):
+    """Stepped concurrency for the ``ramp`` scenario (set by the plugin, not found in the locustfile)."""
+
+    abstract = True
+
+    def __init__(self, plan: RampPlan, spawn_rate: float) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # locust leaves it unannotated
+        self.plan = plan
+        self.spawn_rate = spawn_rate
+
+    def tick(self) -> tuple[int, float] | None:
+        """The user count of the current step; None ends the test after the last step."""
+        users = self.plan.users_at(self.get_run_time())  # type: ignore[no-untyped-call]
+        return None if users is None else (users, self.spawn_rate)

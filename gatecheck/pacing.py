@@ -1,0 +1,109 @@
+"""A client-side limiter shared by every check, so the suite never trips the limits it is testing.
+
+The target declares its limits per key and minute (``--rpm``, ``--tpm``). ``Pacer`` keeps a sliding
+log of what was sent in the last window and makes a caller wait until one more request (and its
+token estimate) fits under a fraction of both limits. A sliding window is conservative for every
+server-side algorithm: any fixed or sliding server window is also an interval our log covers.
+After a 429, ``hold(seconds)`` makes every caller wait out the server's Retry-After.
+Clock and sleep are injectable so tests run in virtual time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class PacingTimeout(Exception):
+    """A request could not be paced in within the caller's bound."""
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request in the log; ``tokens`` may be corrected once usage is known."""
+
+    t: float
+    tokens: int
+
+
+class Pacer:
+    """Sliding-window limiter over requests and tokens, thread-safe."""
+
+    def __init__(
+        self,
+        rpm: int | None,
+        tpm: int | None,
+        *,
+        window_s: float = 60.0,
+        headroom: float = 0.9,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 0 < headroom <= 1:
+            raise ValueError("headroom must be in (0, 1]")
+        self._max_requests = None if rpm is None else max(1, int(rpm * headroom))
+        self._max_tokens = None if tpm is None else max(1, int(tpm * headroom))
+        # A little longer than the server's minute absorbs the network delay between our send
+        # time and its arrival time.
+        self._window = window_s * 1.05
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._log: deque[Ticket] = deque()
+        self._held_until = 0.0
+        self.waited_s = 0.0
+
+    def acquire(self, tokens: int, *, max_wait_s: float = 120.0) -> Ticket:
+        """Block until one request of ``tokens`` fits, then log it; raise ``PacingTimeout`` past the bound."""
+        deadline = self._clock() + max_wait_s
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = self._wait_needed(now, tokens)
+                if wait <= 0:
+                    ticket = Ticket(now, tokens)
+                    self._log.append(ticket)
+                    return ticket
+            if now + wait > deadline:
+                raise PacingTimeout(f"waiting {wait:.1f}s for a request slot would pass the {max_wait_s:.0f}s bound")
+            self._sleep(wait)
+            self.waited_s += wait
+
+    def settle(self, ticket: Ticket, tokens: int) -> None:
+        """Replace a ticket's token estimate with what the response's usage says it cost."""
+        with self._lock:
+            ticket.tokens = max(0, tokens)
+
+    def hold(self, seconds: float) -> None:
+        """Make every caller wait ``seconds`` from now (the server said Retry-After)."""
+        with self._lock:
+            self._held_until = max(self._held_until, self._clock() + max(0.0, seconds))
+
+    def _wait_needed(self, now: float, tokens: int) -> float:
+        while self._log and self._log[0].t <= now - self._window:
+            self._log.popleft()
+        waits = [self._held_until - now]
+        if self._max_requests is not None and len(self._log) >= self._max_requests:
+            waits.append(self._expiry(now, len(self._log) - self._max_requests))
+        if self._max_tokens is not None and self._log:
+            waits.append(self._token_wait(now, tokens, self._max_tokens))
+        return max(waits)
+
+    def _expiry(self, now: float, index: int) -> float:
+        """Seconds until log entry ``index`` (0 = oldest) leaves the window."""
+        return self._log[index].t + self._window - now
+
+    def _token_wait(self, now: float, tokens: int, limit: int) -> float:
+        """Seconds until enough old tokens leave the window for ``tokens`` more (0 if they fit now)."""
+        excess = sum(t.tokens for t in self._log) + tokens - limit
+        if excess <= 0:
+            return 0.0
+        for index, ticket in enumerate(self._log):
+            excess -= ticket.tokens
+            if excess <= 0:
+                return self._expiry(now, index)
+        # Bigger than the whole budget on its own: admit it into an empty window.
+        return self._expiry(now, len(self._log) - 1)

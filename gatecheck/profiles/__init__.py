@@ -1,0 +1,101 @@
+"""Conformance profiles: which of the documents' disagreeing rules a target is held to.
+
+A profile is a TOML file in this directory (``gateway``, ``openai``, ``lenient``). It picks the
+error dialect, the rate-limit header dialect, where stream usage may appear, the reasoning field
+name, the rules that apply (``[rules]``) and how severe each deviation is (``[severity]``: a failure
+rule id mapped to ``"warn"``, ``"fail"`` or ``"ignore"``). Profiles are data so a reader can see,
+in one place, every judgement call a verdict depends on.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from gatecheck.errors import ConfigError
+
+PROFILE_DIR = Path(__file__).resolve().parent
+
+ErrorDialect = Literal["gateway", "openai", "any"]
+RateLimitDialect = Literal["x-ratelimit", "openai", "anthropic", "ietf", "any"]
+StreamUsage = Literal["last-chunk", "separate-chunk"]
+
+ERROR_DIALECTS: tuple[str, ...] = ("gateway", "openai", "any")
+RATELIMIT_DIALECTS: tuple[str, ...] = ("x-ratelimit", "openai", "anthropic", "ietf", "any")
+STREAM_USAGE: tuple[str, ...] = ("last-chunk", "separate-chunk")
+REASONING_FIELDS: tuple[str, ...] = ("reasoning_content", "reasoning")
+SEVERITIES: tuple[str, ...] = ("fail", "warn", "ignore")
+RULES: tuple[str, ...] = ("x_api_key_everywhere",)
+
+_KEYS = ("description", "error_dialect", "ratelimit_dialect", "stream_usage", "reasoning_field", "rules", "severity")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One profile, validated."""
+
+    name: str
+    description: str
+    error_dialect: ErrorDialect
+    ratelimit_dialect: RateLimitDialect
+    stream_usage: StreamUsage
+    reasoning_field: str
+    rules: frozenset[str]
+    severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def has_rule(self, rule: str) -> bool:
+        """True when the profile states ``rule`` (a ``[rules]`` key set to true)."""
+        return rule in self.rules
+
+
+def profile_names(directory: Path = PROFILE_DIR) -> tuple[str, ...]:
+    """The names of the profiles shipped in ``directory``, sorted."""
+    return tuple(sorted(p.stem for p in directory.glob("*.toml")))
+
+
+def load_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
+    """Read and validate profile ``name``; a bad name or file is one ``ConfigError``."""
+    names = profile_names(directory)
+    if name not in names:
+        raise ConfigError("profile", name, ", ".join(names))
+    path = directory / f"{name}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile file {path}", str(exc), "valid TOML") from None
+    return _build(name, data)
+
+
+def _build(name: str, data: Mapping[str, Any]) -> Profile:
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"profile {name}", unknown[0], ", ".join(_KEYS))
+    rules = data.get("rules", {})
+    for rule, value in rules.items():
+        if rule not in RULES or not isinstance(value, bool):
+            raise ConfigError(f"profile {name}: rules.{rule}", value, f"true/false for {', '.join(RULES)}")
+    severity = data.get("severity", {})
+    for rule, value in severity.items():
+        if value not in SEVERITIES:
+            raise ConfigError(f"profile {name}: severity.{rule}", value, ", ".join(SEVERITIES))
+    return Profile(
+        name=name,
+        description=str(data.get("description", "")),
+        error_dialect=_choice(name, data, "error_dialect", ERROR_DIALECTS),  # type: ignore[arg-type]
+        ratelimit_dialect=_choice(name, data, "ratelimit_dialect", RATELIMIT_DIALECTS),  # type: ignore[arg-type]
+        stream_usage=_choice(name, data, "stream_usage", STREAM_USAGE),  # type: ignore[arg-type]
+        reasoning_field=_choice(name, data, "reasoning_field", REASONING_FIELDS),
+        rules=frozenset(rule for rule, on in rules.items() if on),
+        severity=MappingProxyType(dict(severity)),
+    )
+
+
+def _choice(name: str, data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = data.get(key)
+    if value not in allowed:
+        raise ConfigError(f"profile {name}: {key}", value, ", ".join(allowed))
+    return str(value)

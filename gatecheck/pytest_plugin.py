@@ -1,0 +1,351 @@
+"""gatecheck's pytest plugin: the conformance checks as pytest items, against any target.
+
+Loaded explicitly by ``conformance/conftest.py`` (``pytest_plugins = ["gatecheck.pytest_plugin"]``);
+there is no pytest11 entry point, so installing gatecheck adds no options to unrelated runs.
+
+    pytest conformance --base-url http://127.0.0.1:8080 --model deepseek-v4-flash   # key: $GATECHECK_API_KEY
+    pytest conformance -m "stream and not slow"                                       # embedded gateway
+
+Options: every target option of ``gatecheck.config.TARGET_OPTIONS`` (``--base-url``, ``--api-key``,
+``--model``, ``--profile``, ``--rpm``, ``--tpm``, ``--budget-requests``...) plus ``--target FILE``,
+``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed`` and ``--checks``, each also as an ini value
+``gatecheck_<name>`` (keys excepted: they never go in a file). Precedence: command line > ini >
+environment (``GATECHECK_*``) > target file > defaults. ``read_options`` is the one function that
+reads them, raising ``pytest.UsageError`` with the valid values.
+
+A conformance module declares ``NAME = CheckGroup("area", ...)``; each such attribute becomes one
+``CheckItem`` per check, named by the check id (so JUnit test names are check ids) and marked with
+its area (and ``slow``/``costly``). With no base URL the embedded reference gateway is started on
+first use and stopped at the end of the session. Verdicts: FAIL fails the item with the formatted
+failure, SKIP skips it with the reason, WARN passes it and is shown as ``W``/``warned``. With
+``--report-dir``, JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
+written there at the end. ``gatecheck conform`` drives the same plugin through two hooks:
+``gatecheck_target`` (give the target) and ``gatecheck_result`` (receive each verdict).
+"""
+
+from __future__ import annotations
+
+import random
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gatecheck.checks import (
+    AREAS,
+    EXTRA_MARKERS,
+    Check,
+    CheckGroup,
+    RunSettings,
+    Session,
+    applicable,
+    load_all,
+    plan_cost,
+    run_check,
+)
+from gatecheck.checks.base import Cost
+from gatecheck.checks.session import open_session, plan_settings
+from gatecheck.config import TARGET_OPTIONS, Target, load_target
+from gatecheck.errors import ConfigError
+from gatecheck.profiles import Profile, load_profile
+from gatecheck.redaction import Secret
+from gatecheck.results import CheckResult
+
+DEFAULT_FUZZ_EXAMPLES = 20
+_SECRET_DESTS = ("api_key", "api_key_2")
+_SUITE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--target", "target", "target file (TOML) with the deployment's URL, models, claims and limits"),
+    ("--report-dir", "report_dir", "write junit.xml, results.json, matrix.md and matrix.html here"),
+    ("--fuzz-examples", "fuzz_examples", f"requests per fuzz check (default {DEFAULT_FUZZ_EXAMPLES})"),
+    ("--fuzz-seed", "fuzz_seed", "seed of the fuzz checks (default: random, printed in the header)"),
+    ("--checks", "checks", "run only these check ids (comma-separated)"),
+)
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """Everything the plugin was told, validated."""
+
+    target: Target
+    profile: Profile
+    report_dir: Path | None
+    fuzz_examples: int
+    fuzz_seed: int
+    checks: frozenset[str] | None
+
+
+@dataclass
+class SuiteState:
+    """The run's state (in ``config.stash``): options, the lazily opened session, the verdicts."""
+
+    options: SuiteOptions
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    results: list[CheckResult] = field(default_factory=list)
+    not_applicable: list[Check] = field(default_factory=list)
+    plan: Cost | None = None
+    written: dict[str, Path] = field(default_factory=dict)
+    secrets: tuple[Secret, ...] = ()
+    _stack: ExitStack = field(default_factory=ExitStack)
+    _session: Session | None = None
+
+    def session(self) -> Session:
+        """The session on the target, opened on first use (starting the embedded gateway if needed)."""
+        if self._session is None:
+            settings = RunSettings(fuzz_examples=self.options.fuzz_examples, fuzz_seed=self.options.fuzz_seed)
+            self._session = self._stack.enter_context(open_session(self.options.target, settings))
+            self.secrets = self._session.secrets
+        return self._session
+
+    def close(self) -> None:
+        """Close the session (and stop the embedded gateway)."""
+        self._stack.close()
+        self._session = None
+
+
+STATE = pytest.StashKey[SuiteState]()
+
+
+class GatecheckHooks:
+    """Hooks ``gatecheck conform`` implements to drive the suite."""
+
+    @pytest.hookspec(firstresult=True)
+    def gatecheck_target(self, config: pytest.Config) -> Target | None:
+        """Return the Target to check instead of reading the target options."""
+
+    @pytest.hookspec
+    def gatecheck_result(self, result: CheckResult) -> None:
+        """Called with every check's verdict as soon as it is known."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(GatecheckHooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gatecheck", "gatecheck conformance (precedence: command line > ini > env > file)")
+    for option in TARGET_OPTIONS:
+        env = f" [env {option.env}]" if option.env else ""
+        group.addoption(option.flag, dest=f"gatecheck_{option.dest}", default=None, metavar=option.metavar,
+                        help=option.help + env)
+        if option.dest not in _SECRET_DESTS:
+            parser.addini(f"gatecheck_{option.dest}", option.help, default=None)
+    for flag, dest, help_text in _SUITE_OPTIONS:
+        group.addoption(flag, dest=f"gatecheck_{dest}", default=None, action="append" if dest == "target" else
+                        "store", help=help_text)
+        parser.addini(f"gatecheck_{dest}", help_text, default=None)
+
+
+def _given(config: pytest.Config, dest: str) -> Any:
+    """An option's value from the command line, else its ini twin, else None."""
+    value = config.getoption(f"gatecheck_{dest}")
+    if value in (None, []) and dest not in _SECRET_DESTS:
+        value = config.getini(f"gatecheck_{dest}") or None
+    return value
+
+
+def read_options(config: pytest.Config) -> SuiteOptions:
+    """The plugin's options, validated; a bad one is a ``pytest.UsageError`` naming what is allowed."""
+    try:
+        target = config.hook.gatecheck_target(config=config) or _target_from_options(config)
+        profile = load_profile(target.profile)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"gatecheck: {exc}") from None
+    checks = _given(config, "checks")
+    wanted = frozenset(c.strip() for c in checks.split(",") if c.strip()) if checks else None
+    unknown = sorted((wanted or frozenset()) - set(load_all()))
+    if unknown:
+        raise pytest.UsageError(f"gatecheck: --checks: unknown check ids {unknown}; see gatecheck conform --list")
+    report_dir = _given(config, "report_dir")
+    return SuiteOptions(
+        target=target,
+        profile=profile,
+        report_dir=Path(report_dir) if report_dir else None,
+        fuzz_examples=_count(_given(config, "fuzz_examples"), "--fuzz-examples", DEFAULT_FUZZ_EXAMPLES, 0),
+        fuzz_seed=_count(_given(config, "fuzz_seed"), "--fuzz-seed", random.randrange(2**32), 0),
+        checks=wanted,
+    )
+
+
+def _target_from_options(config: pytest.Config) -> Target:
+    files = _given(config, "target") or []
+    files = [files] if isinstance(files, str) else files
+    if len(files) > 1:
+        raise pytest.UsageError("gatecheck: --target: one target per pytest run (gatecheck conform compares several)")
+    cli = {option.dest: _given(config, option.dest) for option in TARGET_OPTIONS}
+    return load_target(files[0] if files else None, cli)
+
+
+def _count(value: Any, flag: str, default: int, low: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = low - 1
+    if number < low:
+        raise pytest.UsageError(f"gatecheck: {flag} = {value!r}; allowed: an integer >= {low}")
+    return number
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for area, text in {**AREAS, **EXTRA_MARKERS}.items():
+        config.addinivalue_line("markers", f"{area}: {text}")
+    options = read_options(config)
+    config.stash[STATE] = SuiteState(options)
+    if options.report_dir is not None and not config.option.xmlpath:
+        from gatecheck.report import JUNIT_FILE
+
+        config.option.xmlpath = str(options.report_dir / JUNIT_FILE)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    options = config.stash[STATE].options
+    target = options.target
+    return [
+        f"gatecheck target: {target.describe()}",
+        f"gatecheck profile: {options.profile.name} ({options.profile.description})",
+        f"gatecheck budget: {target.max_requests} requests, {target.max_output_tokens} output tokens per request; "
+        f"fuzz: {options.fuzz_examples} examples, seed {options.fuzz_seed}",
+    ]
+
+
+class CheckItem(pytest.Item):
+    """One check as a pytest item; its name is the check id."""
+
+    def __init__(self, *, check: Check, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        for marker in check.all_markers:
+            self.add_marker(marker)
+
+    def runtest(self) -> None:
+        state = self.config.stash[STATE]
+        result = run_check(state.session(), self.check)
+        state.results.append(result)
+        self.config.hook.gatecheck_result(result=result)
+        self.user_properties.append(("verdict", result.verdict))
+        self.user_properties.append(("citation", result.citation))
+        if result.verdict == "FAIL":
+            raise CheckFailed(result)
+        if result.verdict == "SKIP":
+            pytest.skip(result.message)
+        if result.verdict == "WARN":
+            self.add_report_section("call", "gatecheck WARN", result.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CheckFailed):
+            return excinfo.value.result.message
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.check.id}: {self.check.doc}"
+
+
+class CheckFailed(Exception):
+    """A check's FAIL verdict, carried to ``repr_failure``."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> list[CheckItem] | None:
+    if not isinstance(obj, CheckGroup):
+        return None
+    return [CheckItem.from_parent(collector, name=c.id, check=c) for c in obj.checks()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE]
+    kept, dropped = [], []
+    for item in items:
+        check = item.check if isinstance(item, CheckItem) else None
+        wanted = check is None or state.options.checks is None or check.id in state.options.checks
+        if check is not None and not applicable(check, state.options.profile):
+            state.not_applicable.append(check)
+            dropped.append(item)
+        elif wanted:
+            kept.append(item)
+        else:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = _ratelimit_last(kept, state.options.target)
+
+
+def _ratelimit_last(items: list[pytest.Item], target: Target) -> list[pytest.Item]:
+    """Rate-limit checks run last unless they have a key of their own."""
+    if target.base_url is None or target.api_key_2 is not None:
+        return items
+    return sorted(items, key=lambda i: isinstance(i, CheckItem) and i.check.area == "ratelimit")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash[STATE]
+    checks = [i.check for i in session.items if isinstance(i, CheckItem)]
+    target = state.options.target
+    state.plan = plan_cost(checks, plan_settings(target, state.options.fuzz_examples))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and checks:
+        reporter.write_line(
+            f"gatecheck plan: {len(checks)} checks, at most {state.plan.requests} requests and "
+            f"{state.plan.output_tokens} output tokens (budget {target.max_requests} requests)"
+        )
+    if state.plan.requests > target.max_requests and not session.config.option.collectonly:
+        raise pytest.UsageError(
+            f"gatecheck: this run would send up to {state.plan.requests} requests, over the budget of "
+            f"{target.max_requests} (--budget-requests); raise the budget or select fewer checks (-m, -k, --checks)"
+        )
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+    if report.when == "call" and ("verdict", "WARN") in report.user_properties:
+        return "warned", "W", ("WARN", {"yellow": True})
+    return None
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    for check in state.not_applicable:
+        rules = ", ".join(check.profile_rules)
+        terminalreporter.write_line(
+            f"gatecheck: {check.id} not applicable under profile {state.options.profile.name} (rule {rules} is off)"
+        )
+    for kind, path in state.written.items():
+        terminalreporter.write_line(f"gatecheck {kind} report: {path}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash.get(STATE, None)
+    if state is None:
+        return
+    try:
+        if state.options.report_dir is not None and state.results:
+            from gatecheck.report import write_reports
+
+            state.written = write_reports(state.results, state.options.report_dir, run_info=run_info(state))
+    finally:
+        state.close()
+
+
+def run_info(state: SuiteState) -> dict[str, object]:
+    """The report header of this run (targets without keys; the keys listed only to be masked)."""
+    return {
+        "started": state.started,
+        "finished": datetime.now(UTC),
+        "profile": state.options.profile.name,
+        "targets": [state.options.target],
+        "secrets": list(state.secrets),
+    }
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        state.close()

@@ -1,0 +1,77 @@
+"""Errors the gateway answers with, in either documented dialect.
+
+``gateway`` (002 Error Codes): ``{"error": {"code", "message", "request_id"}}`` with upper-case
+codes. ``openai`` (000/001 Error Response): ``{"error": {"message", "type", "param", "code"}}`` with
+lower-case codes. Both dialects also send the request id in the ``x-request-id`` header. The
+gateway dialect has no ``code`` for an over-long context: it answers ``INVALID_PARAMS`` with a
+message that starts ``context_length_exceeded:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gatecheck._types import JSONObject
+from gatecheck.reference.config import ErrorDialect
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """One row of the error table: HTTP status and the code/type of each dialect."""
+
+    status: int
+    gateway_code: str
+    openai_type: str
+    openai_code: str | None
+
+
+INVALID_PARAMS = ErrorKind(400, "INVALID_PARAMS", "invalid_request_error", "invalid_value")
+MISSING_PARAM = ErrorKind(400, "INVALID_PARAMS", "invalid_request_error", "missing_required_parameter")
+INVALID_JSON = ErrorKind(400, "INVALID_PARAMS", "invalid_request_error", "invalid_json")
+CONTEXT_LENGTH = ErrorKind(400, "INVALID_PARAMS", "invalid_request_error", "context_length_exceeded")
+UNAUTHORIZED = ErrorKind(401, "UNAUTHORIZED", "invalid_request_error", "invalid_api_key")
+FORBIDDEN = ErrorKind(403, "FORBIDDEN", "permission_error", "model_not_allowed")
+MODEL_NOT_FOUND = ErrorKind(404, "MODEL_NOT_FOUND", "invalid_request_error", "model_not_found")
+RATE_LIMIT_REQUESTS = ErrorKind(429, "RATE_LIMIT", "requests", "rate_limit_exceeded")
+RATE_LIMIT_TOKENS = ErrorKind(429, "RATE_LIMIT", "tokens", "rate_limit_exceeded")
+INTERNAL = ErrorKind(500, "INTERNAL_ERROR", "server_error", "internal_error")
+UPSTREAM = ErrorKind(502, "UPSTREAM_ERROR", "server_error", "upstream_error")
+
+
+class ApiError(Exception):
+    """Raised by request handling; the server turns it into the dialect's error response."""
+
+    def __init__(
+        self, kind: ErrorKind, message: str, param: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_body(
+    error: ApiError, dialect: ErrorDialect, request_id: str, *, with_request_id: bool = True
+) -> JSONObject:
+    """The JSON error body of ``error`` in ``dialect``."""
+    kind = error.kind
+    if dialect == "openai":
+        return {
+            "error": {
+                "message": error.message,
+                "type": kind.openai_type,
+                "param": error.param,
+                "code": kind.openai_code,
+            }
+        }
+    message = f"context_length_exceeded: {error.message}" if kind is CONTEXT_LENGTH else error.message
+    body: JSONObject = {"code": kind.gateway_code, "message": message}
+    if with_request_id:
+        body["request_id"] = request_id
+    return {"error": body}
+
+
+def anthropic_stream_error(message: str) -> JSONObject:
+    """The data of an Anthropic ``event: error`` (Anthropic's own shape, as its SDK parses it)."""
+    return {"type": "error", "error": {"type": "api_error", "message": message}}

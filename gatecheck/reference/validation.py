@@ -1,0 +1,92 @@
+"""Request validation against the project's request schemas (the one source of truth).
+
+A failing body becomes a 400 ``ApiError`` naming the offending field (OpenAI's ``param`` style,
+``messages[0].role``). The ``validation-lax`` fault validates against a copy of the same schema
+with the numeric range and size keywords removed, so only out-of-range values slip through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+from gatecheck._types import JSON
+from gatecheck.reference.errors import INVALID_PARAMS, MISSING_PARAM, ApiError
+from gatecheck.schemas import SchemaStore
+
+RANGE_KEYWORDS = frozenset(
+    {
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+    }
+)
+_MESSAGE_LIMIT = 300
+
+
+class RequestValidator:
+    """Validates request bodies for one schema name; the validator is built on first use."""
+
+    def __init__(self, store: SchemaStore, name: str, *, lax: bool = False) -> None:
+        self._store = store
+        self._name = name
+        self._lax = lax
+        self._validator: jsonschema.protocols.Validator | None = None
+
+    def check(self, body: JSON) -> None:
+        """Raise a 400 ``ApiError`` for the most relevant violation; return when valid."""
+        validator = self._validator or self._build()
+        if validator.is_valid(body):
+            return
+        best = jsonschema.exceptions.best_match(validator.iter_errors(body))
+        if best is None:
+            return
+        path: list[str | int] = list(best.absolute_path)
+        kind = INVALID_PARAMS
+        if best.validator == "required" and isinstance(best.instance, dict):
+            missing = [p for p in best.validator_value if p not in best.instance]
+            path += missing[:1]
+            kind = MISSING_PARAM
+        param = param_name(path)
+        text = (
+            best.message
+            if len(best.message) <= _MESSAGE_LIMIT
+            else best.message[: _MESSAGE_LIMIT - 3] + "..."
+        )
+        raise ApiError(kind, f"Invalid parameter '{param}': {text}", param=param)
+
+    def _build(self) -> jsonschema.protocols.Validator:
+        if self._lax:
+            schema = relaxed(self._store.get(self._name))
+            self._validator = jsonschema.Draft7Validator(schema)
+        else:
+            self._validator = self._store.validator(self._name)
+        return self._validator
+
+
+def param_name(path: list[str | int]) -> str:
+    """``["messages", 0, "role"]`` -> ``messages[0].role``; the empty path is the body itself."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def relaxed(node: Any) -> Any:
+    """``node`` without numeric range/size keywords (a property named like one is kept)."""
+    if isinstance(node, dict):
+        return {
+            k: relaxed(v)
+            for k, v in node.items()
+            if not (k in RANGE_KEYWORDS and isinstance(v, int | float) and not isinstance(v, bool))
+        }
+    if isinstance(node, list):
+        return [relaxed(v) for v in node]
+    return node
