@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 
+from gatecheck.assemble import ChatStreamAssembler
 from gatecheck.sse import SSEDecoder
 
 REPEATS = 5
@@ -68,6 +69,19 @@ def decode_and_parse(chunks: list[bytes]) -> int:
     return count
 
 
+def decode_and_assemble(chunks: list[bytes]) -> int:
+    """What a conformance check does: decode, then merge every event with ChatStreamAssembler."""
+    decoder = SSEDecoder()
+    assembler = ChatStreamAssembler()
+    count = 0
+    for t_ns, chunk in enumerate(chunks):
+        for event in decoder.feed(chunk, t_ns):
+            assembler.add(event)
+            count += 1
+    assembler.finish()
+    return count
+
+
 def naive_lines(chunks: list[bytes]) -> int:
     """Baseline: split on LF, carry the partial line, count ``data:`` lines."""
     pending = b""
@@ -97,7 +111,7 @@ def report(label: str, chunks: list[bytes], events: int) -> None:
     """Print the decoder's and the baseline's rates for one way of feeding."""
     ours = rate(decode, chunks, events)
     naive = rate(naive_lines, chunks, events)
-    print(f"{label:<44} decoder {ours:>11,.0f} ev/s   naive {naive:>11,.0f} ev/s   ratio {ours / naive:5.2f}")
+    print(f"{label:<48} decoder {ours:>11,.0f} ev/s   naive {naive:>11,.0f} ev/s   ratio {ours / naive:5.2f}")
 
 
 def main() -> None:
@@ -111,7 +125,9 @@ def main() -> None:
     anthropic = [anthropic_event(n) for n in range(20_000)]
     report("(d) Anthropic event:+data: events, one per feed", anthropic, len(anthropic))
     with_json = rate(decode_and_parse, events, len(events))
-    print(f"{'(e) (a) plus json.loads of every event':<44} decoder {with_json:>11,.0f} ev/s")
+    print(f"{'(e) (a) plus json.loads of every event':<48} decoder {with_json:>11,.0f} ev/s")
+    assembled = rate(decode_and_assemble, events, len(events))
+    print(f"{'(f) (a) plus ChatStreamAssembler.add':<48} decoder {assembled:>11,.0f} ev/s")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from gatecheck.errors import ConfigError
 from gatecheck.metrics import parse_retry_after
 
 ProbeKind: TypeAlias = Literal["rpm", "tpm"]
+PROBE_KINDS: tuple[ProbeKind, ...] = ("rpm", "tpm")
 Phase: TypeAlias = Literal["burst", "retry", "sustain"]
 CHEAP_PROMPT_WORDS = 8
 CHEAP_MAX_TOKENS = 1
@@ -108,32 +109,41 @@ class ProbePlan:
 
 
 def plan_probes(
-    key: LimitKey, window_s: float, *, overdrive: float = 2.0, windows: int = 2
+    key: LimitKey,
+    window_s: float,
+    *,
+    overdrive: float = 2.0,
+    windows: int = 2,
+    kinds: Sequence[ProbeKind] = PROBE_KINDS,
 ) -> list[ProbePlan]:
-    """The RPM probe then the TPM probe for ``key``."""
+    """The probes of ``key`` in order (RPM, then TPM, or the ``kinds`` asked for)."""
     if not overdrive > 1:
         raise ConfigError("--limits-overdrive", overdrive, "a factor above 1 (drive above the limit)")
     if windows < 1:
         raise ConfigError("--limits-windows", windows, "at least 1 window")
     if not window_s > 0:
         raise ConfigError("--window-seconds", window_s, "a duration above 0 seconds")
-    rpm_probe = ProbePlan(
-        key.label,
-        "rpm",
-        key.rpm,
-        window_s,
-        overdrive * key.rpm / window_s,
-        windows,
-        CHEAP_PROMPT_WORDS,
-        CHEAP_MAX_TOKENS,
-    )
+    plans = {
+        "rpm": _rpm_plan(key, window_s, overdrive, windows),
+        "tpm": _tpm_plan(key, window_s, overdrive, windows),
+    }
+    return [plans[kind] for kind in PROBE_KINDS if kind in kinds]
+
+
+def _rpm_plan(key: LimitKey, window_s: float, overdrive: float, windows: int) -> ProbePlan:
+    """Cheap requests (a few tokens each) at ``overdrive`` x the RPM."""
+    rate = overdrive * key.rpm / window_s
+    return ProbePlan(key.label, "rpm", key.rpm, window_s, rate, windows, CHEAP_PROMPT_WORDS, CHEAP_MAX_TOKENS)
+
+
+def _tpm_plan(key: LimitKey, window_s: float, overdrive: float, windows: int) -> ProbePlan:
+    """Large requests at ``overdrive`` x the TPM, few enough per window to stay under the RPM."""
     cost = max(
         math.ceil(key.tpm / _TPM_GRANULARITY), math.ceil(overdrive * key.tpm / (_TPM_RPM_SHARE * key.rpm))
     )
     words = max(cost - TPM_MAX_TOKENS, 1)
-    tpm_rate = overdrive * key.tpm / (words + TPM_MAX_TOKENS) / window_s
-    tpm_probe = ProbePlan(key.label, "tpm", key.tpm, window_s, tpm_rate, windows, words, TPM_MAX_TOKENS)
-    return [rpm_probe, tpm_probe]
+    rate = overdrive * key.tpm / (words + TPM_MAX_TOKENS) / window_s
+    return ProbePlan(key.label, "tpm", key.tpm, window_s, rate, windows, words, TPM_MAX_TOKENS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeAlias, cast
 
 from gatecheck.config import TARGET_OPTIONS, TargetOption, load_target
 from gatecheck.errors import ConfigError
-from gatecheck.limits import LimitKey, parse_limits_key
+from gatecheck.limits import PROBE_KINDS, LimitKey, ProbeKind, ProbePlan, parse_limits_key, plan_probes
 from gatecheck.redaction import Secret
 from gatecheck.slo import SloSpec, load_slo
 from gatecheck.workload import (
@@ -67,6 +67,7 @@ LOAD_OPTIONS: tuple[LoadOption, ...] = (
     LoadOption(
         "--stream-usage", "on", "ask for usage in the last chunk (stream_options.include_usage)", ON_OFF
     ),
+    LoadOption("--ignore-eos", "off", "send vLLM's ignore_eos: true so answers run to max_tokens", ON_OFF),
     LoadOption(
         "--prompt-tokens",
         "128",
@@ -117,6 +118,7 @@ LOAD_OPTIONS: tuple[LoadOption, ...] = (
         "--limits-overdrive", "2", "limits scenario: offered load as a multiple of the limit", metavar="X"
     ),
     LoadOption("--limits-windows", "2", "limits scenario: windows in the sustain phase", metavar="N"),
+    LoadOption("--limits-probes", "both", "limits scenario: which limits to probe", ("both", "rpm", "tpm")),
     LoadOption(
         "--limits-tolerance", "0.1", "limits scenario: allowed relative deviation from the limit", metavar="F"
     ),
@@ -171,6 +173,7 @@ class LoadSettings:
     dialect: Dialect
     stream: bool
     include_usage: bool
+    ignore_eos: bool
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     dataset_path: str | None
@@ -192,11 +195,18 @@ class LoadSettings:
     overdrive: float
     windows: int
     tolerance: float
+    limits_kinds: tuple[ProbeKind, ...]
     slo: SloSpec | None
     baseline_path: str | None
     regression_threshold: float
     report_dir: Path
     run_name: str | None
+
+    def probe_plans(self, key: LimitKey) -> list[ProbePlan]:
+        """The rate-limit probes of one key, as the options ask."""
+        return plan_probes(
+            key, self.window_s, overdrive=self.overdrive, windows=self.windows, kinds=self.limits_kinds
+        )
 
     @property
     def api_key(self) -> str:
@@ -217,6 +227,7 @@ class LoadSettings:
             if self.scenario == "limits"
             else None,
             "include_usage": self.include_usage,
+            "ignore_eos": self.ignore_eos,
             "auth": self.auth,
         }
 
@@ -259,6 +270,10 @@ def _limits_keys(ns: Mapping[str, Any], rpm: int, tpm: int) -> tuple[LimitKey, .
     return keys
 
 
+def _limits_kinds(choice: str) -> tuple[ProbeKind, ...]:
+    return PROBE_KINDS if choice == "both" else tuple(k for k in PROBE_KINDS if k == choice)
+
+
 def _path_or_none(ns: Mapping[str, Any], flag: str) -> str | None:
     value = _value(ns, _BY_FLAG[flag])
     return str(value) if value else None
@@ -292,6 +307,7 @@ def read_settings(
         dialect=cast(Dialect, _choice(values, "--dialect")),
         stream=_choice(values, "--stream") == "on",
         include_usage=_choice(values, "--stream-usage") == "on",
+        ignore_eos=_choice(values, "--ignore-eos") == "on",
         prompt_tokens=parse_length(str(_value(values, _BY_FLAG["--prompt-tokens"])), "--prompt-tokens"),
         output_tokens=parse_length(str(_value(values, _BY_FLAG["--output-tokens"])), "--output-tokens"),
         dataset_path=dataset_path,
@@ -313,6 +329,7 @@ def read_settings(
         overdrive=_number(values, "--limits-overdrive", float, 1.01, 100),
         windows=_number(values, "--limits-windows", int, 1, 1000),
         tolerance=_number(values, "--limits-tolerance", float, 0, 10),
+        limits_kinds=_limits_kinds(_choice(values, "--limits-probes")),
         slo=load_slo(Path(slo_path)) if slo_path else None,
         baseline_path=_path_or_none(values, "--baseline"),
         regression_threshold=_number(values, "--regression-threshold", float, 0, 100),

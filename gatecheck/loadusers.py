@@ -33,7 +33,7 @@ from geventhttpclient.response import HTTPSocketPoolResponse
 from locust import LoadTestShape, User, constant, task
 from locust.exception import StopUser
 
-from gatecheck.limits import LimitKey, Phase, ProbePlan, ProbeRecord, plan_probes, retry_wait_s
+from gatecheck.limits import LimitKey, Phase, ProbePlan, ProbeRecord, retry_wait_s
 from gatecheck.loadread import stamper_for
 from gatecheck.metrics import StreamTiming
 from gatecheck.workload import (
@@ -49,6 +49,8 @@ _RECV_BYTES = 65536
 _ACCEPT_SSE = "text/event-stream"
 _LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining")
 _INFLIGHT_GRACE_S = 1.0
+_FRESH_WINDOW = 1.05
+"""Waiting this many windows between two probes of a key lets its current window end."""
 
 
 def _read_available(response: HTTPSocketPoolResponse) -> bytes | None:
@@ -140,6 +142,7 @@ class LoadUser(User):
             prompt_tokens=self.settings.prompt_tokens,
             output_tokens=self.settings.output_tokens,
             include_usage=self.settings.include_usage,
+            ignore_eos=self.settings.ignore_eos,
             dataset=self.settings.dataset,
             rng=random.Random(self.settings.seed * 1_000_003 + index),
         )
@@ -326,53 +329,76 @@ class LimitsUser(LoadUser):
 
     def _probe_key(self, key: LimitKey) -> None:
         secret = self.plugin.key_for(key)
-        plans = plan_probes(
-            key, self.settings.window_s, overdrive=self.settings.overdrive, windows=self.settings.windows
-        )
-        for index, plan in enumerate(plans):
+        for index, plan in enumerate(self.settings.probe_plans(key)):
             if index:
-                gevent.sleep(plan.window_s + 1)
-            self._run_probe(plan, secret)
+                gevent.sleep(plan.window_s * _FRESH_WINDOW)
+            _ProbeRun(self, plan, secret).run()
 
-    def _run_probe(self, plan: ProbePlan, secret: str) -> None:
-        t0 = time.perf_counter_ns()
-        seen_429: list[ProbeRecord] = []
-        pool = gevent.pool.Pool(self.settings.max_in_flight)
 
-        def one(phase: Phase) -> ProbeRecord:
-            sent = (time.perf_counter_ns() - t0) / 1e9
-            body = self.factory.probe_body(plan.prompt_words, plan.max_tokens)
-            timing, headers = self.send(body, f"limits:{plan.name}", secret)
-            tokens = (timing.prompt_tokens or 0) + (timing.output_tokens or 0)
-            record = ProbeRecord(
-                plan.name,
-                phase,
-                sent,
-                timing.status,
-                tokens or plan.cost_tokens,
-                timing.output_tokens is not None,
-                timing.retry_after,
-                headers,
-            )
-            self.plugin.record_probe(record)
-            if record.status == 429:
-                seen_429.append(record)
-            return record
+def _never() -> bool:
+    return False
 
-        def phase(name: Phase, seconds: float, stop: Callable[[], bool]) -> None:
-            schedule = ArrivalSchedule(plan.rate_per_s, "constant", time.perf_counter_ns())
-            until = time.perf_counter_ns() + int(seconds * 1e9)
-            drive(schedule, until, pool, lambda: one(name), on_due=lambda lag, started: None, stop=stop)
-            pool.join(timeout=self.settings.total_timeout_s + _INFLIGHT_GRACE_S)
 
-        phase("burst", plan.burst_timeout_s, lambda: bool(seen_429))
-        wait = retry_wait_s(seen_429, plan)
-        if wait is None:
-            gevent.sleep(plan.window_s)
-        else:
-            gevent.sleep(wait)
-            one("retry")
-        phase("sustain", plan.sustain_s, lambda: False)
+def _ignore_due(lag_ns: int, started: bool) -> None:
+    """Probes do not report schedule lag (their timing is in their records)."""
+
+
+class _ProbeRun:
+    """One probe of ``gatecheck.limits``: burst until a 429, wait Retry-After and retry, sustain."""
+
+    def __init__(self, user: LimitsUser, plan: ProbePlan, secret: str) -> None:
+        self.user = user
+        self.plan = plan
+        self.secret = secret
+        self.t0 = time.perf_counter_ns()
+        self.limited: list[ProbeRecord] = []
+        self.pool = gevent.pool.Pool(user.settings.max_in_flight)
+
+    def run(self) -> None:
+        """The three phases; the sustain schedule starts with the retry, so windows line up."""
+        plan = self.plan
+        self.drive("burst", self.schedule(), plan.burst_timeout_s, stop=lambda: bool(self.limited))
+        wait = retry_wait_s(self.limited, plan)
+        gevent.sleep(plan.window_s if wait is None else wait)
+        schedule = self.schedule()
+        if wait is not None:
+            schedule.next_ns()
+            self.send("retry")
+        self.drive("sustain", schedule, plan.sustain_s)
+
+    def schedule(self) -> ArrivalSchedule:
+        """Constant arrivals at the plan's rate from now."""
+        return ArrivalSchedule(self.plan.rate_per_s, "constant", time.perf_counter_ns())
+
+    def drive(
+        self, phase: Phase, schedule: ArrivalSchedule, seconds: float, stop: Callable[[], bool] = _never
+    ) -> None:
+        """Send on schedule for ``seconds`` from its start (or until ``stop()``), then await the rest."""
+        until = schedule.start_ns + int(seconds * 1e9)
+        drive(schedule, until, self.pool, lambda: self.send(phase), on_due=_ignore_due, stop=stop)
+        self.pool.join(timeout=self.user.settings.total_timeout_s + _INFLIGHT_GRACE_S)
+
+    def send(self, phase: Phase) -> ProbeRecord:
+        """One probe request, recorded for the verdict."""
+        plan = self.plan
+        sent = (time.perf_counter_ns() - self.t0) / 1e9
+        body = self.user.factory.probe_body(plan.prompt_words, plan.max_tokens)
+        timing, headers = self.user.send(body, f"limits:{plan.name}", self.secret)
+        tokens = (timing.prompt_tokens or 0) + (timing.output_tokens or 0)
+        record = ProbeRecord(
+            plan.name,
+            phase,
+            sent,
+            timing.status,
+            tokens or plan.cost_tokens,
+            timing.output_tokens is not None,
+            timing.retry_after,
+            headers,
+        )
+        self.user.plugin.record_probe(record)
+        if record.status == 429:
+            self.limited.append(record)
+        return record
 
 
 class RampShape(LoadTestShape):

@@ -49,7 +49,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from gatecheck._types import JSONObject
 from gatecheck.errors import ConfigError
-from gatecheck.limits import LimitKey, ProbeRecord, plan_probes, verdict
+from gatecheck.limits import LimitKey, ProbeRecord, verdict
 from gatecheck.loadoptions import LOAD_OPTIONS, LoadSettings, limits_secret, read_settings, target_options
 from gatecheck.metrics import (
     LoadStats,
@@ -155,6 +155,7 @@ class GatecheckPlugin:
         self._redactor = RedactingFilter()
         self.run_name = ""
         self.paths: dict[str, Path] = {}
+        self.workers: set[str] = set()
 
     # --- wiring --------------------------------------------------------------------------------
 
@@ -200,6 +201,9 @@ class GatecheckPlugin:
             self._set_ramp_shape(settings)
         if settings.scenario == "limits":
             options.num_users = options.spawn_rate = len(settings.limits_keys)
+        # locust arms its --run-time timer against the event loop's cached clock, which is stale by
+        # the whole start-up (about a second): refresh it so a short -t is not cut short.
+        gevent.get_hub().loop.update_now()
 
     def _pick_user_class(self, name: str) -> None:
         chosen = [cls for cls in self.environment.user_classes if cls.__name__ == name]
@@ -225,6 +229,7 @@ class GatecheckPlugin:
         settings = self._settings
         self._redactor.add(settings.secret)
         self.stats = LoadStats()
+        self.workers = set()
         self._start_wall, self._start_ns, self._stop_wall = time.time(), time.perf_counter_ns(), None
         self._limits_queue = list(settings.limits_keys)
         self._limits_pending = len(self._limits_queue)
@@ -252,6 +257,7 @@ class GatecheckPlugin:
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
         if _WIRE_KEY in data:
+            self.workers.add(client_id)
             self.stats.merge(LoadStats.from_wire(data[_WIRE_KEY]))
 
     # --- what the users call -------------------------------------------------------------------
@@ -402,9 +408,6 @@ class GatecheckPlugin:
         start = self._start_wall or time.time()
         end = self._stop_wall or time.time()
         options = self.environment.parsed_options
-        workers = (
-            len(self.environment.runner.clients) if isinstance(self.environment.runner, MasterRunner) else 0
-        )
         run = {
             "name": self.run_name,
             "scenario": settings.scenario,
@@ -414,7 +417,7 @@ class GatecheckPlugin:
             "stream": settings.stream,
             "users": getattr(options, _TOTAL_USERS, None),
             "spawn_rate": float(options.spawn_rate) if options.spawn_rate is not None else None,
-            "workers": workers,
+            "workers": len(self.workers),
             "prompt_tokens": str(settings.prompt_tokens),
             "output_tokens": str(settings.output_tokens),
             "dataset": os.path.basename(settings.dataset_path) if settings.dataset_path else None,
@@ -428,13 +431,7 @@ class GatecheckPlugin:
         if settings.scenario == "ramp":
             sections["ramp"] = ramp_section(self.stats.groups, settings.ramp.levels(), settings.ramp.step_s)
         if settings.scenario == "limits":
-            plans = [
-                p
-                for key in settings.limits_keys
-                for p in plan_probes(
-                    key, settings.window_s, overdrive=settings.overdrive, windows=settings.windows
-                )
-            ]
+            plans = [plan for key in settings.limits_keys for plan in settings.probe_plans(key)]
             records = [ProbeRecord.from_json(r) for r in self.stats.probes]
             sections["limits"] = verdict(plans, records, settings.tolerance)
         warnings = [sections["rate"]["warning"]] if sections.get("rate", {}).get("warning") else []

@@ -68,7 +68,9 @@ class Pacer:
                     self._log.append(ticket)
                     return ticket
             if now + wait > deadline:
-                raise PacingTimeout(f"waiting {wait:.1f}s for a request slot would pass the {max_wait_s:.0f}s bound")
+                raise PacingTimeout(
+                    f"waiting {wait:.1f}s for a request slot would pass the {max_wait_s:.0f}s bound"
+                )
             self._sleep(wait)
             self.waited_s += wait
 

@@ -19,8 +19,9 @@ its area (and ``slow``/``costly``). With no base URL the embedded reference gate
 first use and stopped at the end of the session. Verdicts: FAIL fails the item with the formatted
 failure, SKIP skips it with the reason, WARN passes it and is shown as ``W``/``warned``. With
 ``--report-dir``, JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
-written there at the end. ``gatecheck conform`` drives the same plugin through two hooks:
-``gatecheck_target`` (give the target) and ``gatecheck_result`` (receive each verdict).
+written there at the end. ``gatecheck conform`` drives the same plugin through two hooks of its
+own: ``pytest_gatecheck_target`` (give the target) and ``pytest_gatecheck_result`` (receive each
+verdict).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from gatecheck.profiles import Profile, load_profile
 from gatecheck.redaction import Secret
 from gatecheck.results import CheckResult
 
-DEFAULT_FUZZ_EXAMPLES = 20
+DEFAULT_FUZZ_EXAMPLES = 10
 _SECRET_DESTS = ("api_key", "api_key_2")
 _SUITE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--target", "target", "target file (TOML) with the deployment's URL, models, claims and limits"),
@@ -112,11 +113,11 @@ class GatecheckHooks:
     """Hooks ``gatecheck conform`` implements to drive the suite."""
 
     @pytest.hookspec(firstresult=True)
-    def gatecheck_target(self, config: pytest.Config) -> Target | None:
+    def pytest_gatecheck_target(self, config: pytest.Config) -> Target | None:
         """Return the Target to check instead of reading the target options."""
 
     @pytest.hookspec
-    def gatecheck_result(self, result: CheckResult) -> None:
+    def pytest_gatecheck_result(self, result: CheckResult) -> None:
         """Called with every check's verdict as soon as it is known."""
 
 
@@ -125,16 +126,28 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("gatecheck", "gatecheck conformance (precedence: command line > ini > env > file)")
+    group = parser.getgroup(
+        "gatecheck", "gatecheck conformance (precedence: command line > ini > env > file)"
+    )
     for option in TARGET_OPTIONS:
         env = f" [env {option.env}]" if option.env else ""
-        group.addoption(option.flag, dest=f"gatecheck_{option.dest}", default=None, metavar=option.metavar,
-                        help=option.help + env)
+        group.addoption(
+            option.flag,
+            dest=f"gatecheck_{option.dest}",
+            default=None,
+            metavar=option.metavar,
+            help=option.help + env,
+        )
         if option.dest not in _SECRET_DESTS:
             parser.addini(f"gatecheck_{option.dest}", option.help, default=None)
     for flag, dest, help_text in _SUITE_OPTIONS:
-        group.addoption(flag, dest=f"gatecheck_{dest}", default=None, action="append" if dest == "target" else
-                        "store", help=help_text)
+        group.addoption(
+            flag,
+            dest=f"gatecheck_{dest}",
+            default=None,
+            action="append" if dest == "target" else "store",
+            help=help_text,
+        )
         parser.addini(f"gatecheck_{dest}", help_text, default=None)
 
 
@@ -149,7 +162,7 @@ def _given(config: pytest.Config, dest: str) -> Any:
 def read_options(config: pytest.Config) -> SuiteOptions:
     """The plugin's options, validated; a bad one is a ``pytest.UsageError`` naming what is allowed."""
     try:
-        target = config.hook.gatecheck_target(config=config) or _target_from_options(config)
+        target = config.hook.pytest_gatecheck_target(config=config) or _target_from_options(config)
         profile = load_profile(target.profile)
     except ConfigError as exc:
         raise pytest.UsageError(f"gatecheck: {exc}") from None
@@ -157,7 +170,9 @@ def read_options(config: pytest.Config) -> SuiteOptions:
     wanted = frozenset(c.strip() for c in checks.split(",") if c.strip()) if checks else None
     unknown = sorted((wanted or frozenset()) - set(load_all()))
     if unknown:
-        raise pytest.UsageError(f"gatecheck: --checks: unknown check ids {unknown}; see gatecheck conform --list")
+        raise pytest.UsageError(
+            f"gatecheck: --checks: unknown check ids {unknown}; see gatecheck conform --list"
+        )
     report_dir = _given(config, "report_dir")
     return SuiteOptions(
         target=target,
@@ -173,7 +188,9 @@ def _target_from_options(config: pytest.Config) -> Target:
     files = _given(config, "target") or []
     files = [files] if isinstance(files, str) else files
     if len(files) > 1:
-        raise pytest.UsageError("gatecheck: --target: one target per pytest run (gatecheck conform compares several)")
+        raise pytest.UsageError(
+            "gatecheck: --target: one target per pytest run (gatecheck conform compares several)"
+        )
     cli = {option.dest: _given(config, option.dest) for option in TARGET_OPTIONS}
     return load_target(files[0] if files else None, cli)
 
@@ -208,7 +225,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"gatecheck target: {target.describe()}",
         f"gatecheck profile: {options.profile.name} ({options.profile.description})",
-        f"gatecheck budget: {target.max_requests} requests, {target.max_output_tokens} output tokens per request; "
+        f"gatecheck budget: {target.max_requests} requests, {target.max_output_tokens} output tokens each; "
         f"fuzz: {options.fuzz_examples} examples, seed {options.fuzz_seed}",
     ]
 
@@ -226,7 +243,7 @@ class CheckItem(pytest.Item):
         state = self.config.stash[STATE]
         result = run_check(state.session(), self.check)
         state.results.append(result)
-        self.config.hook.gatecheck_result(result=result)
+        self.config.hook.pytest_gatecheck_result(result=result)
         self.user_properties.append(("verdict", result.verdict))
         self.user_properties.append(("citation", result.citation))
         if result.verdict == "FAIL":
@@ -298,7 +315,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state.plan.requests > target.max_requests and not session.config.option.collectonly:
         raise pytest.UsageError(
             f"gatecheck: this run would send up to {state.plan.requests} requests, over the budget of "
-            f"{target.max_requests} (--budget-requests); raise the budget or select fewer checks (-m, -k, --checks)"
+            f"{target.max_requests} (--budget-requests); raise it or select fewer checks (-m, -k, --checks)"
         )
 
 
@@ -315,7 +332,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for check in state.not_applicable:
         rules = ", ".join(check.profile_rules)
         terminalreporter.write_line(
-            f"gatecheck: {check.id} not applicable under profile {state.options.profile.name} (rule {rules} is off)"
+            f"gatecheck: {check.id} does not apply under profile {state.options.profile.name} ({rules}: off)"
         )
     for kind, path in state.written.items():
         terminalreporter.write_line(f"gatecheck {kind} report: {path}")

@@ -213,6 +213,7 @@ class RequestFactory:
     prompt_tokens: LengthDist
     output_tokens: LengthDist
     include_usage: bool = True
+    ignore_eos: bool = False
     dataset: Sequence[Messages] = ()
     rng: random.Random = field(default_factory=random.Random)
 
@@ -233,10 +234,14 @@ class RequestFactory:
         """The next request body (``max_tokens`` overrides the sampled output length)."""
         limit = self.output_tokens.sample(self.rng) if max_tokens is None else max_tokens
         if self.dialect == "anthropic":
-            return messages_body(self.model, self.messages(), limit, stream=self.stream)
-        return chat_body(
-            self.model, self.messages(), limit, stream=self.stream, include_usage=self.include_usage
-        )
+            body = messages_body(self.model, self.messages(), limit, stream=self.stream)
+        else:
+            body = chat_body(
+                self.model, self.messages(), limit, stream=self.stream, include_usage=self.include_usage
+            )
+        if self.ignore_eos:
+            body["ignore_eos"] = True
+        return body
 
 
 class ArrivalSchedule:
@@ -253,11 +258,11 @@ class ArrivalSchedule:
         self.kind = kind
         self._rng = random.Random(seed)
         self._next_s = 0.0
-        self._start_ns = start_ns
+        self.start_ns = start_ns
 
     def next_ns(self) -> int:
-        """The due time of the next request (``perf_counter_ns`` scale)."""
-        due = self._start_ns + int(self._next_s * 1e9)
+        """The due time of the next request (``perf_counter_ns`` scale); the first is the start."""
+        due = self.start_ns + int(self._next_s * 1e9)
         gap = self._rng.expovariate(self.rate_per_s) if self.kind == "poisson" else 1.0 / self.rate_per_s
         self._next_s += gap
         return due

@@ -1,4 +1,4 @@
-"""Every fault mode breaks its rule: a probe of the rule holds on the faithful gateway and fails with the fault.
+"""Every fault mode breaks its rule: a probe of the rule holds without the fault and fails with it.
 
 One probe per fault (a rule check written directly against the wire, independent of the
 conformance suite's checks), run on two gateways with the same options, one with the fault.
@@ -7,6 +7,7 @@ conformance suite's checks), run on two gateways with the same options, one with
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -16,7 +17,17 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from _gateway_helpers import AUTH, CHAT, MESSAGES, TIMEOUT, chat_body, message_body, post, stream, user
+from _gateway_helpers import (
+    AUTH,
+    CHAT,
+    CLIENT,
+    MESSAGES,
+    chat_body,
+    message_body,
+    post,
+    stream,
+    user,
+)
 
 from gatecheck.reference import DEMO_KEY, FAULTS, TINY_MODEL, RunningGateway
 
@@ -34,12 +45,30 @@ class Probe:
 PROBES: dict[str, Probe] = {}
 
 COUNT = "Count from 1 to 20 separated by spaces"
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"zone": {"type": "string", "minLength": 3}}, "required": ["zone"]}}}
-SCHEMA = {"type": "object", "properties": {"title": {"type": "string"}, "year": {"type": "integer", "minimum": 1900}},
-          "required": ["title", "year"], "additionalProperties": False}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string", "minLength": 3}},
+            "required": ["zone"],
+        },
+    },
+}
+SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "year": {"type": "integer", "minimum": 1900}},
+    "required": ["title", "year"],
+    "additionalProperties": False,
+}
 
 
 def probe(fault: str, **options: Any) -> Callable[[Check], Check]:
@@ -66,7 +95,7 @@ def tool_fragments(gw: RunningGateway) -> list[dict[str, Any]]:
 
 
 def first_message(gw: RunningGateway, **extra: Any) -> dict[str, Any]:
-    return post(gw, CHAT, chat_body(COUNT, **extra)).json()["choices"][0]["message"]  # type: ignore[no-any-return]
+    return post(gw, CHAT, chat_body(COUNT, **extra)).json()["choices"][0]["message"]
 
 
 # --- SSE framing ---------------------------------------------------------------------------
@@ -97,7 +126,9 @@ def _event_stream_type(gw: RunningGateway) -> bool:
 def _closes_after_done(gw: RunningGateway) -> bool:
     timeout = httpx.Timeout(5.0, read=1.0)
     try:
-        with httpx.stream("POST", gw.url + CHAT, json=chat_body(stream=True), headers=AUTH, timeout=timeout) as r:
+        with httpx.stream(
+            "POST", gw.url + CHAT, json=chat_body(stream=True), headers=AUTH, timeout=timeout
+        ) as r:
             r.read()
     except httpx.ReadTimeout:
         return False
@@ -116,7 +147,11 @@ def _json_payloads(gw: RunningGateway) -> bool:
 @probe("stream-burst", ttft_ms=10, itl_ms=25)
 def _really_streams(gw: RunningGateway) -> bool:
     streamed = stream(gw, CHAT, chat_body(stream=True, max_tokens=5))
-    times = [e.t_ns for e in streamed.events if e.data != "[DONE]" and json.loads(e.data)["choices"][0]["delta"].get("content")]
+    times = [
+        e.t_ns
+        for e in streamed.events
+        if e.data != "[DONE]" and json.loads(e.data)["choices"][0]["delta"].get("content")
+    ]
     return times[-1] - times[0] >= 50e6
 
 
@@ -171,8 +206,11 @@ def _arguments_json(gw: RunningGateway) -> bool:
 
 @probe("reasoning-after-content")
 def _reasoning_first(gw: RunningGateway) -> bool:
-    kinds = ["r" if d.get("reasoning_content") else "c" for d in deltas(chat_stream(gw, model="deepseek-v4-pro"))
-             if d.get("reasoning_content") or d.get("content")]
+    kinds = [
+        "r" if d.get("reasoning_content") else "c"
+        for d in deltas(chat_stream(gw, model="deepseek-v4-pro"))
+        if d.get("reasoning_content") or d.get("content")
+    ]
     return "".join(kinds).startswith("r") and "cr" not in "".join(kinds)
 
 
@@ -204,8 +242,12 @@ def _assistant(gw: RunningGateway) -> bool:
 
 @probe("body-bad-finish-reason")
 def _finish_enum(gw: RunningGateway) -> bool:
-    return post(gw, CHAT, chat_body()).json()["choices"][0]["finish_reason"] in {"stop", "length", "tool_calls",
-                                                                               "content_filter"}
+    return post(gw, CHAT, chat_body()).json()["choices"][0]["finish_reason"] in {
+        "stop",
+        "length",
+        "tool_calls",
+        "content_filter",
+    }
 
 
 @probe("ignore-n")
@@ -227,7 +269,9 @@ def _max_tokens(gw: RunningGateway) -> bool:
 @probe("ignore-response-format")
 def _json_object(gw: RunningGateway) -> bool:
     try:
-        return isinstance(json.loads(first_message(gw, response_format={"type": "json_object"})["content"]), dict)
+        return isinstance(
+            json.loads(first_message(gw, response_format={"type": "json_object"})["content"]), dict
+        )
     except json.JSONDecodeError:
         return False
 
@@ -250,9 +294,11 @@ def _forced_tool(gw: RunningGateway) -> bool:
 
 @probe("tool-args-invalid")
 def _tool_args(gw: RunningGateway) -> bool:
-    message = first_message(gw, tools=[TIME], tool_choice={"type": "function", "function": {"name": "get_time"}})
+    message = first_message(
+        gw, tools=[TIME], tool_choice={"type": "function", "function": {"name": "get_time"}}
+    )
     arguments = json.loads(message["tool_calls"][0]["function"]["arguments"])
-    return bool(jsonschema.Draft7Validator(TIME["function"]["parameters"]).is_valid(arguments))  # type: ignore[index]
+    return bool(jsonschema.Draft7Validator(TIME["function"]["parameters"]).is_valid(arguments))
 
 
 # --- auth and errors -------------------------------------------------------------------------
@@ -330,7 +376,7 @@ def _limit_headers(gw: RunningGateway) -> bool:
 @probe("ratelimit-remaining-increases", rpm=6)
 def _remaining_monotonic(gw: RunningGateway) -> bool:
     remaining = [int(r.headers["X-RateLimit-Remaining"]) for r in burst(gw, 7)]
-    return all(b <= a for a, b in zip(remaining, remaining[1:], strict=False))
+    return all(b <= a for a, b in itertools.pairwise(remaining))
 
 
 @probe("ratelimit-retry-after-short", rpm=1, window_seconds=1.2)
@@ -366,7 +412,11 @@ def _names_match(gw: RunningGateway) -> bool:
 
 @probe("anthropic-delta-type-mismatch")
 def _text_deltas(gw: RunningGateway) -> bool:
-    return all(d["delta"]["type"] == "text_delta" for _, d in message_events(gw) if d["type"] == "content_block_delta")
+    return all(
+        d["delta"]["type"] == "text_delta"
+        for _, d in message_events(gw)
+        if d["type"] == "content_block_delta"
+    )
 
 
 @probe("anthropic-missing-block-stop")
@@ -397,20 +447,24 @@ def _stop_reason_max_tokens(gw: RunningGateway) -> bool:
 
 @probe("models-missing-model")
 def _models_listed(gw: RunningGateway) -> bool:
-    models = httpx.get(gw.url + "/v1/models", headers=AUTH, timeout=TIMEOUT).json()
+    models = CLIENT.get(gw.url + "/v1/models", headers=AUTH).json()
     return "deepseek-v4-flash" in {m["id"] for m in models["data"]}
 
 
 @probe("balance-arithmetic")
 def _balance(gw: RunningGateway) -> bool:
     post(gw, CHAT, chat_body())
-    key = httpx.get(gw.url + "/v1/balance", headers=AUTH, timeout=TIMEOUT).json()["api_key"]
+    key = CLIENT.get(gw.url + "/v1/balance", headers=AUTH).json()["api_key"]
     return bool(abs(key["daily_budget"] - key["daily_used"] - key["daily_remaining"]) < 1e-6)
 
 
 @probe("images-bad-png")
 def _png(gw: RunningGateway) -> bool:
-    body = post(gw, "/v1/images/generations", {"model": "gpt-image-2", "prompt": "a cat", "response_format": "b64_json"})
+    body = post(
+        gw,
+        "/v1/images/generations",
+        {"model": "gpt-image-2", "prompt": "a cat", "response_format": "b64_json"},
+    )
     return base64.b64decode(body.json()["data"][0]["b64_json"]).startswith(b"\x89PNG\r\n\x1a\n")
 
 

@@ -16,6 +16,7 @@ import pytest
 from _gateway_helpers import (
     AUTH,
     CHAT,
+    CLIENT,
     MESSAGES,
     assert_valid,
     chat_body,
@@ -81,7 +82,9 @@ def test_include_usage_gives_one_final_usage_chunk(reference_gateway: RunningGat
         assert_valid("openai.chat.chunk", chunk)
     *rest, last = chunks
     assert last["choices"] == []
-    assert last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
+    assert (
+        last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
+    )
     assert last["usage"]["completion_tokens"] == 32
     assert all(c["usage"] is None for c in rest)
 
@@ -102,20 +105,30 @@ def test_n_choices_streamed_and_not(reference_gateway: RunningGateway) -> None:
 def test_streamed_tool_call_fragments(reference_gateway: RunningGateway) -> None:
     request = chat_body("What's the weather like in Beijing today?", tools=[WEATHER_TOOL], stream=True)
     chunks = stream(reference_gateway, CHAT, request).payloads()
-    fragments = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c["choices"][0]["delta"].get("tool_calls")]
+    fragments = [
+        c["choices"][0]["delta"]["tool_calls"][0]
+        for c in chunks
+        if c["choices"][0]["delta"].get("tool_calls")
+    ]
     first, *later = fragments
     assert first["id"] and first["type"] == "function" and first["function"]["name"] == "get_weather"
     assert all(set(f) == {"index", "function"} and set(f["function"]) == {"arguments"} for f in later)
     arguments = json.loads("".join(f["function"]["arguments"] for f in fragments))
-    jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])  # type: ignore[index]
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] == ["tool_calls"]
+    jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] == [
+        "tool_calls"
+    ]
 
 
 def test_tool_choice_none_and_named(reference_gateway: RunningGateway) -> None:
-    none = post(reference_gateway, CHAT, chat_body("weather?", tools=[WEATHER_TOOL], tool_choice="none")).json()
+    none = post(
+        reference_gateway, CHAT, chat_body("weather?", tools=[WEATHER_TOOL], tool_choice="none")
+    ).json()
     assert none["choices"][0]["finish_reason"] == "stop"
     assert "tool_calls" not in none["choices"][0]["message"]
-    named = chat_body("hello", tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    named = chat_body(
+        "hello", tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}
+    )
     body = post(reference_gateway, CHAT, named).json()
     assert_valid("openai.chat.response", body)
     assert body["choices"][0]["message"]["content"] is None
@@ -125,13 +138,24 @@ def test_tool_choice_none_and_named(reference_gateway: RunningGateway) -> None:
 def test_tool_result_turn_is_answered_in_text(reference_gateway: RunningGateway) -> None:
     messages = [
         *user("weather in Paris?"),
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-        ]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "content": "sunny and warm"},
     ]
-    body = post(reference_gateway, CHAT, {"model": "deepseek-v4-flash", "messages": messages,
-                                          "tools": [WEATHER_TOOL], "max_tokens": 3}).json()
+    body = post(
+        reference_gateway,
+        CHAT,
+        {"model": "deepseek-v4-flash", "messages": messages, "tools": [WEATHER_TOOL], "max_tokens": 3},
+    ).json()
     assert body["choices"][0]["message"]["content"] == "sunny and warm"
 
 
@@ -148,39 +172,75 @@ def test_reasoning_model_streams_reasoning_first(reference_gateway: RunningGatew
 
 
 def test_json_modes(reference_gateway: RunningGateway) -> None:
-    plain = post(reference_gateway, CHAT, chat_body("list three things", response_format={"type": "json_object"}))
+    plain = post(
+        reference_gateway, CHAT, chat_body("list three things", response_format={"type": "json_object"})
+    )
     assert isinstance(json.loads(plain.json()["choices"][0]["message"]["content"]), dict)
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "score": {"type": "integer", "minimum": 5}},
-              "required": ["name", "score"], "additionalProperties": False}
-    request = chat_body("rate it", response_format={"type": "json_schema",
-                                                    "json_schema": {"name": "r", "schema": schema, "strict": True}})
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "score": {"type": "integer", "minimum": 5}},
+        "required": ["name", "score"],
+        "additionalProperties": False,
+    }
+    request = chat_body(
+        "rate it",
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": schema, "strict": True},
+        },
+    )
     content = post(reference_gateway, CHAT, request).json()["choices"][0]["message"]["content"]
     jsonschema.validate(json.loads(content), schema)
 
 
 def test_multimodal_parts_cost_a_fixed_amount(reference_gateway: RunningGateway) -> None:
-    content = [{"type": "text", "text": "describe this"},
-               {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
-    body = post(reference_gateway, CHAT, {"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": content}],
-                                          "max_completion_tokens": 2}).json()
+    content = [
+        {"type": "text", "text": "describe this"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+    ]
+    body = post(
+        reference_gateway,
+        CHAT,
+        {
+            "model": "deepseek-v4-flash",
+            "messages": [{"role": "user", "content": content}],
+            "max_completion_tokens": 2,
+        },
+    ).json()
     assert body["usage"]["prompt_tokens"] == 2 + 85
     assert body["choices"][0]["message"]["content"] == "describe this"
 
 
 @pytest.mark.parametrize("dialect", ["gateway", "openai"])
 def test_error_statuses_and_bodies(gateway: Any, dialect: str) -> None:
-    gw = gateway(errors=dialect, keys=[KeySpec(DEMO_KEY), KeySpec("limited", denied_models=frozenset({"deepseek-v4-pro"}))])
+    gw = gateway(
+        errors=dialect,
+        keys=[KeySpec(DEMO_KEY), KeySpec("limited", denied_models=frozenset({"deepseek-v4-pro"}))],
+    )
     schema = f"error.{dialect}"
     cases = [
         (post(gw, CHAT, chat_body(), headers={}), 401, "UNAUTHORIZED", "invalid_api_key"),
-        (post(gw, CHAT, chat_body(), headers={"Authorization": "Bearer nope"}), 401, "UNAUTHORIZED", "invalid_api_key"),
-        (post(gw, CHAT, chat_body(model="deepseek-v4-pro"), headers={"x-api-key": "limited"}), 403, "FORBIDDEN",
-         "model_not_allowed"),
+        (
+            post(gw, CHAT, chat_body(), headers={"Authorization": "Bearer nope"}),
+            401,
+            "UNAUTHORIZED",
+            "invalid_api_key",
+        ),
+        (
+            post(gw, CHAT, chat_body(model="deepseek-v4-pro"), headers={"x-api-key": "limited"}),
+            403,
+            "FORBIDDEN",
+            "model_not_allowed",
+        ),
         (post(gw, CHAT, chat_body(model="no-such-model")), 404, "MODEL_NOT_FOUND", "model_not_found"),
         (post(gw, CHAT, chat_body(temperature=2.5)), 400, "INVALID_PARAMS", "invalid_value"),
         (post(gw, CHAT, {"messages": user("x")}), 400, "INVALID_PARAMS", "missing_required_parameter"),
-        (post(gw, MESSAGES, {"model": "deepseek-v4-flash", "messages": user("x")}), 400, "INVALID_PARAMS",
-         "missing_required_parameter"),
+        (
+            post(gw, MESSAGES, {"model": "deepseek-v4-flash", "messages": user("x")}),
+            400,
+            "INVALID_PARAMS",
+            "missing_required_parameter",
+        ),
     ]
     for response, status, gateway_code, openai_code in cases:
         assert response.status_code == status
@@ -203,10 +263,10 @@ def test_invalid_params_name_the_field(gateway: Any) -> None:
 
 
 def test_malformed_json_and_unknown_route(reference_gateway: RunningGateway) -> None:
-    broken = httpx.post(reference_gateway.url + CHAT, content=b'{"model": ', headers=AUTH)
+    broken = CLIENT.post(reference_gateway.url + CHAT, content=b'{"model": ', headers=AUTH)
     assert broken.status_code == 400
     assert_valid("error.gateway", broken.json())
-    missing = httpx.get(reference_gateway.url + "/v1/nowhere", headers=AUTH)
+    missing = CLIENT.get(reference_gateway.url + "/v1/nowhere", headers=AUTH)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "NOT_FOUND"
 
@@ -233,8 +293,10 @@ def test_million_token_context_is_checked_quickly(reference_gateway: RunningGate
 def test_x_api_key_and_bearer_everywhere(reference_gateway: RunningGateway) -> None:
     for headers in ({"x-api-key": DEMO_KEY}, AUTH):
         assert post(reference_gateway, CHAT, chat_body(max_tokens=1), headers=headers).status_code == 200
-        assert post(reference_gateway, MESSAGES, message_body(max_tokens=1), headers=headers).status_code == 200
-        assert httpx.get(reference_gateway.url + "/v1/models", headers=headers).status_code == 200
+        assert (
+            post(reference_gateway, MESSAGES, message_body(max_tokens=1), headers=headers).status_code == 200
+        )
+        assert CLIENT.get(reference_gateway.url + "/v1/models", headers=headers).status_code == 200
 
 
 def test_anthropic_message_and_stream_grammar(reference_gateway: RunningGateway) -> None:
@@ -247,24 +309,37 @@ def test_anthropic_message_and_stream_grammar(reference_gateway: RunningGateway)
     streamed = stream(reference_gateway, MESSAGES, message_body("hello there", stream=True, max_tokens=4))
     names = [e.event for e in streamed.events]
     assert names == ["message_start", "content_block_start", "ping"] + ["content_block_delta"] * 4 + [
-        "content_block_stop", "message_delta", "message_stop"]
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
     for event in streamed.events:
         data = json.loads(event.data)
         assert data["type"] == event.event
         assert_valid("anthropic.stream.event", data)
-    text = "".join(json.loads(e.data)["delta"]["text"] for e in streamed.events if e.event == "content_block_delta")
+    text = "".join(
+        json.loads(e.data)["delta"]["text"] for e in streamed.events if e.event == "content_block_delta"
+    )
     assert text == "hello there hello there"
 
 
 def test_anthropic_tool_use(reference_gateway: RunningGateway) -> None:
-    tool = {"name": "get_weather", "description": "weather", "input_schema": WEATHER_TOOL["function"]["parameters"]}  # type: ignore[index]
+    tool = {
+        "name": "get_weather",
+        "description": "weather",
+        "input_schema": WEATHER_TOOL["function"]["parameters"],
+    }
     body = post(reference_gateway, MESSAGES, message_body("weather in Oslo", tools=[tool])).json()
     assert_valid("anthropic.messages.response", body)
     assert body["stop_reason"] == "tool_use"
     (block,) = body["content"]
     assert block["type"] == "tool_use" and block["name"] == "get_weather" and "city" in block["input"]
-    events = stream(reference_gateway, MESSAGES, message_body("weather in Oslo", tools=[tool], stream=True)).events
-    partial = "".join(json.loads(e.data)["delta"]["partial_json"] for e in events if e.event == "content_block_delta")
+    events = stream(
+        reference_gateway, MESSAGES, message_body("weather in Oslo", tools=[tool], stream=True)
+    ).events
+    partial = "".join(
+        json.loads(e.data)["delta"]["partial_json"] for e in events if e.event == "content_block_delta"
+    )
     assert json.loads(partial) == block["input"]
 
 
@@ -275,7 +350,9 @@ def test_midstream_errors(reference_gateway: RunningGateway) -> None:
     assert_valid("error.gateway", error)
     assert error["error"]["code"] == "UPSTREAM_ERROR"
     assert chat.text() == "a b c"
-    anthropic = stream(reference_gateway, MESSAGES, message_body("a b c d", model=MIDSTREAM_ERROR_MODEL, stream=True))
+    anthropic = stream(
+        reference_gateway, MESSAGES, message_body("a b c d", model=MIDSTREAM_ERROR_MODEL, stream=True)
+    )
     assert anthropic.events[-1].event == "error"
     assert_valid("anthropic.stream.error", json.loads(anthropic.events[-1].data))
     assert post(reference_gateway, CHAT, chat_body(model=MIDSTREAM_ERROR_MODEL)).status_code == 502
@@ -299,12 +376,17 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_images_url_and_b64(reference_gateway: RunningGateway) -> None:
-    request = {"model": "gpt-image-2", "prompt": "A white cat sitting on a windowsill", "n": 2, "size": "64x32"}
+    request = {
+        "model": "gpt-image-2",
+        "prompt": "A white cat sitting on a windowsill",
+        "n": 2,
+        "size": "64x32",
+    }
     body = post(reference_gateway, "/v1/images/generations", request).json()
     assert_valid("gateway.images.response", body)
     for item in body["data"]:
         assert item["url"].startswith(reference_gateway.url + "/v1/images/files/")
-        image = httpx.get(item["url"])
+        image = CLIENT.get(item["url"])
         assert image.headers["content-type"] == "image/png"
         assert _png_size(image.content) == (64, 32)
     b64 = post(reference_gateway, "/v1/images/generations", {**request, "response_format": "b64_json"}).json()
@@ -316,20 +398,27 @@ def test_images_url_and_b64(reference_gateway: RunningGateway) -> None:
 
 def test_balance_tracks_usage(gateway: Any) -> None:
     gw = gateway()
-    before = httpx.get(gw.url + "/v1/balance", headers=AUTH).json()
+    before = CLIENT.get(gw.url + "/v1/balance", headers=AUTH).json()
     assert_valid("gateway.balance", before)
     assert before["api_key"]["daily_used"] == 0
     usage = post(gw, CHAT, chat_body("a b c", max_tokens=7)).json()["usage"]
-    after = httpx.get(gw.url + "/v1/balance", headers=AUTH).json()["api_key"]
+    after = CLIENT.get(gw.url + "/v1/balance", headers=AUTH).json()["api_key"]
     assert after["daily_used"] == pytest.approx(usage["total_tokens"] * PRICE_PER_TOKEN)
     assert after["daily_remaining"] == pytest.approx(after["daily_budget"] - after["daily_used"], abs=1e-6)
 
 
 def test_models_and_search(reference_gateway: RunningGateway) -> None:
-    models = httpx.get(reference_gateway.url + "/v1/models", headers=AUTH).json()
+    models = CLIENT.get(reference_gateway.url + "/v1/models", headers=AUTH).json()
     assert_valid("openai.models", models)
     ids = {m["id"] for m in models["data"]}
-    assert {"deepseek-v4-flash", "deepseek-v4-pro", "qwen3.7-max", "glm-5.7", "kimi-k2.6", "minimax-m3"} <= ids
+    assert {
+        "deepseek-v4-flash",
+        "deepseek-v4-pro",
+        "qwen3.7-max",
+        "glm-5.7",
+        "kimi-k2.6",
+        "minimax-m3",
+    } <= ids
     search = post(reference_gateway, "/v1/search/completions", chat_body("What are today's tech news?"))
     assert_valid("gateway.search.response", search.json())
 
@@ -337,8 +426,13 @@ def test_models_and_search(reference_gateway: RunningGateway) -> None:
 def test_latency_shaping_never_early(gateway: Any) -> None:
     gw = gateway(ttft_ms=120, itl_ms=15)
     streamed = stream(gw, CHAT, chat_body("a b c d", max_tokens=6, stream=True))
-    content_times = [e.t_ns for e in streamed.events if e.data != "[DONE]" and json.loads(e.data)["choices"]
-                     and json.loads(e.data)["choices"][0]["delta"].get("content")]
+    content_times = [
+        e.t_ns
+        for e in streamed.events
+        if e.data != "[DONE]"
+        and json.loads(e.data)["choices"]
+        and json.loads(e.data)["choices"][0]["delta"].get("content")
+    ]
     assert len(content_times) == 6
     assert content_times[0] - streamed.t_start_ns >= 120e6
     assert content_times[-1] - streamed.t_start_ns >= (120 + 5 * 15) * 1e6
@@ -350,7 +444,9 @@ def test_latency_shaping_never_early(gateway: Any) -> None:
 def test_stop_closes_the_socket_and_ends_open_streams(gateway: Any) -> None:
     gw = gateway(ttft_ms=10_000)
     port = int(gw.url.rsplit(":", 1)[1])
-    with httpx.stream("POST", gw.url + CHAT, json=chat_body(stream=True), headers=AUTH, timeout=5) as response:
+    with httpx.stream(
+        "POST", gw.url + CHAT, json=chat_body(stream=True), headers=AUTH, timeout=5
+    ) as response:
         assert response.status_code == 200
         started = time.perf_counter()
         gw.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -17,12 +18,14 @@ from gatecheck.reference.server import Schedule
 from gatecheck.reference.validation import param_name, relaxed
 
 COUNT = "Count from 1 to 20 separated by spaces"
-WEATHER = Tool("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+WEATHER = Tool(
+    "get_weather", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+)
 TIME = Tool("get_time", {"type": "object", "properties": {"zone": {"type": "string"}}})
 
 
 def prompt(text: str = "alpha beta gamma", **fields: object) -> Prompt:
-    return Prompt(text=text, prompt_tokens=count_tokens(text), **fields)  # type: ignore[arg-type]
+    return Prompt(text=text, prompt_tokens=count_tokens(text), **fields)
 
 
 def test_pieces_concatenate_back_and_count_one_word_each() -> None:
@@ -79,17 +82,43 @@ def test_json_object_output_is_an_object() -> None:
 
 
 SCHEMAS = [
-    {"type": "object", "properties": {"name": {"type": "string", "minLength": 12}, "age": {"type": "integer",
-     "minimum": 18, "maximum": 30}}, "required": ["name", "age"], "additionalProperties": False},
+    {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 12},
+            "age": {"type": "integer", "minimum": 18, "maximum": 30},
+        },
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    },
     {"type": "array", "items": {"enum": ["r", "g", "b"]}, "minItems": 2, "maxItems": 3, "uniqueItems": True},
-    {"type": "object", "properties": {"p": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-     "m": {"type": "integer", "multipleOf": 7, "minimum": 10}, "when": {"type": "string", "format": "date-time"},
-     "tag": {"const": "x"}, "opt": {"type": ["null", "boolean"]}, "s": {"type": "string", "maxLength": 2}}},
-    {"definitions": {"item": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}},
-     "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/definitions/item"}}}},
-    {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
-               {"properties": {"b": {"anyOf": [{"type": "integer", "maximum": -5}, {"type": "string"}]}},
-                "required": ["b"]}]},
+    {
+        "type": "object",
+        "properties": {
+            "p": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "m": {"type": "integer", "multipleOf": 7, "minimum": 10},
+            "when": {"type": "string", "format": "date-time"},
+            "tag": {"const": "x"},
+            "opt": {"type": ["null", "boolean"]},
+            "s": {"type": "string", "maxLength": 2},
+        },
+    },
+    {
+        "definitions": {
+            "item": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]}
+        },
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"$ref": "#/definitions/item"}}},
+    },
+    {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+            {
+                "properties": {"b": {"anyOf": [{"type": "integer", "maximum": -5}, {"type": "string"}]}},
+                "required": ["b"],
+            },
+        ]
+    },
 ]
 
 
@@ -114,7 +143,9 @@ def test_tool_rule() -> None:
     assert chosen_tools(prompt("hello", tools=(WEATHER,))) == (WEATHER,)
     assert chosen_tools(prompt("hello", tools=both)) == ()
     assert chosen_tools(prompt("call get_time and GET_WEATHER", tools=both)) == both
-    assert chosen_tools(prompt("call get_time and get_weather", tools=both, parallel_tool_calls=False)) == (WEATHER,)
+    assert chosen_tools(prompt("call get_time and get_weather", tools=both, parallel_tool_calls=False)) == (
+        WEATHER,
+    )
     assert chosen_tools(prompt("hello", tools=both, tool_choice="required")) == (WEATHER,)
     assert chosen_tools(prompt("hello", tools=both, tool_choice="named", tool_name="get_time")) == (TIME,)
     assert chosen_tools(prompt("get_weather", tools=both, tool_choice="none")) == ()
@@ -138,8 +169,13 @@ def test_tool_call_cut_by_max_tokens() -> None:
 def test_quirks_break_only_their_rule() -> None:
     base = prompt(COUNT, stop=("12",), max_tokens=15)
     assert "12" in complete(base, 0, 32, Quirks(ignore_stop=True)).text
-    assert complete(base, 0, 32, Quirks(ignore_max_tokens=True)).text == complete(prompt(COUNT, stop=("12",)), 0, 32).text
-    args = complete(prompt("x", tools=(WEATHER,)), 0, 32, Quirks(break_tool_args=True)).tool_calls[0].arguments
+    assert (
+        complete(base, 0, 32, Quirks(ignore_max_tokens=True)).text
+        == complete(prompt(COUNT, stop=("12",)), 0, 32).text
+    )
+    args = (
+        complete(prompt("x", tools=(WEATHER,)), 0, 32, Quirks(break_tool_args=True)).tool_calls[0].arguments
+    )
     assert not jsonschema.Draft7Validator(WEATHER.schema).is_valid(json.loads(args))
     forced = prompt("x", tools=(WEATHER,), tool_choice="required")
     assert complete(forced, 0, 32, Quirks(ignore_tool_choice=True)).tool_calls == ()
@@ -182,7 +218,7 @@ def test_schedule_is_absolute_and_jitter_is_seeded() -> None:
     jittered = [Schedule(0.0, 0.1, 0.02, 0.005, random.Random("s")) for _ in range(2)]
     series = [[s.at(k) for k in range(20)] for s in jittered]
     assert series[0] == series[1]
-    assert all(b >= a for a, b in zip(series[0], series[0][1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(series[0]))
     assert series[0] != [0.1 + 0.02 * k for k in range(20)]
 
 
@@ -199,7 +235,7 @@ def test_config_validation_and_key_limits() -> None:
     with pytest.raises(ConfigError, match="window_seconds"):
         GatewayConfig(window_seconds=0)
     with pytest.raises(ConfigError, match="errors"):
-        GatewayConfig(errors="xml")  # type: ignore[arg-type]
+        GatewayConfig(errors="xml")
     config = GatewayConfig(keys=(KeySpec("a"), KeySpec("b", rpm=2)), rpm=9, tpm=99)
     assert config.limits_for("a") == (9, 99)
     assert config.limits_for("b") == (2, 99)

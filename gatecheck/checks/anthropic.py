@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import describe, excerpt, is_json, json_object, json_of, require_status, schema_failure
+from gatecheck.checks.wire import (
+    as_dict,
+    describe,
+    excerpt,
+    is_json,
+    json_object,
+    json_of,
+    require_status,
+    schema_failure,
+)
 from gatecheck.errors import SSEError
 
 if TYPE_CHECKING:
@@ -44,19 +53,24 @@ def message_body(ctx: CheckContext, exchange: Exchange, what: str) -> dict[str, 
     """The 200 body validated against anthropic.messages.response (schema issues recorded)."""
     require_status(exchange, 200, rule="anthropic-status", what=what)
     body = json_object(exchange, rule="anthropic-not-json", what=what)
-    found = schema_failure(ctx.store, "anthropic.messages.response", body, rule="anthropic-schema", what=what,
-                           exchange=exchange)
+    found = schema_failure(
+        ctx.store, "anthropic.messages.response", body, rule="anthropic-schema", what=what, exchange=exchange
+    )
     if found is not None:
         ctx.record(found)
     return body
 
 
 def capture_messages(ctx: CheckContext, body: dict[str, Any]) -> MessageCapture:
-    """Stream a Messages request and assemble its events (never raises on bad bytes)."""
+    """Stream a Messages request and assemble its events."""
+    return decode_messages(send_message(ctx, {**body, "stream": True}))
+
+
+def decode_messages(exchange: Exchange) -> MessageCapture:
+    """Decode and assemble a streamed Messages exchange (never raises on bad bytes)."""
     from gatecheck.assemble import MessageStreamAssembler
     from gatecheck.sse import SSEDecoder
 
-    exchange = send_message(ctx, {**body, "stream": True})
     decoder = SSEDecoder()
     events: list[SSEEvent] = []
     error: str | None = None
@@ -72,8 +86,12 @@ def capture_messages(ctx: CheckContext, body: dict[str, Any]) -> MessageCapture:
     return MessageCapture(exchange, events, error, assembler.finish())
 
 
-def opened(capture_: MessageCapture) -> MessageCapture:
-    """The capture when the stream opened with 200 and decodes; else a Failure."""
+def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:
+    """The capture when the stream opened with 200, decodes and carried no error event; else a Failure.
+
+    Every event is validated against ``anthropic.stream.event`` on the way (the first invalid one
+    is recorded), so each stream check holds the stream to the schema.
+    """
     if capture_.exchange.status != 200:
         raise Failure(
             title=f"the Messages stream was answered {capture_.exchange.status or 'with nothing'}",
@@ -90,20 +108,55 @@ def opened(capture_: MessageCapture) -> MessageCapture:
             received=capture_.decode_error,
             exchange=capture_.exchange,
         )
+    if capture_.message.error is not None:
+        raw = next((v.raw for v in capture_.violations("error-event")), b"")
+        raise Failure(
+            title="the Messages stream carried an error event",
+            rule="anthropic-error-event",
+            expected="a complete stream (a mid-stream upstream error is reported as such)",
+            received=f"error {json.dumps(capture_.message.error)}; wire {excerpt(raw)}",
+            exchange=capture_.exchange,
+        )
+    invalid = first_invalid_event(ctx, capture_)
+    if invalid is not None:
+        ctx.record(invalid)
     return capture_
 
 
-def report(ctx: CheckContext, capture_: MessageCapture, rules: tuple[str, ...], title: str, expected: str) -> None:
+def first_invalid_event(ctx: CheckContext, capture_: MessageCapture) -> Failure | None:
+    """A failure for the first event whose data is JSON but not valid against anthropic.stream.event."""
+    for event in capture_.events:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue
+        issues = ctx.store.issues("anthropic.stream.event", data)
+        if issues:
+            return Failure(
+                title=f"a {event.event} event does not match schema anthropic.stream.event",
+                rule="anthropic-event-schema",
+                expected="every event valid against schemas/anthropic.stream.event.json",
+                received=f"{issues[0]}; wire {excerpt(event.raw)}",
+                exchange=capture_.exchange,
+            )
+    return None
+
+
+def report(
+    ctx: CheckContext, capture_: MessageCapture, rules: tuple[str, ...], title: str, expected: str
+) -> None:
     """Record one failure per violation of ``rules``, quoting its raw bytes."""
     for violation in capture_.violations(*rules):
-        where = "" if violation.index is None else f" (block {violation.index})"
-        ctx.record(Failure(
-            title=f"{title}{where}",
-            rule=f"anthropic-{violation.rule}",
-            expected=expected,
-            received=f"{violation.message}; wire {excerpt(violation.raw)}",
-            exchange=capture_.exchange,
-        ))
+        where = "" if violation.index is None else f" (event {violation.index})"
+        ctx.record(
+            Failure(
+                title=f"{title}{where}",
+                rule=f"anthropic-{violation.rule}",
+                expected=expected,
+                received=f"{violation.message}; wire {excerpt(violation.raw)}",
+                exchange=capture_.exchange,
+            )
+        )
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))
@@ -130,7 +183,9 @@ def anthropic_auth_x_api_key(ctx: CheckContext, anthropic_answer: Exchange) -> N
 def anthropic_auth_bearer(ctx: CheckContext) -> None:
     """/v1/messages accepts the key as a Bearer token."""
     exchange = send_message(ctx, rq.anthropic_body(ctx.target.models.chat), auth="bearer")
-    require_status(exchange, 200, rule="anthropic-auth-bearer", what="/v1/messages with Authorization: Bearer")
+    require_status(
+        exchange, 200, rule="anthropic-auth-bearer", what="/v1/messages with Authorization: Bearer"
+    )
 
 
 @check("anthropic", "002 Messages Parameters (max_tokens: required)", cost=Cost(1, 0))
@@ -164,28 +219,31 @@ def anthropic_max_tokens_required(ctx: CheckContext) -> None:
 def anthropic_response_valid(ctx: CheckContext, anthropic_answer: Exchange) -> None:
     """The response is a valid message: role assistant, text content, end_turn below max_tokens."""
     body = message_body(ctx, anthropic_answer, "the Messages response")
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage = as_dict(body.get("usage"))
     output = usage.get("output_tokens")
     reason = body.get("stop_reason")
     consistent = (reason == "end_turn" and isinstance(output, int) and output < rq.SHORT_TOKENS) or (
         reason == "max_tokens" and output == rq.SHORT_TOKENS
     )
     if body.get("role") != "assistant" or not consistent:
-        ctx.record(Failure(
-            title="the message's role or stop_reason does not match its usage",
-            rule="anthropic-stop-reason",
-            expected=f"role assistant; end_turn with output_tokens < {rq.SHORT_TOKENS}, or max_tokens at the cap",
-            received=f"role {body.get('role')!r}, stop_reason {reason!r}, output_tokens {output!r}",
-            exchange=anthropic_answer,
-        ))
+        ctx.record(
+            Failure(
+                title="the message's role or stop_reason does not match its usage",
+                rule="anthropic-stop-reason",
+                expected=f"role assistant; end_turn under {rq.SHORT_TOKENS} tokens, or max_tokens at the cap",
+                received=f"role {body.get('role')!r}, stop_reason {reason!r}, output_tokens {output!r}",
+                exchange=anthropic_answer,
+            )
+        )
 
 
 @check("anthropic", "002 finish_reason Mapping (max_tokens <-> length)", cost=Cost(1, rq.CUT_TOKENS))
 @requires("anthropic")
 def anthropic_stop_reason_max_tokens(ctx: CheckContext) -> None:
     """A message cut by max_tokens says stop_reason max_tokens with output_tokens at most max_tokens."""
-    exchange = send_message(ctx, rq.anthropic_body(ctx.target.models.chat, max_tokens=rq.CUT_TOKENS,
-                                                   text=rq.COUNT_PROMPT))
+    exchange = send_message(
+        ctx, rq.anthropic_body(ctx.target.models.chat, max_tokens=rq.CUT_TOKENS, text=rq.COUNT_PROMPT)
+    )
     body = message_body(ctx, exchange, "the Messages response cut by max_tokens")
     output = (body.get("usage") or {}).get("output_tokens") if isinstance(body.get("usage"), dict) else None
     if body.get("stop_reason") != "max_tokens" or not isinstance(output, int) or output > rq.CUT_TOKENS:
@@ -198,63 +256,88 @@ def anthropic_stop_reason_max_tokens(ctx: CheckContext) -> None:
         )
 
 
-@check("anthropic", f"{STREAMING} (event payloads)")
+@check("anthropic", f"{STREAMING} (event payloads)", markers=("stream",))
 @requires("anthropic", "streaming")
 def anthropic_stream_events_valid(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """Every event's data is JSON valid against anthropic.stream.event."""
-    capture_ = opened(anthropic_stream)
-    report(ctx, capture_, ("invalid-json",), "an event's data is not JSON", "JSON data in every event")
+    capture_ = opened(ctx, anthropic_stream)
+    report(
+        ctx,
+        capture_,
+        ("invalid-json", "not-an-object", "malformed"),
+        "an event's data is not a JSON object",
+        "JSON object data in every event",
+    )
     report(ctx, capture_, ("unknown-event",), "an event of an unknown type", "the documented event types")
-    for event in capture_.events:
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            continue
-        issues = ctx.store.issues("anthropic.stream.event", data)
-        if issues:
-            ctx.record(Failure(
-                title=f"a {event.event} event does not match schema anthropic.stream.event",
-                rule="anthropic-event-schema",
-                expected="every event valid against schemas/anthropic.stream.event.json",
-                received=f"{issues[0]}; wire {excerpt(event.raw)}",
-                exchange=capture_.exchange,
-            ))
-            return
 
 
-@check("anthropic", f"{STREAMING} (message_start first, message_stop last)")
+@check("anthropic", f"{STREAMING} (message_start first, message_stop last)", markers=("stream",))
 @requires("anthropic", "streaming")
 def anthropic_stream_order(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """message_start comes first and once; message_stop comes last."""
-    report(ctx, opened(anthropic_stream),
-           ("message-start-not-first", "message-start-repeated", "message-stop-not-last", "message-stop-missing"),
-           "the stream does not run message_start ... message_stop",
-           "message_start first (once), message_stop last (pings allowed anywhere)")
+    report(
+        ctx,
+        opened(ctx, anthropic_stream),
+        (
+            "message-start-not-first",
+            "message-start-repeated",
+            "message-start-missing",
+            "message-stop-not-last",
+            "message-stop-missing",
+        ),
+        "the stream does not run message_start ... message_stop",
+        "message_start first (once), message_stop last (pings allowed anywhere)",
+    )
 
 
-@check("anthropic", f"{STREAMING} (the event: name equals data.type)")
+@check("anthropic", f"{STREAMING} (the event: name equals data.type)", markers=("stream",))
 @requires("anthropic", "streaming")
 def anthropic_stream_event_names(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """Each event's SSE ``event:`` name equals its ``data.type``."""
-    report(ctx, opened(anthropic_stream), ("event-name-mismatch",), "an event's name differs from its data.type",
-           "event: <name> equal to data.type")
+    report(
+        ctx,
+        opened(ctx, anthropic_stream),
+        ("event-name-mismatch",),
+        "an event's name differs from its data.type",
+        "event: <name> equal to data.type",
+    )
 
 
-@check("anthropic", f"{STREAMING} (content_block_start -> content_block_delta* -> content_block_stop)")
+@check(
+    "anthropic",
+    f"{STREAMING} (content_block_start -> content_block_delta* -> content_block_stop)",
+    markers=("stream",),
+)
 @requires("anthropic", "streaming")
 def anthropic_stream_blocks(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """Each block runs start, deltas of its own type, stop, with one index; indices count 0, 1, 2..."""
-    report(ctx, opened(anthropic_stream),
-           ("block-start-repeated", "block-delta-without-start", "block-delta-after-stop", "block-stop-without-start",
-            "block-not-stopped", "block-index-gap", "delta-type-mismatch", "tool-input-invalid"),
-           "a content block breaks the start/delta/stop grammar",
-           "start -> delta* -> stop per block, deltas matching the block type (text -> text_delta)")
+    report(
+        ctx,
+        opened(ctx, anthropic_stream),
+        (
+            "block-start-repeated",
+            "block-delta-without-start",
+            "block-delta-after-stop",
+            "block-stop-without-start",
+            "block-not-stopped",
+            "block-stop-repeated",
+            "block-index-gap",
+            "delta-type-mismatch",
+            "tool-input-invalid",
+        ),
+        "a content block breaks the start/delta/stop grammar",
+        "start -> delta* -> stop per block, deltas matching the block type (text -> text_delta)",
+    )
 
 
-@check("anthropic", f"{STREAMING} (message_delta: stop_reason, usage)")
+@check("anthropic", f"{STREAMING} (message_delta: stop_reason, usage)", markers=("stream",))
 @requires("anthropic", "streaming")
 def anthropic_stream_message_delta(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """message_delta carries stop_reason and usage, and output_tokens never decreases."""
-    report(ctx, opened(anthropic_stream), ("message-delta-missing", "stop-reason-missing", "usage-decreased"),
-           "message_delta is missing or its usage decreases",
-           "a message_delta with stop_reason and usage.output_tokens that never decreases")
+    report(
+        ctx,
+        opened(ctx, anthropic_stream),
+        ("message-delta-missing", "stop-reason-missing", "usage-decreased"),
+        "message_delta is missing or its usage decreases",
+        "a message_delta with stop_reason and usage.output_tokens that never decreases",
+    )

@@ -13,7 +13,7 @@ from gatecheck.checks.base import Cost, Failure, check, requires
 from gatecheck.checks.chat import check_usage, usage_of
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.images import image_problem
-from gatecheck.checks.wire import excerpt, json_object, require_status, schema_failure
+from gatecheck.checks.wire import as_dict, excerpt, json_object, require_status, schema_failure
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -41,8 +41,11 @@ def aux_models_list(ctx: CheckContext) -> None:
     body = _valid_body(ctx, exchange, "openai.models", "the model list")
     listed = {m.get("id") for m in body.get("data") or [] if isinstance(m, dict)}
     models = ctx.target.models
-    wanted = {models.chat} | {m for cap, m in (("reasoning", models.reasoning), ("images", models.images),
-                                                 ("search", models.search)) if ctx.target.claims(cap)}
+    wanted = {models.chat} | {
+        m
+        for cap, m in (("reasoning", models.reasoning), ("images", models.images), ("search", models.search))
+        if ctx.target.claims(cap)
+    }
     missing = sorted(wanted - listed)
     if missing:
         raise Failure(
@@ -60,19 +63,21 @@ def aux_balance(ctx: CheckContext) -> None:
     """GET /v1/balance is valid and remaining = budget - used wherever a budget is set."""
     exchange = ctx.send("GET", "/v1/balance", tokens=1)
     body = _valid_body(ctx, exchange, "gateway.balance", "the balance")
-    key = body.get("api_key") if isinstance(body.get("api_key"), dict) else {}
+    key = as_dict(body.get("api_key"))
     for period in ("daily", "monthly"):
         budget, used, remaining = (key.get(f"{period}_{f}") for f in ("budget", "used", "remaining"))
         if not all(isinstance(v, int | float) for v in (budget, used, remaining)):
             continue
         if abs(budget - used - remaining) > MONEY_TOLERANCE:  # type: ignore[operator]
-            ctx.record(Failure(
-                title=f"{period}_remaining is not {period}_budget - {period}_used",
-                rule="balance-arithmetic",
-                expected=f"{period}_remaining = {budget} - {used} = {budget - used:.2f}",  # type: ignore[operator]
-                received=f"{period}_remaining {remaining}",
-                exchange=exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"{period}_remaining is not {period}_budget - {period}_used",
+                    rule="balance-arithmetic",
+                    expected=f"{period}_remaining = {budget} - {used} = {budget - used:.2f}",  # type: ignore[operator]
+                    received=f"{period}_remaining {remaining}",
+                    exchange=exchange,
+                )
+            )
 
 
 @check("aux", "002 Images Generations (response_format url or b64_json)", cost=Cost(3, 0))
@@ -80,10 +85,17 @@ def aux_balance(ctx: CheckContext) -> None:
 def aux_images(ctx: CheckContext) -> None:
     """A generated image, as b64_json and as a URL on the target, decodes to a real image."""
     for response_format in ("b64_json", "url"):
-        body = {"model": ctx.target.models.images, "prompt": IMAGE_PROMPT, "n": 1, "size": "1024x1024",
-                "response_format": response_format}
+        body = {
+            "model": ctx.target.models.images,
+            "prompt": IMAGE_PROMPT,
+            "n": 1,
+            "size": "1024x1024",
+            "response_format": response_format,
+        }
         exchange = ctx.send("POST", "/v1/images/generations", json_body=body, tokens=1)
-        answer = _valid_body(ctx, exchange, "gateway.images.response", f"the {response_format} image response")
+        answer = _valid_body(
+            ctx, exchange, "gateway.images.response", f"the {response_format} image response"
+        )
         for item in answer.get("data") or []:
             if isinstance(item, dict):
                 _check_image_item(ctx, item, exchange)
@@ -103,13 +115,15 @@ def _check_image_item(ctx: CheckContext, item: dict[str, Any], exchange: Exchang
             return  # not on the target's host: gatecheck fetches nothing elsewhere
         fetched = ctx.send("GET", path, tokens=1)
         if fetched.status != 200:
-            ctx.record(Failure(
-                title=f"the image URL answered {fetched.status}",
-                rule="image-url-unreachable",
-                expected="HTTP 200 with the image",
-                received=f"{url}: HTTP {fetched.status}",
-                exchange=fetched,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"the image URL answered {fetched.status}",
+                    rule="image-url-unreachable",
+                    expected="HTTP 200 with the image",
+                    received=f"{url}: HTTP {fetched.status}",
+                    exchange=fetched,
+                )
+            )
             return
         _check_image_bytes(ctx, fetched.body, f"the image at {url}", fetched)
 
@@ -118,7 +132,9 @@ def _path_on_target(ctx: CheckContext, url: str) -> str | None:
     """The path to fetch ``url`` through the client, when it lies under the target's base URL."""
     base = ctx.target.base_url or ""
     target, image = urlsplit(base), urlsplit(url)
-    if (image.scheme, image.netloc) != (target.scheme, target.netloc) or not image.path.startswith(target.path):
+    if (image.scheme, image.netloc) != (target.scheme, target.netloc) or not image.path.startswith(
+        target.path
+    ):
         return None
     path = image.path[len(target.path.rstrip("/")) :]
     return path + (f"?{image.query}" if image.query else "")
@@ -127,13 +143,15 @@ def _path_on_target(ctx: CheckContext, url: str) -> str | None:
 def _check_image_bytes(ctx: CheckContext, data: bytes, what: str, exchange: Exchange) -> None:
     problem = image_problem(data)
     if problem:
-        ctx.record(Failure(
-            title=f"{what} is not a real image",
-            rule="image-not-an-image",
-            expected="PNG, JPEG, WebP or GIF bytes (PNG: valid chunks and CRCs)",
-            received=f"{problem}; {len(data)} bytes starting {excerpt(data, 32)}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"{what} is not a real image",
+                rule="image-not-an-image",
+                expected="PNG, JPEG, WebP or GIF bytes (PNG: valid chunks and CRCs)",
+                received=f"{problem}; {len(data)} bytes starting {excerpt(data, 32)}",
+                exchange=exchange,
+            )
+        )
 
 
 @check("aux", "002 Search Completions (the same format as Chat Completions)", cost=Cost(1, rq.SHORT_TOKENS))
@@ -144,11 +162,13 @@ def aux_search(ctx: CheckContext) -> None:
     exchange = ctx.send("POST", "/v1/search/completions", json_body=body)
     answer = _valid_body(ctx, exchange, "gateway.search.response", "the search completion")
     if answer.get("object") != "chat.completion":
-        ctx.record(Failure(
-            title="the search completion's object is not chat.completion",
-            rule="search-shape",
-            expected='object "chat.completion", as Chat Completions',
-            received=f"object {json.dumps(answer.get('object'))}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="the search completion's object is not chat.completion",
+                rule="search-shape",
+                expected='object "chat.completion", as Chat Completions',
+                received=f"object {json.dumps(answer.get('object'))}",
+                exchange=exchange,
+            )
+        )
     check_usage(ctx, usage_of(answer), exchange, "search-usage")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import describe, excerpt, json_object, require_status, schema_failure
+from gatecheck.checks.wire import as_dict, describe, excerpt, json_object, require_status, schema_failure
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -30,7 +30,9 @@ def completion(exchange: Exchange, what: str = "the chat completion") -> dict[st
     return json_object(exchange, rule="chat-not-json", what=what)
 
 
-def validated_completion(ctx: CheckContext, exchange: Exchange, what: str = "the chat completion") -> dict[str, Any]:
+def validated_completion(
+    ctx: CheckContext, exchange: Exchange, what: str = "the chat completion"
+) -> dict[str, Any]:
     """``completion`` plus schema validation (recorded, not fatal: the other rules still get checked)."""
     body = completion(exchange, what)
     found = schema_failure(
@@ -79,18 +81,42 @@ def nonstream_identity(ctx: CheckContext, basic_answer: Exchange) -> None:
     """id, object "chat.completion", created (a Unix time) and model are present and right."""
     body = validated_completion(ctx, basic_answer)
     if body.get("object") != "chat.completion":
-        ctx.record(_field_failure("object is not chat.completion", "nonstream-object-wrong",
-                                  '"chat.completion"', body.get("object"), basic_answer))
+        ctx.record(
+            _field_failure(
+                "object is not chat.completion",
+                "nonstream-object-wrong",
+                '"chat.completion"',
+                body.get("object"),
+                basic_answer,
+            )
+        )
     if not isinstance(body.get("id"), str) or not body["id"]:
-        ctx.record(_field_failure("id is missing or empty", "nonstream-id", "a non-empty string",
-                                  body.get("id"), basic_answer))
+        ctx.record(
+            _field_failure(
+                "id is missing or empty", "nonstream-id", "a non-empty string", body.get("id"), basic_answer
+            )
+        )
     created = body.get("created")
     if not _plausible_time(created):
-        ctx.record(_field_failure("created is not a plausible Unix timestamp", "nonstream-created",
-                                  "integer seconds since 1970, not in the future", created, basic_answer))
+        ctx.record(
+            _field_failure(
+                "created is not a plausible Unix timestamp",
+                "nonstream-created",
+                "integer seconds since 1970, not in the future",
+                created,
+                basic_answer,
+            )
+        )
     if not isinstance(body.get("model"), str) or not body["model"]:
-        ctx.record(_field_failure("model is missing or empty", "nonstream-model",
-                                  "the model id actually used", body.get("model"), basic_answer))
+        ctx.record(
+            _field_failure(
+                "model is missing or empty",
+                "nonstream-model",
+                "the model id actually used",
+                body.get("model"),
+                basic_answer,
+            )
+        )
 
 
 @check("nonstream", f"{FIELD_REF}: choices[].index, choices[].message.role")
@@ -123,8 +149,11 @@ def nonstream_multi_turn(ctx: CheckContext) -> None:
     _check_choices(ctx, body, 1, exchange)
 
 
-@check("nonstream", "001 Compatibility (n > 1 candidates); 000 Request Parameters (n)",
-       cost=Cost(1, 2 * rq.SHORT_TOKENS))
+@check(
+    "nonstream",
+    "001 Compatibility (n > 1 candidates); 000 Request Parameters (n)",
+    cost=Cost(1, 2 * rq.SHORT_TOKENS),
+)
 @requires("n")
 def nonstream_n(ctx: CheckContext) -> None:
     """n=2 returns two choices indexed 0 and 1."""
@@ -141,26 +170,33 @@ def nonstream_stop(ctx: CheckContext) -> None:
     message = first_message(body, exchange)
     content = message.get("content") or ""
     if rq.STOP_SEQUENCE in content:
-        ctx.record(Failure(
-            title=f"the stop sequence {rq.STOP_SEQUENCE!r} appears in the content",
-            rule="stop-ignored",
-            expected=f"content ending before {rq.STOP_SEQUENCE!r} (the stop text is not returned)",
-            received=f"content {excerpt(content)}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the stop sequence {rq.STOP_SEQUENCE!r} appears in the content",
+                rule="stop-ignored",
+                expected=f"content ending before {rq.STOP_SEQUENCE!r} (the stop text is not returned)",
+                received=f"content {excerpt(content)}",
+                exchange=exchange,
+            )
+        )
     reason = _choices(body)[0].get("finish_reason")
     if reason != "stop":
-        ctx.record(Failure(
-            title=f"finish_reason is {reason!r} after a stop sequence",
-            rule="stop-finish-reason",
-            expected='finish_reason "stop"',
-            received=f"finish_reason {reason!r}, content {excerpt(content)}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"finish_reason is {reason!r} after a stop sequence",
+                rule="stop-finish-reason",
+                expected='finish_reason "stop"',
+                received=f"finish_reason {reason!r}, content {excerpt(content)}",
+                exchange=exchange,
+            )
+        )
 
 
-@check("nonstream", f"{PARAMS} (max_tokens, max_completion_tokens); 004 Request Body",
-       cost=Cost(2, 2 * rq.CUT_TOKENS))
+@check(
+    "nonstream",
+    f"{PARAMS} (max_tokens, max_completion_tokens); 004 Request Body",
+    cost=Cost(2, 2 * rq.CUT_TOKENS),
+)
 def nonstream_max_tokens(ctx: CheckContext) -> None:
     """max_tokens and max_completion_tokens cap completion_tokens and give finish_reason length."""
     for field in ("max_tokens", "max_completion_tokens"):
@@ -172,36 +208,42 @@ def nonstream_max_tokens(ctx: CheckContext) -> None:
         used = usage_of(answer).get("completion_tokens")
         reason = _choices(answer)[0].get("finish_reason") if _choices(answer) else None
         if not isinstance(used, int) or used > rq.CUT_TOKENS or reason != "length":
-            ctx.record(Failure(
-                title=f"{field}={rq.CUT_TOKENS} was not honoured",
-                rule="max-tokens-ignored",
-                expected=f'completion_tokens <= {rq.CUT_TOKENS} and finish_reason "length" (the count needs 20+)',
-                received=f"completion_tokens {used!r}, finish_reason {reason!r}",
-                exchange=exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"{field}={rq.CUT_TOKENS} was not honoured",
+                    rule="max-tokens-ignored",
+                    expected=f'completion_tokens <= {rq.CUT_TOKENS}, finish_reason "length" (20 asked for)',
+                    received=f"completion_tokens {used!r}, finish_reason {reason!r}",
+                    exchange=exchange,
+                )
+            )
 
 
 def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, rule: str) -> None:
     """Record failures unless usage has integer counts and total = prompt + completion."""
     counts = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
-        ctx.record(Failure(
-            title="usage is missing or incomplete",
-            rule=f"{rule}-missing",
-            expected="usage with integer prompt_tokens, completion_tokens and total_tokens",
-            received=f"usage {json.dumps(usage) if usage else 'absent'}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="usage is missing or incomplete",
+                rule=f"{rule}-missing",
+                expected="usage with integer prompt_tokens, completion_tokens and total_tokens",
+                received=f"usage {json.dumps(usage) if usage else 'absent'}",
+                exchange=exchange,
+            )
+        )
         return
     prompt, done, total = counts["prompt_tokens"], counts["completion_tokens"], counts["total_tokens"]
     if total != prompt + done:  # type: ignore[operator]
-        ctx.record(Failure(
-            title="usage.total_tokens is not prompt_tokens + completion_tokens",
-            rule=f"{rule}-total",
-            expected=f"total_tokens = {prompt} + {done} = {prompt + done}",  # type: ignore[operator]
-            received=f"total_tokens {total}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="usage.total_tokens is not prompt_tokens + completion_tokens",
+                rule=f"{rule}-total",
+                expected=f"total_tokens = {prompt} + {done} = {prompt + done}",  # type: ignore[operator]
+                received=f"total_tokens {total}",
+                exchange=exchange,
+            )
+        )
 
 
 def _choices(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,63 +253,73 @@ def _choices(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _check_choices(ctx: CheckContext, body: dict[str, Any], n: int, exchange: Exchange) -> None:
     choices = _choices(body)
-    indices = sorted(c.get("index") for c in choices if isinstance(c.get("index"), int))
+    indices = sorted(c["index"] for c in choices if isinstance(c.get("index"), int))
     if indices != list(range(n)) or len(choices) != n:
-        ctx.record(Failure(
-            title=f"expected {n} choice(s) indexed 0..{n - 1}",
-            rule="choices-indexed",
-            expected=f"{n} choices with index {list(range(n))}",
-            received=f"{len(choices)} choices with index {[c.get('index') for c in choices]}",
-            exchange=exchange,
-        ))
-    for choice in choices:
-        role = (choice.get("message") or {}).get("role") if isinstance(choice.get("message"), dict) else None
-        if role != "assistant":
-            ctx.record(Failure(
-                title=f"choice {choice.get('index')} has message.role {role!r}",
-                rule="message-role",
-                expected='message.role "assistant"',
-                received=f"message.role {role!r}",
+        ctx.record(
+            Failure(
+                title=f"expected {n} choice(s) indexed 0..{n - 1}",
+                rule="choices-indexed",
+                expected=f"{n} choices with index {list(range(n))}",
+                received=f"{len(choices)} choices with index {[c.get('index') for c in choices]}",
                 exchange=exchange,
-            ))
+            )
+        )
+    for choice in choices:
+        role = as_dict(choice.get("message")).get("role")
+        if role != "assistant":
+            ctx.record(
+                Failure(
+                    title=f"choice {choice.get('index')} has message.role {role!r}",
+                    rule="message-role",
+                    expected='message.role "assistant"',
+                    received=f"message.role {role!r}",
+                    exchange=exchange,
+                )
+            )
 
 
 def _check_finish_reason(
     ctx: CheckContext, choice: dict[str, Any], usage: dict[str, Any], max_tokens: int, exchange: Exchange
 ) -> None:
     reason = choice.get("finish_reason")
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = as_dict(choice.get("message"))
     if reason not in FINISH_REASONS:
-        ctx.record(Failure(
-            title=f"finish_reason {reason!r} is not a documented value",
-            rule="finish-reason-enum",
-            expected=f"one of {', '.join(FINISH_REASONS)}",
-            received=f"finish_reason {reason!r}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"finish_reason {reason!r} is not a documented value",
+                rule="finish-reason-enum",
+                expected=f"one of {', '.join(FINISH_REASONS)}",
+                received=f"finish_reason {reason!r}",
+                exchange=exchange,
+            )
+        )
         return
     has_calls = bool(message.get("tool_calls"))
     used = usage.get("completion_tokens")
-    inconsistent = (
-        (reason == "tool_calls") != has_calls
-        or (reason == "length" and isinstance(used, int) and used < max_tokens)
+    inconsistent = (reason == "tool_calls") != has_calls or (
+        reason == "length" and isinstance(used, int) and used < max_tokens
     )
     if inconsistent:
-        ctx.record(Failure(
-            title=f"finish_reason {reason!r} does not match what happened",
-            rule="finish-reason-consistent",
-            expected=f"tool_calls exactly when the message has tool calls; length only at max_tokens={max_tokens}",
-            received=f"finish_reason {reason!r}, tool calls: {has_calls}, completion_tokens {used!r}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"finish_reason {reason!r} does not match what happened",
+                rule="finish-reason-consistent",
+                expected=f"tool_calls exactly with tool calls; length only at max_tokens={max_tokens}",
+                received=f"finish_reason {reason!r}, tool calls: {has_calls}, completion_tokens {used!r}",
+                exchange=exchange,
+            )
+        )
 
 
 def _plausible_time(value: Any) -> bool:
     return (
-        isinstance(value, int) and not isinstance(value, bool)
+        isinstance(value, int)
+        and not isinstance(value, bool)
         and _EARLIEST_CREATED <= value <= time.time() + _CLOCK_SKEW_S
     )
 
 
 def _field_failure(title: str, rule: str, expected: str, value: Any, exchange: Exchange) -> Failure:
-    return Failure(title=title, rule=rule, expected=expected, received=f"{json.dumps(value)}", exchange=exchange)
+    return Failure(
+        title=title, rule=rule, expected=expected, received=f"{json.dumps(value)}", exchange=exchange
+    )

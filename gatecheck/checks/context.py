@@ -52,7 +52,7 @@ class RateLimitSetup:
 class RunSettings:
     """Run parameters that are not part of the target."""
 
-    fuzz_examples: int = 20
+    fuzz_examples: int = 10
     fuzz_seed: int = 0
     close_grace_s: float = 2.0
 
@@ -81,7 +81,7 @@ class Session:
         """Count one request against the budget and ``account``; refuse past the budget."""
         if self.requests_sent >= self.target.max_requests:
             raise NotChecked(
-                f"not checked: the request budget ({self.target.max_requests} requests, --budget-requests) is spent"
+                f"not checked: the budget of {self.target.max_requests} requests (--budget-requests) is spent"
             )
         self.requests_sent += 1
         self.spent[account] = self.spent.get(account, 0) + 1
@@ -128,7 +128,9 @@ class CheckContext:
     def observe(self, name: str) -> Any:
         """The value of observation ``name``, produced once per session and charged to it."""
         if name not in self.check.observations:
-            raise RuntimeError(f"check {self.check.id} uses observation {name!r} without naming it as a parameter")
+            raise RuntimeError(
+                f"check {self.check.id} uses observation {name!r} without naming it as a parameter"
+            )
         if name not in self.session.observations:
             previous, self._account = self._account, f"observation:{name}"
             try:
@@ -158,7 +160,9 @@ class CheckContext:
         chosen = client or self.session.client
         if not paced:
             self.session.charge(self._account)
-            return chosen.send(method, path, json=json_body, content=content, headers=headers, auth=auth, key=key)
+            return chosen.send(
+                method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
+            )
         if tokens is None:
             tokens = estimate_tokens(json_body, self.target.max_output_tokens)
         for attempt in range(RETRIES_ON_429 + 1):
@@ -167,7 +171,9 @@ class CheckContext:
             except PacingTimeout as exc:
                 raise NotChecked(f"not checked: {exc} (the declared --rpm/--tpm leave no room)") from None
             self.session.charge(self._account)
-            exchange = chosen.send(method, path, json=json_body, content=content, headers=headers, auth=auth, key=key)
+            exchange = chosen.send(
+                method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
+            )
             self.session.pacer.settle(ticket, used_tokens(exchange, tokens))
             if exchange.status != 429:
                 return exchange
@@ -176,7 +182,7 @@ class CheckContext:
                 break
             self.session.pacer.hold(min(wait, MAX_RETRY_WAIT_S))
         raise NotChecked(
-            f"not checked: the target answered 429 to {method} {path} {RETRIES_ON_429 + 1} times although the "
+            f"not checked: {method} {path} met 429 {RETRIES_ON_429 + 1} times although the "
             f"suite paces under the declared limits ({self.target.rpm} rpm, {self.target.tpm} tpm); "
             "declare lower limits with --rpm/--tpm"
         )

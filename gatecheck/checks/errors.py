@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from gatecheck.client import Exchange
 
 ERROR_CODES = "002 Error Codes"
-GATEWAY_CODES = {400: "INVALID_PARAMS", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "MODEL_NOT_FOUND", 429: "RATE_LIMIT"}
+GATEWAY_CODES = {
+    400: "INVALID_PARAMS",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "MODEL_NOT_FOUND",
+    429: "RATE_LIMIT",
+}
 """002's table: the gateway dialect's code for each client-error status."""
 
 OPENAI_CODES = {404: "model_not_found"}
@@ -46,22 +52,26 @@ def check_error(
 ) -> dict[str, Any] | None:
     """Record every way ``exchange`` is not the documented error response; return its error object."""
     if exchange.status >= 500:
-        ctx.record(Failure(
-            title=f"{what} was answered with a server error {exchange.status}",
-            rule="client-error-5xx",
-            expected=f"HTTP {status}: the client is at fault, never a 5xx",
-            received=describe(exchange),
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"{what} was answered with a server error {exchange.status}",
+                rule="client-error-5xx",
+                expected=f"HTTP {status}: the client is at fault, never a 5xx",
+                received=describe(exchange),
+                exchange=exchange,
+            )
+        )
         return None
     if exchange.status != status:
-        ctx.record(Failure(
-            title=f"{what} was answered {exchange.status or 'with nothing'}, not {status}",
-            rule=status_rule,
-            expected=f"HTTP {status}",
-            received=describe(exchange),
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"{what} was answered {exchange.status or 'with nothing'}, not {status}",
+                rule=status_rule,
+                expected=f"HTTP {status}",
+                received=describe(exchange),
+                exchange=exchange,
+            )
+        )
         return None
     return check_error_body(ctx, exchange, what)
 
@@ -70,60 +80,72 @@ def check_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> dict[s
     """Record failures of an error response's content type and body against the profile's dialect."""
     ctype = header(exchange, "content-type") or ""
     if "json" not in ctype.lower():
-        ctx.record(Failure(
-            title=f"the error body for {what} is not served as JSON",
-            rule="error-content-type",
-            expected="Content-Type: application/json (002: all error responses use JSON format)",
-            received=f"Content-Type {ctype or '(none)'}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the error body for {what} is not served as JSON",
+                rule="error-content-type",
+                expected="Content-Type: application/json (002: all error responses use JSON format)",
+                received=f"Content-Type {ctype or '(none)'}",
+                exchange=exchange,
+            )
+        )
     body = json_of(exchange)
     error = body.get("error") if is_json(body) and isinstance(body, dict) else None
     if not isinstance(error, dict):
-        ctx.record(Failure(
-            title=f"the error body for {what} is not the documented JSON envelope",
-            rule="error-body",
-            expected='{"error": {...}} as JSON',
-            received=describe(exchange),
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the error body for {what} is not the documented JSON envelope",
+                rule="error-body",
+                expected='{"error": {...}} as JSON',
+                received=describe(exchange),
+                exchange=exchange,
+            )
+        )
         return None
     _check_dialect(ctx, exchange, body, error, what)
     return error
 
 
-def _check_dialect(ctx: CheckContext, exchange: Exchange, body: Any, error: dict[str, Any], what: str) -> None:
+def _check_dialect(
+    ctx: CheckContext, exchange: Exchange, body: Any, error: dict[str, Any], what: str
+) -> None:
     dialect = ctx.profile.error_dialect
     if dialect == "any":
         dialect = "gateway" if "request_id" in error or str(error.get("code", "")).isupper() else "openai"
     if dialect == "gateway" and not error.get("request_id"):
-        ctx.record(Failure(
-            title=f"the error body for {what} has no request_id",
-            rule="error-request-id-missing",
-            expected="error.request_id (002: use request_id to trace issues)",
-            received=excerpt(exchange.body),
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the error body for {what} has no request_id",
+                rule="error-request-id-missing",
+                expected="error.request_id (002: use request_id to trace issues)",
+                received=excerpt(exchange.body),
+                exchange=exchange,
+            )
+        )
         body = {**body, "error": {**error, "request_id": "(missing)"}}
     issues = ctx.store.issues(f"error.{dialect}", body)
     if issues:
-        ctx.record(Failure(
-            title=f"the error body for {what} is not in the {dialect} error dialect",
-            rule="error-body-dialect",
-            expected=f"a body valid against schemas/error.{dialect}.json (profile {ctx.profile.name})",
-            received=f"{issues[0]}; body {excerpt(exchange.body)}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the error body for {what} is not in the {dialect} error dialect",
+                rule="error-body-dialect",
+                expected=f"a body valid against schemas/error.{dialect}.json (profile {ctx.profile.name})",
+                received=f"{issues[0]}; body {excerpt(exchange.body)}",
+                exchange=exchange,
+            )
+        )
         return
     expected_code = (GATEWAY_CODES if dialect == "gateway" else OPENAI_CODES).get(exchange.status)
     if expected_code is not None and error.get("code") != expected_code:
-        ctx.record(Failure(
-            title=f"the error code for {what} is {error.get('code')!r}",
-            rule="error-code",
-            expected=f"code {expected_code!r} for HTTP {exchange.status} ({ERROR_CODES})",
-            received=f"code {error.get('code')!r}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the error code for {what} is {error.get('code')!r}",
+                rule="error-code",
+                expected=f"code {expected_code!r} for HTTP {exchange.status} ({ERROR_CODES})",
+                received=f"code {error.get('code')!r}",
+                exchange=exchange,
+            )
+        )
 
 
 def _probe_body(ctx: CheckContext) -> dict[str, Any]:
@@ -157,14 +179,19 @@ def errors_unknown_model(ctx: CheckContext) -> None:
     """An unknown model gets 404 (MODEL_NOT_FOUND / model_not_found)."""
     body = {**_probe_body(ctx), "model": UNKNOWN_MODEL}
     exchange = ctx.chat(body, tokens=1)
-    check_error(ctx, exchange, 404, f"the unknown model {UNKNOWN_MODEL!r}", status_rule="unknown-model-status")
+    check_error(
+        ctx, exchange, 404, f"the unknown model {UNKNOWN_MODEL!r}", status_rule="unknown-model-status"
+    )
 
 
 @check("errors", f"{ERROR_CODES} (400 INVALID_PARAMS)", cost=Cost(1, 0))
 def errors_malformed_json(ctx: CheckContext) -> None:
     """A body that is not JSON gets 400 with an error body."""
     exchange = ctx.send(
-        "POST", "/v1/chat/completions", content=b'{"model": "x", "messages": [', headers={"content-type": "application/json"},
+        "POST",
+        "/v1/chat/completions",
+        content=b'{"model": "x", "messages": [',
+        headers={"content-type": "application/json"},
         tokens=1,
     )
     check_error(ctx, exchange, 400, "a malformed JSON body")
@@ -182,7 +209,13 @@ def _invalid_cost(_: object) -> Cost:
     from gatecheck.schemas import default_store
 
     schema = default_store().get("openai.chat.request")
-    base = {"model": "m", "messages": rq.user("Say OK."), "max_tokens": 8, "tools": [rq.WEATHER_TOOL], "tool_choice": "none"}
+    base = {
+        "model": "m",
+        "messages": rq.user("Say OK."),
+        "max_tokens": 8,
+        "tools": [rq.WEATHER_TOOL],
+        "tool_choice": "none",
+    }
     count = len(negative_cases(schema, base, lambda b: default_store().is_valid("openai.chat.request", b)))
     return Cost(count, 8 * count)
 
@@ -193,19 +226,26 @@ def errors_invalid_params(ctx: CheckContext) -> None:
     for case in invalid_cases(ctx):
         exchange = ctx.chat(case.body, tokens=1)
         if 200 <= exchange.status < 300:
-            ctx.record(Failure(
-                title=f"an invalid request was accepted ({case.label})",
-                rule="invalid-param-accepted",
-                expected=f"HTTP 400: {case.label}",
-                received=f"HTTP {exchange.status}",
-                exchange=exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"an invalid request was accepted ({case.label})",
+                    rule="invalid-param-accepted",
+                    expected=f"HTTP 400: {case.label}",
+                    received=f"HTTP {exchange.status}",
+                    exchange=exchange,
+                )
+            )
             continue
-        check_error(ctx, exchange, 400, f"an invalid request ({case.label})", status_rule="invalid-param-status")
+        check_error(
+            ctx, exchange, 400, f"an invalid request ({case.label})", status_rule="invalid-param-status"
+        )
 
 
-@check("errors", "001 Error Response (context_length_exceeded); 000 Supported Models (context length)",
-       cost=Cost(1, 1))
+@check(
+    "errors",
+    "001 Error Response (context_length_exceeded); 000 Supported Models (context length)",
+    cost=Cost(1, 1),
+)
 def errors_context_length(ctx: CheckContext) -> None:
     """A prompt beyond the model's context length gets 400 context_length_exceeded."""
     model = ctx.target.models.chat
@@ -214,10 +254,12 @@ def errors_context_length(ctx: CheckContext) -> None:
     exchange = ctx.chat(body, tokens=1)
     error = check_error(ctx, exchange, 400, f"a {words}-word prompt", status_rule="context-length-unchecked")
     if error is not None and "context_length_exceeded" not in json.dumps(error):
-        ctx.record(Failure(
-            title="the error for an over-long prompt does not say context_length_exceeded",
-            rule="context-length-code",
-            expected='"context_length_exceeded" as the code (OpenAI dialect) or in the error (gateway dialect)',
-            received=excerpt(exchange.body),
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="the error for an over-long prompt does not say context_length_exceeded",
+                rule="context-length-code",
+                expected='"context_length_exceeded" as the code (openai dialect) or in the error (gateway)',
+                received=excerpt(exchange.body),
+                exchange=exchange,
+            )
+        )

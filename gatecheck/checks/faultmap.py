@@ -12,7 +12,12 @@ from collections.abc import Mapping
 
 from gatecheck.results import Verdict
 
-_ERROR_BODY_CHECKS = ("errors_missing_key", "errors_invalid_key", "errors_unknown_model", "errors_malformed_json")
+_ERROR_BODY_CHECKS = (
+    "errors_missing_key",
+    "errors_invalid_key",
+    "errors_unknown_model",
+    "errors_malformed_json",
+)
 
 
 def _fail(*check_ids: str) -> dict[str, Verdict]:

@@ -46,7 +46,9 @@ class NegativeCase:
         return f"{self.field}: {self.constraint}"
 
 
-def negative_cases(schema: JSONObject, base: JSONObject, is_valid: Callable[[Any], bool]) -> list[NegativeCase]:
+def negative_cases(
+    schema: JSONObject, base: JSONObject, is_valid: Callable[[Any], bool]
+) -> list[NegativeCase]:
     """Every single-constraint violation of ``schema`` applied to the valid request ``base``."""
     if not is_valid(base):
         raise ValueError("the base request must be valid against the schema")
@@ -100,7 +102,9 @@ def _bad_values(sub: JSONObject, definitions: JSONObject) -> Iterator[tuple[str,
         items = branch.get("items")
         if isinstance(items, dict):
             item_types = _allowed_types(_resolve(items, definitions), definitions)
-            wrong = next((k for k in ("integer", "string", "object") if item_types and k not in item_types), None)
+            wrong = next(
+                (k for k in ("integer", "string", "object") if item_types and k not in item_types), None
+            )
             if wrong is not None:
                 yield f"an item of type {wrong}", [_SAMPLES[wrong]]
 
@@ -158,7 +162,9 @@ def _json_type(value: Any) -> str:
         return "integer"
     if isinstance(value, float):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "object")
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _resolve(sub: JSONObject, definitions: JSONObject) -> JSONObject:

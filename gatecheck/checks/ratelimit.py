@@ -2,10 +2,11 @@
 
 The burst goes to ``ctx.ratelimit``: a second key when one is configured (or the embedded
 gateway's small-limit key), otherwise the main key, in which case these checks run last and the
-shared pacer is held for the Retry-After afterwards. The burst is sent by a few workers in
-parallel so a real target's minute cannot pass before RPM + k requests are out; "Remaining never
-increases" is judged only between responses whose order is certain (one finished before the
-other was sent), so parallel sending cannot fake an increase.
+shared pacer is held for the Retry-After afterwards. A small burst is sent request after request;
+a large one by parallel workers (eight requests each) so a real target's minute cannot pass before
+RPM + k requests are out. "Remaining never increases" is judged only between responses whose
+order is certain (one finished before the other was sent), so parallel sending cannot fake an
+increase.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gatecheck.checks import requests as rq
 from gatecheck.checks import ratelimit_headers as rlh
+from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, PlanSettings, check, observation
 from gatecheck.checks.context import MAX_RETRY_WAIT_S, CheckContext, parse_retry_after
+from gatecheck.checks.errors import check_error_body
 from gatecheck.checks.wire import describe, header
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ RATE_LIMITS = "002 Rate Limits"
 EXTRA = 3
 """k: how many requests beyond the declared RPM the burst sends."""
 
-WORKERS = 8
+SEQUENTIAL_UP_TO = 16
+"""A burst this small is sent one request after another: every pair's order is then certain."""
 TPM_REQUESTS = 3
 """The TPM burst: this many requests whose prompts together exceed the TPM by a third."""
 
@@ -58,14 +61,16 @@ def _burst_body(ctx: CheckContext) -> dict[str, object]:
 
 
 def _send_all(ctx: CheckContext, bodies: list[dict[str, object]]) -> list[Exchange]:
-    """Send ``bodies`` unpaced on the rate-limit key with a few parallel workers, in order per worker."""
+    """Send ``bodies`` unpaced on the rate-limit key: in order when few, else by workers (8 each)."""
     setup = ctx.ratelimit
 
     def one(body: dict[str, object]) -> Exchange:
-        return ctx.send("POST", "/v1/chat/completions", json_body=body, client=setup.client, key=setup.key,
-                        paced=False)
+        return ctx.send(
+            "POST", "/v1/chat/completions", json_body=body, client=setup.client, key=setup.key, paced=False
+        )
 
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(bodies))) as pool:
+    workers = 1 if len(bodies) <= SEQUENTIAL_UP_TO else min(32, math.ceil(len(bodies) / 8))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, bodies))
 
 
@@ -94,16 +99,17 @@ def rpm_burst(ctx: CheckContext) -> Burst:
 
 @check("ratelimit", f"{RATE_LIMITS} (Default RPM; 429 when rate limited)")
 def ratelimit_rpm_enforced(ctx: CheckContext, rpm_burst: Burst) -> None:
-    """A burst of RPM + k requests meets 429s."""
+    """A burst of RPM + k requests meets 429s, with an error body in the profile's dialect."""
     if not rpm_burst.rejected:
         statuses = sorted({e.status for e in rpm_burst.exchanges})
         raise Failure(
-            title=f"{len(rpm_burst.exchanges)} requests at once on a key declared at {rpm_burst.rpm} RPM met no 429",
+            title=f"{len(rpm_burst.exchanges)} requests at once on a {rpm_burst.rpm}-RPM key met no 429",
             rule="ratelimit-never-429",
             expected=f"HTTP 429 for the requests beyond {rpm_burst.rpm} in the window",
             received=f"statuses {statuses}, {len(rpm_burst.admitted)} admitted",
             exchange=rpm_burst.exchanges[-1],
         )
+    check_error_body(ctx, rpm_burst.rejected[0], "a 429")
 
 
 @check("ratelimit", f"{RATE_LIMITS} (RPM: requests per minute)")
@@ -147,7 +153,7 @@ def ratelimit_headers(ctx: CheckContext, rpm_burst: Burst) -> None:
                 title="a 429 lacks the rate-limit headers (or they say requests remain)",
                 rule="ratelimit-headers-missing",
                 expected=f"{rlh.expected_headers(dialect)}, Remaining 0 (profile {ctx.profile.name})",
-                received=f"limit {info.limit!r}, remaining {info.remaining!r}; headers {dict(exchange.headers)}",
+                received=f"limit {info.limit!r}, remaining {info.remaining!r}; {dict(exchange.headers)}",
                 exchange=exchange,
             )
 
@@ -166,14 +172,18 @@ def ratelimit_remaining_monotonic(ctx: CheckContext, rpm_burst: Burst) -> None:
                     rule="ratelimit-remaining-increases",
                     expected="Remaining never above an earlier response's value until the window resets",
                     received=f"Remaining {before.remaining} then {after.remaining} "
-                             f"{(later.t_start_ns - earlier.t_end_ns) / 1e6:.1f} ms later",
+                    f"{(later.t_start_ns - earlier.t_end_ns) / 1e6:.1f} ms later",
                     exchange=later,
                 )
 
 
 def _certainly_before(first: Exchange, second: Exchange) -> bool:
     """The server answered ``first`` before ``second`` was even sent."""
-    return first.t_headers_ns is not None and second.t_headers_ns is not None and first.t_end_ns < second.t_start_ns
+    return (
+        first.t_headers_ns is not None
+        and second.t_headers_ns is not None
+        and first.t_end_ns < second.t_start_ns
+    )
 
 
 def _window_ended(earlier: Exchange, reading: rlh.RateLimitInfo, later: Exchange) -> bool:
@@ -201,8 +211,14 @@ def ratelimit_retry_after_honoured(ctx: CheckContext, rpm_burst: Burst) -> None:
         )
     time.sleep(max(0.0, wait - (time.perf_counter_ns() - last.t_end_ns) / 1e9))
     setup = ctx.ratelimit
-    retried = ctx.send("POST", "/v1/chat/completions", json_body=_burst_body(ctx), client=setup.client,
-                       key=setup.key, paced=False)
+    retried = ctx.send(
+        "POST",
+        "/v1/chat/completions",
+        json_body=_burst_body(ctx),
+        client=setup.client,
+        key=setup.key,
+        paced=False,
+    )
     if not 200 <= retried.status < 300:
         raise Failure(
             title=f"the request still failed after waiting Retry-After {wait:g} s",
@@ -226,13 +242,15 @@ def ratelimit_tpm_enforced(ctx: CheckContext, rpm_burst: Burst) -> None:
     words = math.ceil(setup.tpm * 4 / 3 / TPM_REQUESTS)
     body = rq.chat_body(ctx.target.models.chat, rq.user(" ".join(["x"] * words)), max_tokens=1)
     exchanges = [
-        ctx.send("POST", "/v1/chat/completions", json_body=body, client=setup.client, key=setup.key, paced=False)
+        ctx.send(
+            "POST", "/v1/chat/completions", json_body=body, client=setup.client, key=setup.key, paced=False
+        )
         for _ in range(TPM_REQUESTS)
     ]
     _after_429s(ctx, exchanges)
     if not any(e.status == 429 for e in exchanges):
         raise Failure(
-            title=f"{TPM_REQUESTS} requests of {words} prompt words each met no 429 on a key declared at {setup.tpm} TPM",
+            title=f"{TPM_REQUESTS} requests of {words} prompt words met no 429 on a {setup.tpm}-TPM key",
             rule="tpm-unenforced",
             expected=f"HTTP 429 once the window's tokens pass {setup.tpm}",
             received=f"statuses {[e.status for e in exchanges]}",
@@ -242,7 +260,5 @@ def ratelimit_tpm_enforced(ctx: CheckContext, rpm_burst: Burst) -> None:
 
 def _wait_for_fresh_window(burst: Burst) -> None:
     """Sleep until the RPM window the burst filled has reset (bounded by a minute)."""
-    waits = [
-        (_retry_after(e) or 0.0) - (time.perf_counter_ns() - e.t_end_ns) / 1e9 for e in burst.rejected
-    ]
+    waits = [(_retry_after(e) or 0.0) - (time.perf_counter_ns() - e.t_end_ns) / 1e9 for e in burst.rejected]
     time.sleep(min(max([0.0, *waits]), MAX_RETRY_WAIT_S))

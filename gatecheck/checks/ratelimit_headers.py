@@ -61,7 +61,7 @@ def expected_headers(dialect: str) -> str:
         "openai": "x-ratelimit-limit-requests and x-ratelimit-remaining-requests",
         "anthropic": "anthropic-ratelimit-requests-limit and anthropic-ratelimit-requests-remaining",
         "ietf": "RateLimit (and RateLimit-Policy) with a limit/quota and remaining",
-        "any": "one rate-limit header dialect (X-RateLimit-*, x-ratelimit-*-requests, anthropic-ratelimit-*, RateLimit)",
+        "any": "one dialect of X-RateLimit-*, x-ratelimit-*-requests, anthropic-ratelimit-*, RateLimit",
     }[dialect]
 
 
@@ -90,7 +90,9 @@ def _float(value: str | None) -> float | None:
 
 def _x_ratelimit(get: HeaderGet, now: float | None) -> RateLimitInfo:
     return RateLimitInfo(
-        "x-ratelimit", _int(get("x-ratelimit-limit")), _int(get("x-ratelimit-remaining")),
+        "x-ratelimit",
+        _int(get("x-ratelimit-limit")),
+        _int(get("x-ratelimit-remaining")),
         _float(get("x-ratelimit-reset")),
     )
 
@@ -98,7 +100,9 @@ def _x_ratelimit(get: HeaderGet, now: float | None) -> RateLimitInfo:
 def _openai(get: HeaderGet, now: float | None) -> RateLimitInfo:
     reset = get("x-ratelimit-reset-requests")
     return RateLimitInfo(
-        "openai", _int(get("x-ratelimit-limit-requests")), _int(get("x-ratelimit-remaining-requests")),
+        "openai",
+        _int(get("x-ratelimit-limit-requests")),
+        _int(get("x-ratelimit-remaining-requests")),
         None if reset is None else parse_duration(reset),
     )
 
@@ -112,15 +116,22 @@ def _anthropic(get: HeaderGet, now: float | None) -> RateLimitInfo:
         except ValueError:
             reset_s = None
     return RateLimitInfo(
-        "anthropic", _int(get("anthropic-ratelimit-requests-limit")),
-        _int(get("anthropic-ratelimit-requests-remaining")), reset_s,
+        "anthropic",
+        _int(get("anthropic-ratelimit-requests-limit")),
+        _int(get("anthropic-ratelimit-requests-remaining")),
+        reset_s,
     )
 
 
 def _ietf(get: HeaderGet, now: float | None) -> RateLimitInfo:
     fields = _params(get("ratelimit") or "")
     policy = _params(get("ratelimit-policy") or "")
-    limit = _int(fields.get("limit")) or _int(policy.get("q")) or _int(policy.get("limit")) or _int(policy.get(""))
+    limit = (
+        _int(fields.get("limit"))
+        or _int(policy.get("q"))
+        or _int(policy.get("limit"))
+        or _int(policy.get(""))
+    )
     remaining = _int(fields.get("remaining", fields.get("r")))
     return RateLimitInfo("ietf", limit, remaining, _float(fields.get("reset", fields.get("t"))))
 

@@ -2,7 +2,8 @@
 
 Each prompt makes a property observable whatever answers it: a real model asked to repeat a
 counting sequence prints "12" (so a stop sequence "12" must cut there), and the reference
-gateway's model counts when asked to count (docs/reference-gateway.md), so both print "12". Output is capped everywhere
+gateway's model counts when asked to count (docs/reference-gateway.md), so both print "12".
+Output is capped everywhere
 (``max_tokens``) so a run's token spend is bounded and priced by ``--plan``.
 """
 
@@ -70,7 +71,9 @@ def user(text: str) -> list[JSONObject]:
     return [{"role": "user", "content": text}]
 
 
-def chat_body(model: str, messages: list[JSONObject], *, max_tokens: int = SHORT_TOKENS, **extra: Any) -> JSONObject:
+def chat_body(
+    model: str, messages: list[JSONObject], *, max_tokens: int = SHORT_TOKENS, **extra: Any
+) -> JSONObject:
     """A chat completion request at temperature 0 (answers comparable across requests)."""
     return {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, **extra}
 
@@ -118,7 +121,9 @@ def json_schema_mode(model: str) -> JSONObject:
     )
 
 
-def with_tools(model: str, tool_choice: Any, tools: list[JSONObject] | None = None, **extra: Any) -> JSONObject:
+def with_tools(
+    model: str, tool_choice: Any, tools: list[JSONObject] | None = None, **extra: Any
+) -> JSONObject:
     """The weather question with tools and a tool_choice."""
     body = chat_body(model, user(WEATHER_PROMPT), max_tokens=64, tools=tools or [WEATHER_TOOL], **extra)
     body["tool_choice"] = tool_choice
@@ -155,7 +160,11 @@ def tool_result_turn(model: str) -> JSONObject:
                     }
                 ],
             },
-            {"role": "tool", "tool_call_id": "call_gatecheck_1", "content": '{"city": "Beijing", "sky": "sunny"}'},
+            {
+                "role": "tool",
+                "tool_call_id": "call_gatecheck_1",
+                "content": '{"city": "Beijing", "sky": "sunny"}',
+            },
         ],
         tools=[WEATHER_TOOL],
     )

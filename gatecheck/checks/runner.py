@@ -9,14 +9,18 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, with_severity
 from gatecheck.checks.context import Session
+from gatecheck.curl import to_curl
 from gatecheck.profiles import Profile
 from gatecheck.redaction import redact
 from gatecheck.results import CheckResult, Verdict
 
 _INDENT = "    "
+MAX_CURL_BODY = 16_384
+"""A larger request body (the over-long prompt) is referenced as a file in the repro, not inlined."""
 
 
 def applicable(check: Check, profile: Profile) -> bool:
@@ -91,7 +95,7 @@ def grade(failures: Iterable[Failure], profile: Profile, citation: str) -> list[
             continue
         seen.add(kept.key())
         if not kept.citation:
-            kept.citation = citation
+            kept = replace(kept, citation=citation)
         graded.append(kept)
     return graded
 
@@ -113,7 +117,8 @@ def format_failure(failure: Failure, citation: str = "") -> str:
         f"  Received: {_indent(failure.received)}",
     ]
     if failure.exchange is not None:
-        lines += ["  Reproduce with:", _INDENT + _indent(failure.exchange.curl(), _INDENT)]
+        command = to_curl(failure.exchange.request, max_body=MAX_CURL_BODY)
+        lines += ["  Reproduce with:", _INDENT + _indent(command, _INDENT)]
     return "\n".join(lines)
 
 

@@ -68,20 +68,25 @@ def ratelimit_limits(target: Target) -> tuple[int, int]:
 def plan_settings(target: Target, fuzz_examples: int) -> PlanSettings:
     """The plan parameters of a run against ``target``."""
     rpm, tpm = ratelimit_limits(target)
-    return PlanSettings(rpm=rpm, tpm=tpm, fuzz_examples=fuzz_examples, max_output_tokens=target.max_output_tokens)
+    return PlanSettings(
+        rpm=rpm, tpm=tpm, fuzz_examples=fuzz_examples, max_output_tokens=target.max_output_tokens
+    )
 
 
 @contextmanager
 def open_session(
-    target: Target, settings: RunSettings = RunSettings(), gateway_overrides: Mapping[str, Any] | None = None
+    target: Target, settings: RunSettings | None = None, gateway_overrides: Mapping[str, Any] | None = None
 ) -> Iterator[Session]:
     """A session on ``target`` (the embedded gateway started and stopped around it when needed)."""
+    settings = settings or RunSettings()
     with ExitStack() as stack:
         embedded = target.base_url is None
         if embedded:
             from gatecheck.reference import start_in_thread
 
-            gateway = stack.enter_context(start_in_thread(embedded_gateway_config(**(gateway_overrides or {}))))
+            gateway = stack.enter_context(
+                start_in_thread(embedded_gateway_config(**(gateway_overrides or {})))
+            )
             target = embedded_target(target, gateway.url)
         client = stack.enter_context(Client(target))
         rpm, tpm = (EMBEDDED_RPM, EMBEDDED_TPM) if embedded else (target.rpm, target.tpm)

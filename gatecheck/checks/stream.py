@@ -102,7 +102,7 @@ def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
         raise Failure(
             title="the stream carried a mid-stream error event",
             rule="stream-error-event",
-            expected="a complete stream (an upstream error mid-stream is reported, not a conformance verdict)",
+            expected="a complete stream (a mid-stream upstream error is reported as such)",
             received=f"error {json.dumps(capture_.chat.error)}; wire {excerpt(raw)}",
             exchange=exchange,
         )
@@ -133,17 +133,21 @@ def first_invalid_chunk(ctx: CheckContext, capture_: StreamCapture) -> Failure |
     return None
 
 
-def report(ctx: CheckContext, capture_: StreamCapture, rules: Iterable[str], title: str, expected: str) -> None:
+def report(
+    ctx: CheckContext, capture_: StreamCapture, rules: Iterable[str], title: str, expected: str
+) -> None:
     """Record one failure per violation of ``rules``, quoting its raw bytes."""
     for violation in capture_.violations(*rules):
         where = "" if violation.index is None else f" (event {violation.index})"
-        ctx.record(Failure(
-            title=f"{title}{where}",
-            rule=f"stream-{violation.rule}",
-            expected=expected,
-            received=f"{violation.message}; wire {excerpt(violation.raw)}",
-            exchange=capture_.exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"{title}{where}",
+                rule=f"stream-{violation.rule}",
+                expected=expected,
+                received=f"{violation.message}; wire {excerpt(violation.raw)}",
+                exchange=capture_.exchange,
+            )
+        )
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))
@@ -197,46 +201,65 @@ def stream_sse_framing(ctx: CheckContext, basic_stream: StreamCapture) -> None:
         )
     for event in capture_.events:
         if "\n" in event.data:
-            ctx.record(Failure(
-                title="an event carries several data lines (events not separated by a blank line?)",
-                rule="sse-multiline-event",
-                expected='one "data: <json>" line per event, then a blank line',
-                received=f"wire {excerpt(event.raw)}",
-                exchange=capture_.exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title="an event carries several data lines (events not separated by a blank line?)",
+                    rule="sse-multiline-event",
+                    expected='one "data: <json>" line per event, then a blank line',
+                    received=f"wire {excerpt(event.raw)}",
+                    exchange=capture_.exchange,
+                )
+            )
             break
     if capture_.tail.strip():
-        ctx.record(Failure(
-            title="the stream ends inside an event (no closing blank line)",
-            rule="sse-unterminated",
-            expected="every event ended by a blank line",
-            received=f"unterminated tail {excerpt(capture_.tail)}",
-            exchange=capture_.exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="the stream ends inside an event (no closing blank line)",
+                rule="sse-unterminated",
+                expected="every event ended by a blank line",
+                received=f"unterminated tail {excerpt(capture_.tail)}",
+                exchange=capture_.exchange,
+            )
+        )
 
 
 @check("stream", f"{SSE} (every data payload but [DONE] is one JSON chunk)")
 @requires("streaming")
 def stream_chunks_valid(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """Every payload but [DONE] is a JSON object valid against openai.chat.chunk."""
-    report(ctx, opened(ctx, basic_stream), ("invalid-json", "not-an-object", "malformed"),
-           "a stream payload is not a well-formed chunk", "each data payload is one JSON chunk object")
+    report(
+        ctx,
+        opened(ctx, basic_stream),
+        ("invalid-json", "not-an-object", "malformed"),
+        "a stream payload is not a well-formed chunk",
+        "each data payload is one JSON chunk object",
+    )
 
 
 @check("stream", f"{FIELDS} (object: always chat.completion.chunk)")
 @requires("streaming")
 def stream_chunk_object(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """object is chat.completion.chunk in every chunk."""
-    report(ctx, opened(ctx, basic_stream), ("object-wrong",), "a chunk's object is not chat.completion.chunk",
-           'object "chat.completion.chunk"')
+    report(
+        ctx,
+        opened(ctx, basic_stream),
+        ("object-wrong",),
+        "a chunk's object is not chat.completion.chunk",
+        'object "chat.completion.chunk"',
+    )
 
 
 @check("stream", f"{FIELDS} (id, created, model); OpenAI")
 @requires("streaming")
 def stream_identity_constant(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """id, created and model are the same in every chunk."""
-    report(ctx, opened(ctx, basic_stream), ("id-changed", "created-changed", "model-changed"),
-           "id, created or model changed mid-stream", "the same id, created and model in every chunk")
+    report(
+        ctx,
+        opened(ctx, basic_stream),
+        ("id-changed", "created-changed", "model-changed"),
+        "id, created or model changed mid-stream",
+        "the same id, created and model in every chunk",
+    )
 
 
 @check("stream", f"{FIELDS} (choices[].delta.role: only in the first chunk)")
@@ -244,17 +267,27 @@ def stream_identity_constant(ctx: CheckContext, basic_stream: StreamCapture) -> 
 def stream_role_first(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """delta.role appears in a choice's first delta only (and says assistant)."""
     capture_ = opened(ctx, basic_stream)
-    report(ctx, capture_, ("role-not-first",), "delta.role appears after the first chunk", "role in the first delta only")
-    report(ctx, capture_, ("role-missing",), "the first delta has no role", 'role "assistant" in the first delta')
+    report(
+        ctx,
+        capture_,
+        ("role-not-first",),
+        "delta.role appears after the first chunk",
+        "role in the first delta only",
+    )
+    report(
+        ctx, capture_, ("role-missing",), "the first delta has no role", 'role "assistant" in the first delta'
+    )
     for index, choice in capture_.chat.choices.items():
         if choice.role not in (None, "assistant"):
-            ctx.record(Failure(
-                title=f"choice {index} streams role {choice.role!r}",
-                rule="stream-role-wrong",
-                expected='role "assistant"',
-                received=f"role {choice.role!r}",
-                exchange=capture_.exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"choice {index} streams role {choice.role!r}",
+                    rule="stream-role-wrong",
+                    expected='role "assistant"',
+                    received=f"role {choice.role!r}",
+                    exchange=capture_.exchange,
+                )
+            )
 
 
 @check("stream", f"{FIELDS} (finish_reason); OpenAI")
@@ -262,26 +295,42 @@ def stream_role_first(ctx: CheckContext, basic_stream: StreamCapture) -> None:
 def stream_finish_reason_once(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """Each choice has exactly one non-null finish_reason, a documented value, and nothing after it."""
     capture_ = opened(ctx, basic_stream)
-    report(ctx, capture_, ("finish-reason-repeated", "finish-reason-missing", "content-after-finish"),
-           "finish_reason is not given exactly once, last", "exactly one non-null finish_reason per choice, last")
+    report(
+        ctx,
+        capture_,
+        ("finish-reason-repeated", "finish-reason-missing", "content-after-finish"),
+        "finish_reason is not given exactly once, last",
+        "exactly one non-null finish_reason per choice, last",
+    )
     for index, choice in capture_.chat.choices.items():
-        if choice.finish_reason is not None and choice.finish_reason not in ("stop", "length", "tool_calls",
-                                                                              "content_filter"):
-            ctx.record(Failure(
-                title=f"choice {index} ends with an undocumented finish_reason",
-                rule="stream-finish-reason-enum",
-                expected="one of stop, length, tool_calls, content_filter",
-                received=f"finish_reason {choice.finish_reason!r}",
-                exchange=capture_.exchange,
-            ))
+        if choice.finish_reason is not None and choice.finish_reason not in (
+            "stop",
+            "length",
+            "tool_calls",
+            "content_filter",
+        ):
+            ctx.record(
+                Failure(
+                    title=f"choice {index} ends with an undocumented finish_reason",
+                    rule="stream-finish-reason-enum",
+                    expected="one of stop, length, tool_calls, content_filter",
+                    received=f"finish_reason {choice.finish_reason!r}",
+                    exchange=capture_.exchange,
+                )
+            )
 
 
 @check("stream", "000 Streaming SSE Chunks (data: [DONE]); 004")
 @requires("streaming")
 def stream_done_last(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """The stream ends with ``data: [DONE]`` and nothing follows it."""
-    report(ctx, opened(ctx, basic_stream), ("missing-done", "data-after-done"),
-           "the stream does not end with data: [DONE]", "data: [DONE] as the last event, nothing after it")
+    report(
+        ctx,
+        opened(ctx, basic_stream),
+        ("missing-done", "data-after-done"),
+        "the stream does not end with data: [DONE]",
+        "data: [DONE] as the last event, nothing after it",
+    )
 
 
 @check("stream", "000 Best Practices; WHATWG SSE (the server ends the response)")
@@ -299,8 +348,10 @@ def stream_closes_after_done(ctx: CheckContext, basic_stream: StreamCapture) -> 
             title="the connection stayed open after data: [DONE]",
             rule="stream-left-open",
             expected=f"the response ends within {ctx.settings.close_grace_s:g} s of data: [DONE]",
-            received=(f"still open {lingered_s:.1f} s after [DONE]"
-                      + (f"; reading stopped: {exchange.error}" if exchange.error else "")),
+            received=(
+                f"still open {lingered_s:.1f} s after [DONE]"
+                + (f"; reading stopped: {exchange.error}" if exchange.error else "")
+            ),
             exchange=exchange,
         )
 
@@ -310,33 +361,52 @@ def stream_closes_after_done(ctx: CheckContext, basic_stream: StreamCapture) -> 
 def stream_usage_final(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """With include_usage, usage comes once, on the last chunk, with total = prompt + completion."""
     capture_ = opened(ctx, basic_stream)
-    report(ctx, capture_, ("usage-not-last", "usage-repeated"), "usage is not on the last chunk only",
-           "usage on exactly one chunk: the last before [DONE]")
+    report(
+        ctx,
+        capture_,
+        ("usage-not-last", "usage-repeated"),
+        "usage is not on the last chunk only",
+        "usage on exactly one chunk: the last before [DONE]",
+    )
     if ctx.profile.stream_usage == "separate-chunk":
-        report(ctx, capture_, ("usage-with-choices",), "the usage chunk also carries choices",
-               "usage on an extra final chunk whose choices is empty (OpenAI)")
+        report(
+            ctx,
+            capture_,
+            ("usage-with-choices",),
+            "the usage chunk also carries choices",
+            "usage on an extra final chunk whose choices is empty (OpenAI)",
+        )
     usage = capture_.chat.usage
     if usage is None:
+        last = excerpt(capture_.events[-1].raw) if capture_.events else "none"
         raise Failure(
             title="include_usage did not give a usage chunk",
             rule="stream-usage-missing",
             expected="a final chunk with usage (stream_options.include_usage is true)",
-            received=f"no usage in {len(capture_.events)} events; last {excerpt(capture_.events[-1].raw) if capture_.events else 'none'}",
+            received=f"no usage in {len(capture_.events)} events; last {last}",
             exchange=capture_.exchange,
         )
     check_usage(ctx, usage, capture_.exchange, "stream-usage")
 
 
-@check("stream", "000 Streaming with Tool Calls; OpenAI streaming tool calls")
+@check("stream", "000 Streaming with Tool Calls; OpenAI streaming tool calls", markers=("tools",))
 @requires("streaming", "tools")
 def stream_tool_call_deltas(ctx: CheckContext, tool_stream: StreamCapture) -> None:
     """Tool-call deltas have contiguous indices, id/type/name on the first fragment only, JSON arguments."""
     capture_ = opened(ctx, tool_stream)
-    report(ctx, capture_,
-           ("tool-call-no-index", "tool-call-index-gap", "tool-call-header-repeated", "tool-call-header-missing",
-            "tool-call-arguments-invalid"),
-           "the streamed tool call is malformed",
-           "indexed fragments 0.., id/type/name on the first only, arguments concatenating to JSON")
+    report(
+        ctx,
+        capture_,
+        (
+            "tool-call-no-index",
+            "tool-call-index-gap",
+            "tool-call-header-repeated",
+            "tool-call-header-missing",
+            "tool-call-arguments-invalid",
+        ),
+        "the streamed tool call is malformed",
+        "indexed fragments 0.., id/type/name on the first only, arguments concatenating to JSON",
+    )
     calls = [c for choice in capture_.chat.choices.values() for c in choice.tool_calls.values()]
     if not calls:
         raise Failure(
@@ -353,16 +423,23 @@ def stream_tool_call_deltas(ctx: CheckContext, tool_stream: StreamCapture) -> No
 def stream_reasoning_order(ctx: CheckContext, reasoning_stream: StreamCapture) -> None:
     """A reasoning model streams its reasoning deltas before any content."""
     capture_ = opened(ctx, reasoning_stream)
-    report(ctx, capture_, ("reasoning-after-content",), "reasoning arrives after content",
-           f"every {ctx.profile.reasoning_field} delta before the first content delta")
+    report(
+        ctx,
+        capture_,
+        ("reasoning-after-content",),
+        "reasoning arrives after content",
+        f"every {ctx.profile.reasoning_field} delta before the first content delta",
+    )
     if not any(choice.reasoning for choice in capture_.chat.choices.values()):
-        ctx.record(Failure(
-            title=f"the reasoning model streamed no {ctx.profile.reasoning_field}",
-            rule="stream-reasoning-absent",
-            expected=f"{ctx.profile.reasoning_field} deltas (the target claims the reasoning capability)",
-            received="none",
-            exchange=capture_.exchange,
-        ))
+        ctx.record(
+            Failure(
+                title=f"the reasoning model streamed no {ctx.profile.reasoning_field}",
+                rule="stream-reasoning-absent",
+                expected=f"{ctx.profile.reasoning_field} deltas (the target claims the reasoning capability)",
+                received="none",
+                exchange=capture_.exchange,
+            )
+        )
 
 
 @check("stream", "000 overview (real-time responses); 000 Best Practices (consume the stream promptly)")
@@ -375,14 +452,16 @@ def stream_really_streams(ctx: CheckContext, basic_stream: StreamCapture) -> Non
         return
     spread = times[-1] - times[0]
     if spread < BURST_SPREAD_NS:
-        ctx.record(Failure(
-            title="the whole answer arrived in one burst",
-            rule="stream-burst",
-            expected=f"content events arriving over time (first to last >= {BURST_SPREAD_NS / 1e6:g} ms)",
-            received=f"{len(times)} content events within {spread / 1e6:.3f} ms",
-            severity="warn",
-            exchange=capture_.exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="the whole answer arrived in one burst",
+                rule="stream-burst",
+                expected=f"content events arriving over time (first to last >= {BURST_SPREAD_NS / 1e6:g} ms)",
+                received=f"{len(times)} content events within {spread / 1e6:.3f} ms",
+                severity="warn",
+                exchange=capture_.exchange,
+            )
+        )
 
 
 @check("stream", "001 Best Practices (temperature=0 for deterministic tasks); 000/001 shared endpoint")
@@ -394,13 +473,15 @@ def stream_matches_nonstream(ctx: CheckContext, basic_stream: StreamCapture, bas
     plain = first_message(body, basic_answer).get("content") or ""
     streamed = capture_.chat.choices[0].content if 0 in capture_.chat.choices else ""
     if plain != streamed:
-        ctx.record(Failure(
-            title="the streamed answer differs from the non-streamed one at temperature 0",
-            rule="stream-nonstream-differ",
-            expected=f"the same content (non-streamed: {excerpt(plain, 200)})",
-            received=f"streamed: {excerpt(streamed, 200)}",
-            exchange=capture_.exchange,
-        ))
+        ctx.record(
+            Failure(
+                title="the streamed answer differs from the non-streamed one at temperature 0",
+                rule="stream-nonstream-differ",
+                expected=f"the same content (non-streamed: {excerpt(plain, 200)})",
+                received=f"streamed: {excerpt(streamed, 200)}",
+                exchange=capture_.exchange,
+            )
+        )
 
 
 def content_times(events: Iterable[SSEEvent]) -> list[int]:

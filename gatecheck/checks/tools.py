@@ -11,7 +11,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import first_message, validated_completion
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import excerpt
+from gatecheck.checks.wire import as_dict, excerpt
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -38,13 +38,15 @@ def tools_choice_none(ctx: CheckContext) -> None:
     message = first_message(body, exchange)
     reason = body["choices"][0].get("finish_reason")
     if message.get("tool_calls") or reason == "tool_calls":
-        ctx.record(Failure(
-            title='tool_choice "none" was answered with a tool call',
-            rule="tool-choice-none",
-            expected="a text answer, no tool_calls, finish_reason other than tool_calls",
-            received=f"tool_calls {excerpt(json.dumps(message.get('tool_calls')))}, finish_reason {reason!r}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title='tool_choice "none" was answered with a tool call',
+                rule="tool-choice-none",
+                expected="a text answer, no tool_calls, finish_reason other than tool_calls",
+                received=f"tool_calls {excerpt(json.dumps(message.get('tool_calls')))}, finish {reason!r}",
+                exchange=exchange,
+            )
+        )
 
 
 @check("tools", TOOL_CHOICE, cost=Cost(1, 64))
@@ -57,13 +59,15 @@ def tools_choice_auto(ctx: CheckContext) -> None:
     if message.get("tool_calls"):
         _check_calls(ctx, message, body, exchange, allowed=set(TOOLS_BY_NAME))
     elif not message.get("content"):
-        ctx.record(Failure(
-            title='tool_choice "auto" gave neither content nor tool calls',
-            rule="tool-choice-auto-empty",
-            expected="content or tool_calls",
-            received=f"message {excerpt(json.dumps(message))}",
-            exchange=exchange,
-        ))
+        ctx.record(
+            Failure(
+                title='tool_choice "auto" gave neither content nor tool calls',
+                rule="tool-choice-auto-empty",
+                expected="content or tool_calls",
+                received=f"message {excerpt(json.dumps(message))}",
+                exchange=exchange,
+            )
+        )
 
 
 @check("tools", TOOL_CHOICE)
@@ -91,7 +95,9 @@ def tools_choice_named(ctx: CheckContext) -> None:
     exchange = ctx.chat(rq.with_tools(ctx.target.models.chat, named, [rq.WEATHER_TOOL, rq.TIME_TOOL]))
     body = validated_completion(ctx, exchange, "the named tool_choice completion")
     message = first_message(body, exchange)
-    names = [(c.get("function") or {}).get("name") for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    names = [
+        (c.get("function") or {}).get("name") for c in message.get("tool_calls") or [] if isinstance(c, dict)
+    ]
     if not names or set(names) != {"get_local_time"}:
         raise Failure(
             title="the named tool_choice did not force get_local_time",
@@ -122,7 +128,9 @@ def tools_result_turn(ctx: CheckContext) -> None:
     first_message(body, exchange)
 
 
-@check("json", "001 JSON Mode Output; 000 Request Parameters (response_format)", cost=Cost(1, rq.SHORT_TOKENS))
+@check(
+    "json", "001 JSON Mode Output; 000 Request Parameters (response_format)", cost=Cost(1, rq.SHORT_TOKENS)
+)
 @requires("json_mode")
 def json_object_mode(ctx: CheckContext) -> None:
     """response_format json_object returns content that parses as one JSON object."""
@@ -185,13 +193,15 @@ def _check_finish(ctx: CheckContext, body: dict[str, Any], exchange: Exchange) -
     reason = body["choices"][0].get("finish_reason")
     if reason == "tool_calls":
         return
-    ctx.record(Failure(
-        title=f"a tool call ended with finish_reason {reason!r}",
-        rule="tool-choice-finish-stop" if reason == "stop" else "tool-call-finish-reason",
-        expected='finish_reason "tool_calls" (OpenAI itself says "stop" for a forced call: a profile may warn)',
-        received=f"finish_reason {reason!r}",
-        exchange=exchange,
-    ))
+    ctx.record(
+        Failure(
+            title=f"a tool call ended with finish_reason {reason!r}",
+            rule="tool-choice-finish-stop" if reason == "stop" else "tool-call-finish-reason",
+            expected='finish_reason "tool_calls" (OpenAI says "stop" for a forced call: profiles may warn)',
+            received=f"finish_reason {reason!r}",
+            exchange=exchange,
+        )
+    )
 
 
 def _check_calls(
@@ -200,24 +210,28 @@ def _check_calls(
     _check_finish(ctx, body, exchange)
     for position, call in enumerate(message.get("tool_calls") or []):
         call = call if isinstance(call, dict) else {}
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = as_dict(call.get("function"))
         name = function.get("name")
         if not call.get("id") or call.get("type") != "function" or name not in allowed:
-            ctx.record(Failure(
-                title=f"tool call {position} is malformed",
-                rule="tool-call-shape",
-                expected=f'an id, type "function" and a name among {sorted(allowed)}',
-                received=excerpt(json.dumps(call)),
-                exchange=exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"tool call {position} is malformed",
+                    rule="tool-call-shape",
+                    expected=f'an id, type "function" and a name among {sorted(allowed)}',
+                    received=excerpt(json.dumps(call)),
+                    exchange=exchange,
+                )
+            )
             continue
         schema = TOOLS_BY_NAME[name]["function"]["parameters"]
         problem = schema_problem(schema, _parse_json(function.get("arguments")))
         if problem:
-            ctx.record(Failure(
-                title=f"the arguments of tool call {position} ({name}) do not satisfy its parameters schema",
-                rule="tool-arguments-invalid",
-                expected=f"arguments: a JSON string valid against {json.dumps(schema)}",
-                received=f"{problem}; arguments {excerpt(str(function.get('arguments')))}",
-                exchange=exchange,
-            ))
+            ctx.record(
+                Failure(
+                    title=f"the arguments of tool call {position} ({name}) break its parameters schema",
+                    rule="tool-arguments-invalid",
+                    expected=f"arguments: a JSON string valid against {json.dumps(schema)}",
+                    received=f"{problem}; arguments {excerpt(str(function.get('arguments')))}",
+                    exchange=exchange,
+                )
+            )

@@ -26,6 +26,11 @@ def excerpt(data: bytes | str, limit: int = EXCERPT_BYTES) -> str:
     return shown if len(raw) <= limit else f"{shown}... ({len(raw)} bytes in all)"
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (for reading optional nested fields)."""
+    return value if isinstance(value, dict) else {}
+
+
 def header(exchange: Exchange, name: str) -> str | None:
     """A response header, case-insensitively; None when absent."""
     value = exchange.headers.get(name)

@@ -115,29 +115,10 @@ def locust_command(
 ) -> list[str]:
     """The locust command line (no key on it: the child reads ``GATECHECK_API_KEY``)."""
     stem = report_dir / run_name
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(locustfile),
-        "--headless",
-        "--only-summary",
-        "--host",
-        host,
-        "-u",
-        str(users),
-        "-r",
-        f"{spawn_rate:g}",
-        "--csv",
-        str(stem),
-        "--html",
-        f"{stem}.locust.html",
-        "--report-dir",
-        str(report_dir),
-        "--run-name",
-        run_name,
-    ]
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--only-summary"]
+    command += ["--host", host, "-u", str(users), "-r", f"{spawn_rate:g}"]
+    command += ["--csv", str(stem), "--html", f"{stem}.locust.html", "--json-file", f"{stem}.locust"]
+    command += ["--report-dir", str(report_dir), "--run-name", run_name]
     if run_time is not None:
         command += ["-t", run_time]
     if processes:
@@ -267,5 +248,5 @@ def run(args: argparse.Namespace) -> int:
         from gatecheck.report.load_html import summary_table
 
         print(summary_table(read_summary(summary_path)))
-        print(f"reports: {summary_path} (and {run_name}.html, {run_name}.locust.html, {run_name}_*.csv)")
+        print(f"reports: {summary_path}, {run_name}.html; locust: {run_name}.locust.html/.locust.json/_*.csv")
     return code

@@ -150,6 +150,9 @@ def _split(item: str, parts: int, option: str, shape: str) -> list[str]:
 
 def new_loop() -> asyncio.AbstractEventLoop:
     """A fresh event loop for the server."""
+    if os.environ.get("GC_BENCH_UVLOOP"):
+        import uvloop
+        return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
 

@@ -31,7 +31,15 @@ REASONING_FIELDS: tuple[str, ...] = ("reasoning_content", "reasoning")
 SEVERITIES: tuple[str, ...] = ("fail", "warn", "ignore")
 RULES: tuple[str, ...] = ("x_api_key_everywhere",)
 
-_KEYS = ("description", "error_dialect", "ratelimit_dialect", "stream_usage", "reasoning_field", "rules", "severity")
+_KEYS = (
+    "description",
+    "error_dialect",
+    "ratelimit_dialect",
+    "stream_usage",
+    "reasoning_field",
+    "rules",
+    "severity",
+)
 
 
 @dataclass(frozen=True)

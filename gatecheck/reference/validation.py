@@ -1,17 +1,25 @@
 """Request validation against the project's request schemas (the one source of truth).
 
-A failing body becomes a 400 ``ApiError`` naming the offending field (OpenAI's ``param`` style,
-``messages[0].role``). The ``validation-lax`` fault validates against a copy of the same schema
-with the numeric range and size keywords removed, so only out-of-range values slip through.
+Two validators built from the same schema: a compiled one (fastjsonschema, tens of microseconds
+per body instead of milliseconds with jsonschema's interpreter, which would make validation the
+gateway's main cost under load) decides; only when it rejects does jsonschema run, to find the
+most relevant violation. A failing body becomes a 400 ``ApiError`` naming the offending field
+(OpenAI's ``param`` style, ``messages[0].role``). Should the two ever disagree, jsonschema (the
+project's reference validator) wins: a body it accepts is accepted.
+
+The ``validation-lax`` fault validates against a copy of the same schema with the numeric range and
+size keywords removed, so only out-of-range values slip through.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 
-from gatecheck._types import JSON
+from gatecheck._types import JSON, JSONObject
 from gatecheck.reference.errors import INVALID_PARAMS, MISSING_PARAM, ApiError
 from gatecheck.schemas import SchemaStore
 
@@ -32,19 +40,25 @@ _MESSAGE_LIMIT = 300
 
 
 class RequestValidator:
-    """Validates request bodies for one schema name; the validator is built on first use."""
+    """Validates request bodies for one schema name; the validators are built on first use."""
 
     def __init__(self, store: SchemaStore, name: str, *, lax: bool = False) -> None:
         self._store = store
         self._name = name
         self._lax = lax
+        self._fast: Callable[[JSON], object] | None = None
         self._validator: jsonschema.protocols.Validator | None = None
 
     def check(self, body: JSON) -> None:
         """Raise a 400 ``ApiError`` for the most relevant violation; return when valid."""
+        fast = self._fast or self._build_fast()
+        try:
+            fast(body)
+        except fastjsonschema.JsonSchemaException:
+            self._explain(body)
+
+    def _explain(self, body: JSON) -> None:
         validator = self._validator or self._build()
-        if validator.is_valid(body):
-            return
         best = jsonschema.exceptions.best_match(validator.iter_errors(body))
         if best is None:
             return
@@ -62,10 +76,17 @@ class RequestValidator:
         )
         raise ApiError(kind, f"Invalid parameter '{param}': {text}", param=param)
 
+    def _schema(self) -> JSONObject:
+        schema = self._store.bundled(self._name)
+        return relaxed(schema) if self._lax else schema
+
+    def _build_fast(self) -> Callable[[JSON], object]:
+        self._fast = fastjsonschema.compile(self._schema(), use_default=False, detailed_exceptions=False)
+        return self._fast
+
     def _build(self) -> jsonschema.protocols.Validator:
         if self._lax:
-            schema = relaxed(self._store.get(self._name))
-            self._validator = jsonschema.Draft7Validator(schema)
+            self._validator = jsonschema.Draft7Validator(self._schema())
         else:
             self._validator = self._store.validator(self._name)
         return self._validator

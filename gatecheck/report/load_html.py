@@ -116,11 +116,14 @@ def _density_plot(points: Sequence[Sequence[float]], label: str) -> Callable[[An
     """A histogram from the CDF points: equal-probability bins, bar height = density."""
 
     def draw(ax: Any) -> None:
-        for (v0, f0), (v1, f1) in itertools.pairwise(points):
-            if v1 > v0 and f1 > f0:
-                ax.bar(
-                    v0, (f1 - f0) / (v1 - v0), width=v1 - v0, align="edge", color="#4c72b0", edgecolor="white"
-                )
+        bins = [
+            (v0, v1 - v0, (f1 - f0) / (v1 - v0))
+            for (v0, f0), (v1, f1) in itertools.pairwise(points)
+            if v1 > v0 and f1 > f0
+        ]
+        if bins:
+            left, width, height = zip(*bins, strict=True)
+            ax.bar(left, height, width=width, align="edge", color="#4c72b0", edgecolor="white")
         ax.set_xlabel(label)
         ax.set_ylabel("density (1/ms)")
         ax.grid(alpha=0.3)

@@ -1,0 +1,90 @@
+"""Profiles are data: each shipped file loads, names valid dialects, and bad files are one ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gatecheck.checks import CHECKS, load_all
+from gatecheck.checks.base import Failure, with_severity
+from gatecheck.config import PROFILES
+from gatecheck.errors import ConfigError
+from gatecheck.profiles import RULES, load_profile, profile_names
+
+
+def test_the_shipped_profiles_are_the_ones_the_configuration_accepts() -> None:
+    assert set(profile_names()) == set(PROFILES) >= {"gateway", "openai", "lenient"}
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_every_profile_loads_and_says_what_it_is(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.name == name
+    assert profile.description
+    assert profile.rules <= set(RULES)
+
+
+def test_profiles_pick_the_documented_dialects() -> None:
+    gateway, openai = load_profile("gateway"), load_profile("openai")
+    assert (gateway.error_dialect, gateway.ratelimit_dialect) == ("gateway", "x-ratelimit")
+    assert (openai.error_dialect, openai.ratelimit_dialect, openai.stream_usage) == (
+        "openai",
+        "openai",
+        "separate-chunk",
+    )
+    assert gateway.has_rule("x_api_key_everywhere") and not openai.has_rule("x_api_key_everywhere")
+
+
+def test_profile_rules_named_by_checks_exist() -> None:
+    load_all()
+    assert {rule for check in CHECKS.values() for rule in check.profile_rules} <= set(RULES)
+
+
+def failure(rule: str) -> Failure:
+    return Failure(title="t", rule=rule, expected="e", received="r")
+
+
+def test_a_profile_grades_a_rule_as_warning_or_drops_it() -> None:
+    lenient = load_profile("lenient")
+    assert with_severity(failure("stream-nonstream-differ"), lenient.severity).severity == "warn"  # type: ignore[union-attr]
+    assert with_severity(failure("stream-role-missing"), lenient.severity) is None
+    assert (
+        with_severity(failure("stream-nonstream-differ"), load_profile("gateway").severity).severity == "fail"
+    )  # type: ignore[union-attr]
+
+
+def test_an_unknown_profile_names_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="gateway, lenient, openai"):
+        load_profile("strict")
+
+
+VALID = {
+    "error_dialect": '"openai"',
+    "ratelimit_dialect": '"openai"',
+    "stream_usage": '"last-chunk"',
+    "reasoning_field": '"reasoning"',
+}
+
+
+def profile_text(**changes: str) -> str:
+    """A profile file: the valid settings with ``changes`` applied."""
+    return "\n".join(f"{key} = {value}" for key, value in {**VALID, **changes}.items())
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (profile_text(error_dialect='"xml"'), "error_dialect"),
+        (profile_text(stream_usage='"sometimes"'), "stream_usage"),
+        (profile_text(reasoning_field='"thoughts"'), "reasoning_field"),
+        (profile_text(colour='"red"'), "colour"),
+        (profile_text() + "\n[rules]\nunknown_rule = true", "unknown_rule"),
+        (profile_text() + '\n[severity]\nstream-burst = "panic"', "stream-burst"),
+        ("not toml [", "TOML"),
+    ],
+)
+def test_a_bad_profile_file_is_one_config_error(tmp_path: Path, text: str, field: str) -> None:
+    (tmp_path / "mine.toml").write_text(text)
+    with pytest.raises(ConfigError, match=field):
+        load_profile("mine", tmp_path)

@@ -1,0 +1,57 @@
+"""Proof that the checks work: every reference-gateway fault is caught by the checks meant for it.
+
+For each of the gateway's fault modes, a gateway with that one fault is started in-process and only
+the checks mapped to it (``gatecheck.checks.faultmap``) are run; each must reach its mapped verdict
+(FAIL, or WARN where the rule is a warning). ``test_conformance_suite.py`` shows the same checks
+PASS against the faithful gateway. A fault without a mapping, or a mapping that does not catch it,
+fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from gatecheck.checks import RunSettings, run_checks, select
+from gatecheck.checks.faultmap import FAULT_CHECKS
+from gatecheck.checks.session import open_session
+from gatecheck.config import Target
+from gatecheck.reference import FAULTS
+from gatecheck.results import CheckResult
+
+FAST = RunSettings(fuzz_examples=3, fuzz_seed=1, close_grace_s=0.5)
+"""A stream left open is judged after half a second."""
+
+TARGET = Target(name="faulty", total_timeout=2.0)
+"""The embedded gateway, with a 2 s bound on any exchange (a stream kept open ends there)."""
+
+
+def run_with_fault(fault: str, check_ids: Iterator[str]) -> dict[str, CheckResult]:
+    """Run ``check_ids`` against an embedded gateway that has ``fault``."""
+    overrides = {"faults": frozenset({fault}), "keep_open_seconds": 10.0}
+    with open_session(TARGET, FAST, gateway_overrides=overrides) as session:
+        return {r.check_id: r for r in run_checks(session, select(list(check_ids)))}
+
+
+def test_every_fault_of_the_gateway_is_mapped_to_checks() -> None:
+    assert set(FAULT_CHECKS) == set(FAULTS)
+    assert all(FAULT_CHECKS[name] for name in FAULTS)
+
+
+def test_every_mapped_check_exists() -> None:
+    known = {c.id for c in select()}
+    assert {check_id for mapped in FAULT_CHECKS.values() for check_id in mapped} <= known
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_the_fault_is_caught_by_its_checks(fault: str) -> None:
+    expected = FAULT_CHECKS[fault]
+    results = run_with_fault(fault, iter(expected))
+    got = {check_id: result.verdict for check_id, result in results.items()}
+    details = "\n\n".join(f"{r.check_id}: {r.verdict}\n{r.message}" for r in results.values())
+    assert got == dict(expected), f"fault {fault}: {FAULTS[fault].rule}\n{details}"
+    for check_id, verdict in expected.items():
+        message = results[check_id].message
+        assert message.startswith(f"{verdict}: ") or f"\n\n{verdict}: " in message, message
+        assert "Rule: " in message and "Documented in: " in message and "Expected: " in message

@@ -1,0 +1,227 @@
+"""gatecheck.loadread: turning received bytes into raw stamps (no locust, no sockets)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatecheck.loadread import (
+    BodyStamper,
+    ChatStreamStamper,
+    ErrorStamper,
+    MessagesStreamStamper,
+    error_code,
+    stamper_for,
+)
+from gatecheck.metrics import StreamTiming, derive
+
+# The streaming example of api-docs/000 ("Streaming SSE Chunks"): a role-only first chunk, two
+# content chunks, a final chunk with finish_reason and usage, then [DONE].
+_HEAD = (
+    b'"id":"chatcmpl-abc123","object":"chat.completion.chunk","created":1712345678,'
+    b'"model":"deepseek-v4-flash"'
+)
+DOC_000_STREAM = (
+    b"data: {"
+    + _HEAD
+    + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+    b"data: {"
+    + _HEAD
+    + b',"choices":[{"index":0,"delta":{"content":"Artificial"},"finish_reason":null}]}\n\n'
+    b"data: {"
+    + _HEAD
+    + b',"choices":[{"index":0,"delta":{"content":" intelligence"},"finish_reason":null}]}\n\n'
+    b"data: {" + _HEAD + b',"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":28,"completion_tokens":156,"total_tokens":184}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+# The /v1/messages stream of api-docs/002 ("Messages Streaming").
+DOC_002_MESSAGES = b"".join(
+    b"event: " + name + b"\ndata: " + data + b"\n\n"
+    for name, data in (
+        (
+            b"message_start",
+            b'{"type":"message_start","message":{"id":"msg_xxx","type":"message","role":"assistant",'
+            b'"model":"deepseek-v4-flash","stop_reason":null,"usage":{"input_tokens":10,"output_tokens":0}}}',
+        ),
+        (
+            b"content_block_start",
+            b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}',
+        ),
+        (
+            b"content_block_delta",
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}',
+        ),
+        (
+            b"content_block_delta",
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"!"}}',
+        ),
+        (b"content_block_stop", b'{"type":"content_block_stop","index":0}'),
+        (
+            b"message_delta",
+            b'{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":10}}',
+        ),
+        (b"message_stop", b'{"type":"message_stop"}'),
+    )
+)
+
+
+def _timing(streamed: bool = True) -> StreamTiming:
+    return StreamTiming(t_start_ns=0, wall_start_s=0.0, streamed=streamed, t_headers_ns=1, status=200)
+
+
+def _events(stream: bytes) -> list[bytes]:
+    return [part + b"\n\n" for part in stream.split(b"\n\n") if part]
+
+
+def test_doc_stream_one_event_per_read() -> None:
+    stamper = ChatStreamStamper(_timing())
+    for i, event in enumerate(_events(DOC_000_STREAM)):
+        stamper.feed(event, (i + 1) * 1000)
+    stamper.finish(9000)
+    t = stamper.timing
+    assert t.token_ns == [2000, 3000], "the role-only chunk with empty content is not output"
+    assert (t.output_tokens, t.prompt_tokens) == (156, 28)
+    assert t.complete and t.error_code is None
+    assert t.events == 5 and t.bytes_received == len(DOC_000_STREAM)
+    assert t.t_end_ns == 9000
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_any_split_of_the_stream_gives_the_same_stamps(size: int) -> None:
+    stamper = ChatStreamStamper(_timing())
+    for offset in range(0, len(DOC_000_STREAM), size):
+        stamper.feed(DOC_000_STREAM[offset : offset + size], offset)
+    stamper.finish(10**9)
+    t = stamper.timing
+    assert len(t.token_ns) == 2 and t.complete and t.output_tokens == 156
+    assert t.token_ns == sorted(t.token_ns)
+
+
+def _chunk(delta: dict[str, object]) -> bytes:
+    body = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+    }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize(
+    ("delta", "counts"),
+    [
+        ({"role": "assistant"}, False),
+        ({"content": ""}, False),
+        ({"content": None}, False),
+        ({}, False),
+        ({"content": "x"}, True),
+        ({"reasoning_content": "thinking"}, True),
+        ({"reasoning": "thinking"}, True),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}, True),
+    ],
+)
+def test_what_counts_as_an_output_chunk(delta: dict[str, object], counts: bool) -> None:
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(_chunk(delta), 5)
+    assert stamper.timing.token_ns == ([5] if counts else [])
+
+
+def test_mid_stream_error_and_missing_done_are_failures() -> None:
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(_chunk({"content": "a"}), 1)
+    stamper.feed(b'data: {"error": {"code": "UPSTREAM_ERROR", "message": "boom"}}\n\n', 2)
+    stamper.finish(3)
+    m = derive(stamper.timing)
+    assert not m.ok and m.error_code == "midstream-UPSTREAM_ERROR"
+
+    cut = ChatStreamStamper(_timing())
+    cut.feed(_chunk({"content": "a"}), 1)
+    cut.finish(2)
+    assert derive(cut.timing).error_code == "incomplete-response"
+
+
+def test_invalid_chunks_are_recorded_not_raised() -> None:
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(b"data: {not json\n\ndata: [1, 2]\n\ndata: [DONE]\n\n", 1)
+    stamper.finish(2)
+    assert stamper.timing.error_code == "invalid-chunk"
+
+
+def test_anthropic_doc_stream() -> None:
+    stamper = MessagesStreamStamper(_timing())
+    for i, event in enumerate(_events(DOC_002_MESSAGES)):
+        stamper.feed(event, (i + 1) * 10)
+    stamper.finish(100)
+    t = stamper.timing
+    assert t.token_ns == [30, 40]
+    assert (t.prompt_tokens, t.output_tokens) == (10, 10)
+    assert t.complete
+    assert derive(t).tpot_ms == pytest.approx(10 / 1e6 / 9)
+
+
+def test_anthropic_error_event_and_other_deltas() -> None:
+    stamper = MessagesStreamStamper(_timing())
+    stamper.feed(
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"thinking_delta","thinking":"hm"}}\n\n',
+        1,
+    )
+    stamper.feed(
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,'
+        b'"delta":{"type":"input_json_delta","partial_json":""}}\n\n',
+        2,
+    )
+    stamper.feed(
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n', 3
+    )
+    assert stamper.timing.token_ns == [1]
+    assert stamper.timing.error_code == "midstream-overloaded_error"
+
+
+def test_non_streaming_bodies_read_usage_in_either_dialect() -> None:
+    openai = BodyStamper(_timing(streamed=False), "openai")
+    openai.feed(b'{"choices": [], "usage": {"prompt_tokens": 5, ', 1)
+    openai.feed(b'"completion_tokens": 9}}', 2)
+    openai.finish(3)
+    assert (openai.timing.prompt_tokens, openai.timing.output_tokens, openai.timing.complete) == (5, 9, True)
+    anthropic = BodyStamper(_timing(streamed=False), "anthropic")
+    anthropic.feed(b'{"content": [], "usage": {"input_tokens": 4, "output_tokens": 6}}', 1)
+    anthropic.finish(2)
+    assert (anthropic.timing.prompt_tokens, anthropic.timing.output_tokens) == (4, 6)
+    broken = BodyStamper(_timing(streamed=False), "openai")
+    broken.feed(b"<html>", 1)
+    broken.finish(2)
+    assert broken.timing.error_code == "invalid-body"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"error": {"code": "RATE_LIMIT", "message": "slow down", "request_id": "r"}}', "RATE_LIMIT"),
+        (
+            b'{"error": {"message": "m", "type": "invalid_request_error", "param": null, "code": null}}',
+            "invalid_request_error",
+        ),
+        (
+            b'{"error": {"message": "m", "type": "t", "param": null, "code": "rate_limit_exceeded"}}',
+            "rate_limit_exceeded",
+        ),
+        (b'{"type": "error", "error": {"type": "rate_limit_error", "message": "m"}}', "rate_limit_error"),
+        (b"Too Many Requests", "invalid-body"),
+        (b'{"detail": "no"}', "unknown-error"),
+    ],
+)
+def test_error_codes_from_every_documented_body(body: bytes, code: str) -> None:
+    assert error_code(body) == code
+
+
+def test_stamper_choice_follows_status_and_request() -> None:
+    assert isinstance(stamper_for(_timing(), "openai", 429), ErrorStamper)
+    assert isinstance(stamper_for(_timing(streamed=False), "anthropic", 200), BodyStamper)
+    assert isinstance(stamper_for(_timing(), "anthropic", 200), MessagesStreamStamper)
+    assert isinstance(stamper_for(_timing(), "openai", 200), ChatStreamStamper)
+    errors = ErrorStamper(_timing())
+    errors.feed(b'{"error": {"code": "FORBIDDEN"}}', 1)
+    errors.finish(2)
+    assert errors.timing.error_code == "FORBIDDEN"
