@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from gatecheck.config import TARGET_OPTIONS, TargetOption, load_target
 from gatecheck.errors import ConfigError
@@ -336,6 +337,12 @@ def read_settings(
         report_dir=Path(str(_value(values, _BY_FLAG["--report-dir"]))),
         run_name=_path_or_none(values, "--run-name"),
     )
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment: what a report may show of a base URL."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def limits_secret(key: LimitKey, settings: LoadSettings, env: Mapping[str, str] | None = None) -> Secret:

@@ -9,6 +9,14 @@ usage, completion and errors. No metric is computed here.
 An event carries output when it has non-empty ``content``, reasoning (``reasoning_content`` or
 ``reasoning``) or a tool-call fragment (OpenAI), or a non-empty ``text_delta``,
 ``thinking_delta`` or ``input_json_delta`` (Anthropic). Role-only and empty chunks do not count.
+
+Speed: parsing every chunk with ``json.loads`` would cost more than everything else in the loop.
+The common chunk (one choice, string content, no usage, no error) is classified by looking at the
+value after its few keys (:func:`quick_chat_output`, :func:`quick_delta_output`); anything else
+(usage objects, errors, several choices, a key seen twice, an unexpected value) is parsed in full.
+JSON keys cannot hide inside string values (quotes there are escaped), so a quick answer is the
+parsed answer; a property test checks it. Chunks are not validated here: the conformance suite
+does that.
 """
 
 from __future__ import annotations
@@ -81,32 +89,107 @@ def _chunk_has_output(chunk: dict[str, Any]) -> bool:
     return False
 
 
+_LOOKAHEAD = 16
+"""Characters read after a key for ``: <value>`` (more whitespace than that means: parse it)."""
+
+
+def _value_head(data: str, quoted_key: str) -> str | None:
+    """The first two characters of the value of a key that occurs once in a JSON text.
+
+    ``""`` when the key is absent; None when a quick look cannot tell (the key occurs twice, or
+    the text around it is unusual): the caller then parses the JSON.
+    """
+    first = data.find(quoted_key)
+    if first < 0:
+        return ""
+    after = first + len(quoted_key)
+    if data.find(quoted_key, after) >= 0:
+        return None
+    tail = data[after : after + _LOOKAHEAD].lstrip()
+    if tail[:1] != ":":
+        return None
+    head = tail[1:].lstrip()[:2]
+    return head if len(head) == 2 else None
+
+
+def _string_output(head: str) -> bool | None:
+    """A key's value head: True for a non-empty string, False for absent/null/empty, None otherwise."""
+    if head in ("", "nu", '""'):
+        return False
+    return True if head[0] == '"' else None
+
+
+def quick_chat_output(data: str) -> bool | None:
+    """Whether an OpenAI chunk carries output, without parsing it; None when it must be parsed."""
+    compact = data.find('"content":"')
+    if (
+        compact > 0
+        and data[compact + 11 : compact + 12] not in ('"', "")
+        and '"usage"' not in data
+        and '"error"' not in data
+        and data.count('"content"') == 1
+        and data[0] == "{"
+    ):
+        return True
+    if data[:1] != "{" or '"error"' in data or ('"usage"' in data and _value_head(data, '"usage"') != "nu"):
+        return None
+    for key in ('"content"', '"reasoning_content"', '"reasoning"'):
+        head = _value_head(data, key)
+        if head is None:
+            return None
+        found = _string_output(head)
+        if found is None or found:
+            return found
+    calls = _value_head(data, '"tool_calls"')
+    if calls == "[{":
+        return True
+    return False if calls in ("", "nu", "[]") else None
+
+
+def quick_delta_output(data: str) -> bool | None:
+    """Whether an Anthropic ``content_block_delta`` carries output, without parsing it (or None)."""
+    if data[:1] != "{" or '"error"' in data:
+        return None
+    for key in ('"text"', '"thinking"', '"partial_json"'):
+        head = _value_head(data, key)
+        if head is None:
+            return None
+        if head:
+            return _string_output(head)
+    return None
+
+
 class _StreamStamper(ABC):
-    """Shared part: decode, count events, note the error that ends a stream."""
+    """Shared part: decode, count bytes, note a stream the decoder refuses."""
 
     def __init__(self, timing: StreamTiming) -> None:
         self.timing = timing
         self._decoder = SSEDecoder()
 
-    def feed(self, data: bytes, t_ns: int) -> None:
-        """Decode a piece of the stream and stamp each event it completed."""
+    def _decode(self, data: bytes, t_ns: int) -> list[SSEEvent]:
         timing = self.timing
         timing.bytes_received += len(data)
         try:
             events = self._decoder.feed(data, t_ns)
         except SSEError:
             timing.error_code = timing.error_code or "sse-event-too-large"
-            return
-        for event in events:
-            timing.events += 1
-            self._event(event)
+            return []
+        return events
 
     @abstractmethod
-    def _event(self, event: SSEEvent) -> None:
-        """Record what one decoded event says."""
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Decode a piece of the stream and stamp each event it completed."""
 
-    def _invalid(self) -> None:
-        self.timing.error_code = self.timing.error_code or "invalid-chunk"
+    def _parsed(self, data: str) -> dict[str, Any] | None:
+        """The event's JSON object (None, and the response marked invalid, when it is not one)."""
+        try:
+            value = json.loads(data)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            self.timing.error_code = self.timing.error_code or "invalid-chunk"
+            return None
+        return value
 
     def finish(self, t_ns: int) -> None:
         """End of the response: stamp it and drop any unterminated event."""
@@ -117,19 +200,23 @@ class _StreamStamper(ABC):
 class ChatStreamStamper(_StreamStamper):
     """An OpenAI chat completion stream: output chunks, the usage chunk, ``[DONE]``."""
 
-    def _event(self, event: SSEEvent) -> None:
-        data = event.data
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Decode a piece of the stream and stamp each event it completed."""
+        tokens = self.timing.token_ns
+        for event in self._decode(data, t_ns):
+            quick = quick_chat_output(event.data)
+            if quick:
+                tokens.append(t_ns)
+            elif quick is None:
+                self._slow(event)
+
+    def _slow(self, event: SSEEvent) -> None:
         timing = self.timing
-        if data == "[DONE]":
+        if event.data == "[DONE]":
             timing.complete = True
             return
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            self._invalid()
-            return
-        if not isinstance(chunk, dict):
-            self._invalid()
+        chunk = self._parsed(event.data)
+        if chunk is None:
             return
         if _chunk_has_output(chunk):
             timing.token_ns.append(event.t_ns)
@@ -138,21 +225,26 @@ class ChatStreamStamper(_StreamStamper):
             timing.output_tokens = _first_int(usage, "completion_tokens")
             timing.prompt_tokens = _first_int(usage, "prompt_tokens")
         if "error" in chunk:
-            timing.error_code = "midstream-" + error_code(data.encode())
+            timing.error_code = "midstream-" + error_code(event.data.encode())
 
 
 class MessagesStreamStamper(_StreamStamper):
     """An Anthropic messages stream: ``content_block_delta`` output, usage, ``message_stop``."""
 
-    def _event(self, event: SSEEvent) -> None:
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Decode a piece of the stream and stamp each event it completed."""
+        tokens = self.timing.token_ns
+        for event in self._decode(data, t_ns):
+            quick = quick_delta_output(event.data) if event.event == "content_block_delta" else None
+            if quick:
+                tokens.append(event.t_ns)
+            elif quick is None:
+                self._slow(event)
+
+    def _slow(self, event: SSEEvent) -> None:
         timing = self.timing
-        try:
-            obj = json.loads(event.data)
-        except ValueError:
-            self._invalid()
-            return
-        if not isinstance(obj, dict):
-            self._invalid()
+        obj = self._parsed(event.data)
+        if obj is None:
             return
         kind = obj.get("type", event.event)
         if kind == "content_block_delta":
@@ -161,9 +253,8 @@ class MessagesStreamStamper(_StreamStamper):
                 timing.token_ns.append(event.t_ns)
         elif kind == "message_start":
             message = obj.get("message")
-            timing.prompt_tokens = _first_int(
-                message.get("usage") if isinstance(message, dict) else None, "input_tokens"
-            )
+            usage = message.get("usage") if isinstance(message, dict) else None
+            timing.prompt_tokens = _first_int(usage, "input_tokens")
         elif kind == "message_delta":
             output = _first_int(obj.get("usage"), "output_tokens")
             if output is not None:

@@ -23,6 +23,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from http.client import HTTPException
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -53,9 +54,11 @@ _FRESH_WINDOW = 1.05
 """Waiting this many windows between two probes of a key lets its current window end."""
 
 
-def _read_available(response: HTTPSocketPoolResponse) -> bytes | None:
-    """Body bytes available now, waiting for one ``recv`` if none are; None at the end of the body."""
+def _read_available(response: HTTPSocketPoolResponse) -> tuple[bytes, int] | None:
+    """Body bytes available now and when they arrived, waiting for one ``recv`` if none are;
+    None at the end of the body. The time is taken as soon as ``recv`` returns."""
     buffered = response._body_buffer
+    t_ns = time.perf_counter_ns()
     while not buffered:
         if response.message_complete:
             return None
@@ -63,12 +66,13 @@ def _read_available(response: HTTPSocketPoolResponse) -> bytes | None:
         if sock is None:
             return None
         data = sock.recv(_RECV_BYTES)
+        t_ns = time.perf_counter_ns()
         response.feed(data)
         if not data and not buffered:
             return None
     chunk = bytes(buffered)
     del buffered[:]
-    return chunk
+    return chunk, t_ns
 
 
 def _header(response: HTTPSocketPoolResponse, name: str) -> str | None:
@@ -102,14 +106,14 @@ def exchange(
             timing.retry_after = _header(response, "retry-after")
             limit_headers = all(name in response for name in _LIMIT_HEADERS)
             stamper = stamper_for(timing, dialect, timing.status)
-            data = _read_available(response)
-            while data is not None:
-                stamper.feed(data, time.perf_counter_ns())
-                data = _read_available(response)
+            piece = _read_available(response)
+            while piece is not None:
+                stamper.feed(*piece)
+                piece = _read_available(response)
             stamper.finish(time.perf_counter_ns())
     except gevent.Timeout:
         timing.error_code = "total-timeout"
-    except Exception as exc:  # any transport failure is a measured outcome, not a crash
+    except (OSError, HTTPException) as exc:  # a transport failure is a measured outcome, not a crash
         timing.error_code = f"transport-{type(exc).__name__}"
     finally:
         if timing.t_end_ns is None:

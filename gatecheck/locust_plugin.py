@@ -50,7 +50,14 @@ from locust.runners import MasterRunner, WorkerRunner
 from gatecheck._types import JSONObject
 from gatecheck.errors import ConfigError
 from gatecheck.limits import LimitKey, ProbeRecord, verdict
-from gatecheck.loadoptions import LOAD_OPTIONS, LoadSettings, limits_secret, read_settings, target_options
+from gatecheck.loadoptions import (
+    LOAD_OPTIONS,
+    LoadSettings,
+    limits_secret,
+    public_url,
+    read_settings,
+    target_options,
+)
 from gatecheck.metrics import (
     LoadStats,
     RequestMetrics,
@@ -72,7 +79,6 @@ log = logging.getLogger("gatecheck.load")
 _WIRE_KEY = "gatecheck"
 _TOTAL_USERS = "gatecheck_total_users"
 """Set on the master's parsed options at test start; travels to workers with the spawn message."""
-_METRIC_EVENTS = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"))
 _PLUGINS: weakref.WeakKeyDictionary[Any, GatecheckPlugin] = weakref.WeakKeyDictionary()
 
 
@@ -154,7 +160,6 @@ class GatecheckPlugin:
         self._sampler: Any = None
         self._redactor = RedactingFilter()
         self.run_name = ""
-        self.paths: dict[str, Path] = {}
         self.workers: set[str] = set()
 
     # --- wiring --------------------------------------------------------------------------------
@@ -187,6 +192,8 @@ class GatecheckPlugin:
             settings = self._read()
             if settings.scenario == "limits" and isinstance(self.environment.runner, MasterRunner):
                 raise ConfigError("--scenario", "limits", "a single process (no --master/--processes)")
+            if settings.baseline_path is not None:
+                read_summary(Path(settings.baseline_path))
         except ConfigError as exc:
             print(f"gatecheck: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
@@ -296,54 +303,24 @@ class GatecheckPlugin:
         return m
 
     def _fire(self, kind: str, m: RequestMetrics) -> None:
-        fire = self.environment.events.request.fire
-        if not m.ok:
-            failure = RequestFailed(f"{m.status} {m.error_code}")
-            fire(
-                request_type=kind,
-                name="E2E",
-                response_time=m.e2e_ms or 0.0,
-                response_length=m.bytes_received,
-                response=None,
-                context={},
-                exception=failure,
-                start_time=m.wall_start_s,
-            )
+        """ONE locust request event per metric of a finished request (failures: E2E only)."""
+
+        def event(name: str, ms: float, length: int = 0, failure: Exception | None = None) -> None:
+            self.environment.events.request.fire(
+                request_type=kind, name=name, response_time=ms, response_length=length, response=None,
+                context={}, exception=failure, start_time=m.wall_start_s,
+            )  # fmt: skip
+
+        failure = None if m.ok else RequestFailed(f"{m.status} {m.error_code}")
+        event("E2E", m.e2e_ms or 0.0, m.bytes_received, failure)
+        if failure is not None:
             return
-        fire(
-            request_type=kind,
-            name="E2E",
-            response_time=m.e2e_ms or 0.0,
-            response_length=m.bytes_received,
-            response=None,
-            context={},
-            exception=None,
-            start_time=m.wall_start_s,
-        )
-        for name, field in _METRIC_EVENTS:
-            value = getattr(m, field)
-            if value is not None:
-                fire(
-                    request_type=kind,
-                    name=name,
-                    response_time=value,
-                    response_length=0,
-                    response=None,
-                    context={},
-                    exception=None,
-                    start_time=m.wall_start_s,
-                )
-        if m.itl_ms:
-            fire(
-                request_type=kind,
-                name="ITL",
-                response_time=sum(m.itl_ms) / len(m.itl_ms),
-                response_length=0,
-                response=None,
-                context={},
-                exception=None,
-                start_time=m.wall_start_s,
-            )
+        if m.ttft_ms is not None:
+            event("TTFT", m.ttft_ms)
+        if m.tpot_ms is not None:
+            event("TPOT", m.tpot_ms)
+        if m.itl_us:
+            event("ITL", sum(m.itl_us) / len(m.itl_us) / 1000)
 
     def record_due(self, lag_ns: int, started: bool) -> None:
         """The rate generator's account of one due request."""
@@ -390,15 +367,14 @@ class GatecheckPlugin:
         settings = self._settings
         summary = self.summary(settings)
         failed = self._gate(summary, settings)
-        summary_path = write_summary(summary, settings.report_dir / f"{self.run_name}.json")
-        self.paths = {"summary": summary_path}
+        paths = {"summary": write_summary(summary, settings.report_dir / f"{self.run_name}.json")}
         try:
             from gatecheck.report.load_html import write_load_html
 
-            self.paths["html"] = write_load_html(summary, settings.report_dir / f"{self.run_name}.html")
+            paths["html"] = write_load_html(summary, settings.report_dir / f"{self.run_name}.html")
         except Exception as exc:  # a plotting failure must not hide the gate's verdict
             log.error("gatecheck: the plots page could not be written: %s", exc)
-        for name, path in self.paths.items():
+        for name, path in paths.items():
             print(f"gatecheck {name}: {path}", flush=True)
         if failed is not None:
             environment.process_exit_code = 1 if failed else 0
@@ -411,7 +387,7 @@ class GatecheckPlugin:
         run = {
             "name": self.run_name,
             "scenario": settings.scenario,
-            "host": settings.host,
+            "host": public_url(settings.host),
             "model": settings.model,
             "dialect": settings.dialect,
             "stream": settings.stream,

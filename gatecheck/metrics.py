@@ -52,6 +52,8 @@ _DIGITS = 3
 _PENDING_LIMIT = 200_000
 _CDF_POINTS = (*range(0, 100, 2), 99, 99.5, 99.9, 100)
 _NS_PER_MS = 1_000_000
+_NS_PER_US = 1_000
+_HALF_US = 500
 
 
 @dataclass(slots=True)
@@ -68,7 +70,6 @@ class StreamTiming:
     t_headers_ns: int | None = None
     t_end_ns: int | None = None
     token_ns: list[int] = field(default_factory=list)
-    events: int = 0
     status: int = 0
     error_code: str | None = None
     retry_after: str | None = None
@@ -88,7 +89,7 @@ class RequestMetrics:
     error_code: str | None
     ttfb_ms: float | None
     ttft_ms: float | None
-    itl_ms: tuple[float, ...]
+    itl_us: tuple[int, ...]
     tpot_ms: float | None
     e2e_ms: float | None
     output_tokens: int
@@ -97,6 +98,11 @@ class RequestMetrics:
     output_tokens_per_s: float | None
     retry_after_s: float | None
     bytes_received: int
+
+    @property
+    def itl_ms(self) -> tuple[float, ...]:
+        """The inter-token gaps in milliseconds (kept in whole microseconds)."""
+        return tuple(gap / _SCALE for gap in self.itl_us)
 
     @property
     def rate_limited(self) -> bool:
@@ -145,10 +151,10 @@ def derive(timing: StreamTiming) -> RequestMetrics:
     output_tokens = len(tokens_ns) if estimated else int(timing.output_tokens or 0)
     e2e = _ms(timing.t_end_ns - start) if timing.t_end_ns is not None else None
     ttft = _ms(tokens_ns[0] - start) if timing.streamed and tokens_ns else None
-    itl: tuple[float, ...] = ()
+    itl: tuple[int, ...] = ()
     tpot = None
     if timing.streamed and len(tokens_ns) >= 2:
-        itl = tuple((b - a) / _NS_PER_MS for a, b in itertools.pairwise(tokens_ns))
+        itl = tuple((b - a + _HALF_US) // _NS_PER_US for a, b in itertools.pairwise(tokens_ns))
         if output_tokens >= 2:
             tpot = _ms(tokens_ns[-1] - tokens_ns[0]) / (output_tokens - 1)
     rate = output_tokens / (e2e / 1000) if ok and e2e and output_tokens else None
@@ -159,7 +165,7 @@ def derive(timing: StreamTiming) -> RequestMetrics:
         error_code=code,
         ttfb_ms=_ms(timing.t_headers_ns - start) if timing.t_headers_ns is not None else None,
         ttft_ms=ttft,
-        itl_ms=itl,
+        itl_us=itl,
         tpot_ms=tpot,
         e2e_ms=e2e,
         output_tokens=output_tokens if ok else 0,
@@ -203,9 +209,20 @@ class Histogram:
             self._flush()
 
     def record_many(self, values: Iterable[float]) -> None:
-        """Add several values (the ITL gaps of one request)."""
+        """Add several values."""
         for value in values:
             self.record(value)
+
+    def record_scaled(self, values: Sequence[int]) -> None:
+        """Add values already multiplied by 1000 (microseconds for a ms metric): the ITL hot path."""
+        if not values:
+            return
+        self._pending.extend(values)
+        self.count += len(values)
+        self._sum += sum(values)
+        self._max = max(self._max, max(values))
+        if len(self._pending) >= _PENDING_LIMIT:
+            self._flush()
 
     def _flush(self) -> None:
         if not self._pending:
@@ -213,7 +230,7 @@ class Histogram:
         if self._hdr is None:
             self._hdr = _new_hdr()
         for value, count in Counter(self._pending).items():
-            self._hdr.record_value(value, count)
+            self._hdr.record_value(min(max(value, 0), _HIGHEST), count)
         self._pending = []
 
     def merge(self, other: Histogram) -> None:
@@ -273,6 +290,19 @@ class Histogram:
         return [[round(v, 3), p / 100] for p, v in self.percentiles(_CDF_POINTS).items()]
 
 
+_COUNTERS = (
+    "requests",
+    "ok",
+    "rate_limited",
+    "retry_after",
+    "output_tokens",
+    "prompt_tokens",
+    "estimated_token_requests",
+    "bytes_received",
+)
+"""The additive counters of :class:`Metrics` (merged by sum, sent by name)."""
+
+
 @dataclass(slots=True)
 class Metrics:
     """Counters and histograms for one group of requests (a scenario, a ramp step, a key)."""
@@ -283,6 +313,7 @@ class Metrics:
     requests: int = 0
     ok: int = 0
     rate_limited: int = 0
+    retry_after: int = 0
     errors: Counter[tuple[int, str]] = field(default_factory=Counter)
     output_tokens: int = 0
     prompt_tokens: int = 0
@@ -302,6 +333,7 @@ class Metrics:
             h["ttfb_ms"].record(m.ttfb_ms)
         if not m.ok:
             self.rate_limited += m.rate_limited
+            self.retry_after += m.rate_limited and m.retry_after_s is not None
             self.errors[(m.status, m.error_code or "")] += 1
             return
         self.ok += 1
@@ -312,21 +344,15 @@ class Metrics:
             value = getattr(m, key)
             if value is not None:
                 h[key].record(value)
-        if m.itl_ms:
-            h["itl_ms"].record_many(m.itl_ms)
+        h["itl_ms"].record_scaled(m.itl_us)
 
     def merge(self, other: Metrics) -> None:
         """Add another group's counts and histograms to this one."""
         for key, hist in other.histograms.items():
             self.histograms[key].merge(hist)
-        self.requests += other.requests
-        self.ok += other.ok
-        self.rate_limited += other.rate_limited
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
-        self.output_tokens += other.output_tokens
-        self.prompt_tokens += other.prompt_tokens
-        self.estimated_token_requests += other.estimated_token_requests
-        self.bytes_received += other.bytes_received
         self.first_start_s = min(self.first_start_s, other.first_start_s)
         self.last_start_s = max(self.last_start_s, other.last_start_s)
 
@@ -334,15 +360,7 @@ class Metrics:
         """A JSON-ready form for the worker -> master report."""
         return {
             "histograms": {k: v.to_wire() for k, v in self.histograms.items() if v.count},
-            "counts": [
-                self.requests,
-                self.ok,
-                self.rate_limited,
-                self.output_tokens,
-                self.prompt_tokens,
-                self.estimated_token_requests,
-                self.bytes_received,
-            ],
+            "counts": {name: getattr(self, name) for name in _COUNTERS},
             "errors": [[status, code, n] for (status, code), n in self.errors.items()],
             "span": [self.first_start_s if self.requests else None, self.last_start_s],
         }
@@ -353,15 +371,8 @@ class Metrics:
         m = cls()
         for key, hist in data["histograms"].items():
             m.histograms[key] = Histogram.from_wire(hist)
-        (
-            m.requests,
-            m.ok,
-            m.rate_limited,
-            m.output_tokens,
-            m.prompt_tokens,
-            m.estimated_token_requests,
-            m.bytes_received,
-        ) = data["counts"]
+        for name in _COUNTERS:
+            setattr(m, name, int(data["counts"][name]))
         m.errors = Counter({(int(s), str(c)): int(n) for s, c, n in data["errors"]})
         first, last = data["span"]
         m.first_start_s = math.inf if first is None else float(first)
@@ -381,6 +392,7 @@ class Metrics:
             "ok": self.ok,
             "failed": failed,
             "rate_limited": self.rate_limited,
+            "rate_limited_with_retry_after": self.retry_after,
             "error_rate": round((failed - self.rate_limited) / total, 6) if total else 0.0,
             "rate_limited_rate": round(self.rate_limited / total, 6) if total else 0.0,
             "estimated_token_requests": self.estimated_token_requests,

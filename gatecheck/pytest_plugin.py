@@ -255,7 +255,9 @@ class CheckItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CheckFailed):
-            return excinfo.value.result.message
+            result = excinfo.value.result
+            crash = result.extra.get("internal_error")
+            return f"{result.message}\n\n{crash}" if crash else result.message
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int | None, str]:

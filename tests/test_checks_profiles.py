@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,20 @@ def test_a_bad_profile_file_is_one_config_error(tmp_path: Path, text: str, field
     (tmp_path / "mine.toml").write_text(text)
     with pytest.raises(ConfigError, match=field):
         load_profile("mine", tmp_path)
+
+
+def rules_checks_can_emit() -> set[str]:
+    """The ``rule="..."`` ids of the check modules, and the assembler's rules as stream checks name them."""
+    from gatecheck.assemble import CHAT_RULES, MESSAGE_RULES
+
+    source = "".join(
+        p.read_text() for p in (Path(__file__).resolve().parent.parent / "gatecheck" / "checks").glob("*.py")
+    )
+    static = set(re.findall(r'rule=f?"([a-z0-9-]+)"', source))
+    return static | {f"stream-{r}" for r in CHAT_RULES} | {f"anthropic-{r}" for r in MESSAGE_RULES}
+
+
+@pytest.mark.parametrize("name", profile_names())
+def test_every_severity_a_profile_sets_is_for_a_rule_that_exists(name: str) -> None:
+    unknown = set(load_profile(name).severity) - rules_checks_can_emit()
+    assert not unknown, f"profile {name} grades rules no check emits: {sorted(unknown)}"

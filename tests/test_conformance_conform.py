@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import GatewayFactory
 
 from gatecheck.cli import main
 from gatecheck.reference import DEMO_KEY
 from gatecheck.schemas import default_store
+
+if TYPE_CHECKING:
+    from conftest import GatewayFactory
 
 FEW = ["--checks", "aux_models_list,aux_balance,nonstream_usage"]
 

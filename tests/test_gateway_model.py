@@ -9,13 +9,16 @@ import random
 import jsonschema
 import pytest
 
+from gatecheck._resources import data_dir
 from gatecheck.errors import ConfigError
 from gatecheck.reference import GatewayConfig, KeySpec
+from gatecheck.reference.errors import ApiError
 from gatecheck.reference.fakemodel import Prompt, Quirks, Tool, chosen_tools, complete, count_tokens, pieces
 from gatecheck.reference.instances import instance, invalid_instance
 from gatecheck.reference.limiter import RateLimiter
 from gatecheck.reference.server import Schedule
-from gatecheck.reference.validation import param_name, relaxed
+from gatecheck.reference.validation import RequestValidator, param_name, relaxed
+from gatecheck.schemas import default_store
 
 COUNT = "Count from 1 to 20 separated by spaces"
 WEATHER = Tool(
@@ -240,3 +243,37 @@ def test_config_validation_and_key_limits() -> None:
     assert config.limits_for("a") == (9, 99)
     assert config.limits_for("b") == (2, 99)
     assert "'***'" in repr(KeySpec("secret-value")) and "secret-value" not in repr(KeySpec("secret-value"))
+
+
+REQUEST_SCHEMAS = (
+    "openai.chat.request",
+    "anthropic.messages.request",
+    "gateway.images.request",
+    "gateway.search.request",
+)
+
+
+def _examples(name: str) -> list[tuple[bool, object]]:
+    root = data_dir("schemas") / "examples" / name
+    valid = [(True, json.loads(p.read_text())) for p in sorted((root / "valid").glob("*.json"))]
+    invalid = [
+        (False, json.loads(p.read_text())["instance"]) for p in sorted((root / "invalid").glob("*.json"))
+    ]
+    return valid + invalid
+
+
+def test_compiled_validation_agrees_with_jsonschema_on_the_schema_examples() -> None:
+    store = default_store()
+    checked = 0
+    for name in REQUEST_SCHEMAS:
+        validator = RequestValidator(store, name)
+        for expected, body in _examples(name):
+            assert store.is_valid(name, body) is expected
+            try:
+                validator.check(body)
+                accepted = True
+            except ApiError:
+                accepted = False
+            assert accepted is expected, (name, body)
+            checked += 1
+    assert checked >= 10

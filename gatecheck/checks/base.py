@@ -114,7 +114,6 @@ class Observation:
     name: str
     func: Callable[..., Any]
     cost: CostSpec
-    doc: str
 
     def cost_for(self, settings: PlanSettings) -> Cost:
         """Its price under ``settings``."""
@@ -162,7 +161,7 @@ def observation(cost: CostSpec) -> Callable[[F], F]:
         name = func.__name__
         if name in OBSERVATIONS:
             raise ValueError(f"observation {name!r} registered twice")
-        OBSERVATIONS[name] = Observation(name, func, cost, _first_line(func))
+        OBSERVATIONS[name] = Observation(name, func, cost)
         return func
 
     return decorate

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
@@ -76,47 +78,55 @@ def nonstream_schema(ctx: CheckContext, basic_answer: Exchange) -> None:
     validated_completion(ctx, basic_answer)
 
 
+@dataclass(frozen=True)
+class FieldRule:
+    """One top-level field of a completion and what it must hold."""
+
+    field: str
+    ok: Callable[[Any], bool]
+    rule: str
+    expected: str
+
+
+def _non_empty_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+IDENTITY = (
+    FieldRule(
+        "object",
+        lambda v: v == "chat.completion",
+        rule="nonstream-object-wrong",
+        expected='"chat.completion"',
+    ),
+    FieldRule("id", _non_empty_text, rule="nonstream-id", expected="a non-empty string"),
+    FieldRule(
+        "created",
+        lambda v: _plausible_time(v),
+        rule="nonstream-created",
+        expected="integer seconds since 1970, not in the future",
+    ),
+    FieldRule("model", _non_empty_text, rule="nonstream-model", expected="the model id actually used"),
+)
+"""001 Field Reference: the identity fields of a chat.completion."""
+
+
 @check("nonstream", f"{FIELD_REF}: id, object, created, model")
 def nonstream_identity(ctx: CheckContext, basic_answer: Exchange) -> None:
     """id, object "chat.completion", created (a Unix time) and model are present and right."""
     body = validated_completion(ctx, basic_answer)
-    if body.get("object") != "chat.completion":
-        ctx.record(
-            _field_failure(
-                "object is not chat.completion",
-                "nonstream-object-wrong",
-                '"chat.completion"',
-                body.get("object"),
-                basic_answer,
+    for spec in IDENTITY:
+        value = body.get(spec.field)
+        if not spec.ok(value):
+            ctx.record(
+                Failure(
+                    title=f"{spec.field} is missing or wrong",
+                    rule=spec.rule,
+                    expected=spec.expected,
+                    received=json.dumps(value),
+                    exchange=basic_answer,
+                )
             )
-        )
-    if not isinstance(body.get("id"), str) or not body["id"]:
-        ctx.record(
-            _field_failure(
-                "id is missing or empty", "nonstream-id", "a non-empty string", body.get("id"), basic_answer
-            )
-        )
-    created = body.get("created")
-    if not _plausible_time(created):
-        ctx.record(
-            _field_failure(
-                "created is not a plausible Unix timestamp",
-                "nonstream-created",
-                "integer seconds since 1970, not in the future",
-                created,
-                basic_answer,
-            )
-        )
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        ctx.record(
-            _field_failure(
-                "model is missing or empty",
-                "nonstream-model",
-                "the model id actually used",
-                body.get("model"),
-                basic_answer,
-            )
-        )
 
 
 @check("nonstream", f"{FIELD_REF}: choices[].index, choices[].message.role")
@@ -316,10 +326,4 @@ def _plausible_time(value: Any) -> bool:
         isinstance(value, int)
         and not isinstance(value, bool)
         and _EARLIEST_CREATED <= value <= time.time() + _CLOCK_SKEW_S
-    )
-
-
-def _field_failure(title: str, rule: str, expected: str, value: Any, exchange: Exchange) -> Failure:
-    return Failure(
-        title=title, rule=rule, expected=expected, received=f"{json.dumps(value)}", exchange=exchange
     )

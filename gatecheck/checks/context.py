@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,19 +73,20 @@ class Session:
     observations: dict[str, Any] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
     requests_sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def context(self, check: Check) -> CheckContext:
         """A fresh context for one run of ``check``."""
         return CheckContext(self, check)
 
     def charge(self, account: str) -> None:
-        """Count one request against the budget and ``account``; refuse past the budget."""
-        if self.requests_sent >= self.target.max_requests:
-            raise NotChecked(
-                f"not checked: the budget of {self.target.max_requests} requests (--budget-requests) is spent"
-            )
-        self.requests_sent += 1
-        self.spent[account] = self.spent.get(account, 0) + 1
+        """Count one request against the budget and ``account``; refuse past the budget (thread-safe)."""
+        with self._lock:
+            if self.requests_sent >= self.target.max_requests:
+                budget = self.target.max_requests
+                raise NotChecked(f"not checked: the budget of {budget} requests (--budget-requests) is spent")
+            self.requests_sent += 1
+            self.spent[account] = self.spent.get(account, 0) + 1
 
 
 class CheckContext:

@@ -65,7 +65,7 @@ def run_check(session: Session, check: Check) -> CheckResult:
         return _result(session, check, "SKIP", str(exc), started, extra)
     except Exception as exc:  # a response shape the check did not foresee: report it, do not crash the run
         ctx.record(_crash(check, exc))
-        extra["internal_error"] = "".join(traceback.format_exception_only(exc)).strip()
+        extra["internal_error"] = redact("".join(traceback.format_exception(exc)), session.secrets)
     graded = grade(ctx.failures, session.profile, check.citation)
     verdict = verdict_of(graded)
     extra["rules"] = sorted({f.rule for f in graded})

@@ -172,12 +172,14 @@ class ConformFront:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from gatecheck.pytest_plugin import STATE
 
-        self.plan = session.config.stash[STATE].plan
+        state = session.config.stash[STATE]
+        self.plan = state.plan
         self.collected = len(session.items)
         if self.progress is not None and not session.config.option.collectonly:
             plan = self.plan or Cost()
             print(
-                f"{self.target.describe()}\n  {self.collected} checks, at most {plan.requests} requests",
+                f"{self.target.describe()}\n  {self.collected} checks, at most {plan.requests} requests; "
+                f"fuzz seed {state.options.fuzz_seed}",
                 file=self.progress,
                 flush=True,
             )

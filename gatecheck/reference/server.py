@@ -114,6 +114,8 @@ class Gateway:
                 "gateway.search.request",
             )
         }
+        for validator in self._validators.values():
+            validator.prepare()
         never = "ratelimit-never-429" in faults
         self.limiter = RateLimiter(
             config.window_seconds,

@@ -14,6 +14,7 @@ size keywords removed, so only out-of-range values slip through.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import fastjsonschema
@@ -76,20 +77,35 @@ class RequestValidator:
         )
         raise ApiError(kind, f"Invalid parameter '{param}': {text}", param=param)
 
-    def _schema(self) -> JSONObject:
-        schema = self._store.bundled(self._name)
-        return relaxed(schema) if self._lax else schema
+    def prepare(self) -> None:
+        """Compile now if the schema exists (it takes ~0.1 s, better not on a first request)."""
+        if self._name in self._store.names():
+            self._build_fast()
 
     def _build_fast(self) -> Callable[[JSON], object]:
-        self._fast = fastjsonschema.compile(self._schema(), use_default=False, detailed_exceptions=False)
+        self._fast = _compiled(self._store, self._name, self._lax)
         return self._fast
 
     def _build(self) -> jsonschema.protocols.Validator:
         if self._lax:
-            self._validator = jsonschema.Draft7Validator(self._schema())
+            self._validator = jsonschema.Draft7Validator(_schema(self._store, self._name, lax=True))
         else:
             self._validator = self._store.validator(self._name)
         return self._validator
+
+
+def _schema(store: SchemaStore, name: str, *, lax: bool) -> JSONObject:
+    schema = store.bundled(name)
+    return relaxed(schema) if lax else schema
+
+
+@cache
+def _compiled(store: SchemaStore, name: str, lax: bool) -> Callable[[JSON], object]:
+    """One compiled validator per schema for the process (every in-process gateway shares it).
+
+    ``use_default=False``: fastjsonschema would otherwise write schema defaults into the body.
+    """
+    return fastjsonschema.compile(_schema(store, name, lax=lax), use_default=False)
 
 
 def param_name(path: list[str | int]) -> str:

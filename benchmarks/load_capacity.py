@@ -1,0 +1,277 @@
+"""How many content chunks per second one locust worker process consumes on one core.
+
+Side by side in one run, against the same fast local SSE server:
+
+- gatecheck's ``ChatStreamUser`` (loadtests/locustfile.py): every recv() stamped with
+  ``perf_counter_ns``, decoded by gatecheck's SSE decoder, each event parsed, metrics derived;
+- a minimal hand-written locust ``FastHttpUser`` that only counts ``data:`` lines with
+  ``FastHttpSession.iter_lines`` (no timing at all).
+
+The server (asyncio, pre-rendered chunked responses of ``--chunks`` OpenAI chunks, written at once)
+runs on core 0 and is much faster than either client, so the client's core is the bottleneck; each
+locust process is pinned to core 1 with ``taskset``. Prints chunks/s for both and the ratio
+(target >= 1.0). Bounded: two runs of ``--seconds`` each, 127.0.0.1 only.
+
+    python benchmarks/load_capacity.py [--users 32] [--seconds 10] [--chunks 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
+KEY = "capacity-bench-key"
+
+BASELINE = textwrap.dedent('''
+    """The minimal FastHttpUser: stream a chat completion, count the data lines, nothing else."""
+    import json
+    import time
+
+    from locust import FastHttpUser, constant, events, task
+
+    COUNT = {"chunks": 0, "start": 0.0, "stop": 0.0}
+    BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                       "max_tokens": 100000})
+
+
+    class CountingUser(FastHttpUser):
+        wait_time = constant(0)
+
+        @task
+        def stream(self):
+            for line in self.client.iter_lines("/v1/chat/completions", method="POST", data=BODY,
+                                               headers={"Content-Type": "application/json"}):
+                if line.startswith("data: {"):
+                    COUNT["chunks"] += 1
+
+
+    @events.test_start.add_listener
+    def _start(**_kw):
+        COUNT["start"] = time.time()
+
+
+    @events.test_stop.add_listener
+    def _stop(**_kw):
+        COUNT["stop"] = time.time()
+
+
+    @events.quitting.add_listener
+    def _report(**_kw):
+        print("BASELINE", COUNT["chunks"], COUNT["stop"] - COUNT["start"], flush=True)
+''')
+
+
+def _chunk(text: str) -> bytes:
+    body = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def render_response(chunks: int, per_write: int) -> list[bytes]:
+    """An HTTP/1.1 streamed chat completion (``chunks`` content events, usage, [DONE]) cut into the
+    pieces the server writes one at a time (``per_write`` events each)."""
+    events = [_chunk(" word") for _ in range(chunks)]
+    usage = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [],
+        "usage": {"prompt_tokens": 1, "completion_tokens": chunks, "total_tokens": chunks + 1},
+    }
+    events.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    framed = [b"%x\r\n%s\r\n" % (len(e), e) for e in events]
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: keep-alive\r\n\r\n"
+    )
+    pieces = [b"".join(framed[i : i + per_write]) for i in range(0, len(framed), per_write)]
+    return [head + pieces[0], *pieces[1:-1], pieces[-1] + b"0\r\n\r\n"]
+
+
+class _Stream(asyncio.Protocol):
+    """Answers every request on the connection with the pre-rendered stream, piece by piece,
+    letting the other connections write between two pieces."""
+
+    def __init__(self, response: list[bytes]) -> None:
+        self.response = response
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            match = re.search(rb"content-length:\s*(\d+)", self.buffer[:end], re.IGNORECASE)
+            total = end + 4 + (int(match.group(1)) if match else 0)
+            if len(self.buffer) < total:
+                return
+            self.buffer = self.buffer[total:]
+            asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        for piece in self.response:
+            assert self.transport is not None
+            if self.transport.is_closing():
+                return
+            self.transport.write(piece)
+            await asyncio.sleep(0)
+
+
+def serve(port_file: str, chunks: int, per_write: int) -> None:
+    """Run the fast SSE server until killed; write its port to ``port_file``."""
+    loop = asyncio.new_event_loop()
+    response = render_response(chunks, per_write)
+    sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    server = loop.run_until_complete(loop.create_server(lambda: _Stream(response), sock=sock))
+    Path(port_file).write_text(str(sock.getsockname()[1]))
+    try:
+        loop.run_forever()
+    finally:
+        server.close()
+
+
+def _pinned(core: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") else command
+
+
+def _locust(locustfile: Path, host: str, users: int, seconds: float, extra: list[str], workdir: Path) -> str:
+    command = _pinned(
+        1,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(locustfile),
+            "--headless",
+            "--only-summary",
+            "--host",
+            host,
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{seconds:g}s",
+            *extra,
+        ],
+    )
+    env = {**os.environ, "GATECHECK_API_KEY": KEY}
+    proc = subprocess.run(
+        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=seconds + 120
+    )
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"locust failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def measure_gatecheck(host: str, users: int, seconds: float, workdir: Path) -> float:
+    """Content chunks per second gatecheck's streaming user consumed (each stamped and decoded)."""
+    _locust(
+        LOCUSTFILE,
+        host,
+        users,
+        seconds,
+        ["--report-dir", str(workdir), "--run-name", "capacity", "--output-tokens", "100000"],
+        workdir,
+    )
+    summary = json.loads((workdir / "capacity.json").read_text())
+    metrics = summary["metrics"]
+    chunks = metrics["itl_ms"]["count"] + metrics["ttft_ms"]["count"]
+    return chunks / summary["throughput"]["duration_s"]
+
+
+def measure_baseline(host: str, users: int, seconds: float, workdir: Path) -> float:
+    """Content chunks per second the minimal line-counting FastHttpUser consumed."""
+    locustfile = workdir / "baseline_locustfile.py"
+    locustfile.write_text(BASELINE, encoding="utf-8")
+    out = _locust(locustfile, host, users, seconds, [], workdir)
+    _, chunks, elapsed = next(line for line in out.splitlines() if line.startswith("BASELINE")).split()
+    return int(chunks) / float(elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=32, help="concurrent streams (default 32)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each run (default 10)")
+    parser.add_argument("--chunks", type=int, default=512, help="content chunks per response (default 512)")
+    parser.add_argument(
+        "--per-write",
+        type=int,
+        default=8,
+        help="events the server writes at once, then lets other streams write (default 8)",
+    )
+    parser.add_argument("--serve", metavar="PORT_FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.chunks, args.per_write)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        port_file = workdir / "port"
+        server = subprocess.Popen(
+            _pinned(
+                0,
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    str(port_file),
+                    "--chunks",
+                    str(args.chunks),
+                    "--per-write",
+                    str(args.per_write),
+                ],
+            )
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not port_file.exists() or not port_file.read_text():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the SSE server did not start")
+                time.sleep(0.05)
+            host = f"http://127.0.0.1:{port_file.read_text()}"
+            baseline = measure_baseline(host, args.users, args.seconds, workdir)
+            ours = measure_gatecheck(host, args.users, args.seconds, workdir)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    print(
+        f"content chunks/s on one core: {args.users} streams of {args.chunks} chunks, "
+        f"written {args.per_write} events at a time, {args.seconds:g} s per client"
+    )
+    print(f"{'client':<52}{'chunks/s':>12}")
+    print(f"{'minimal FastHttpUser counting lines (no timing)':<52}{baseline:>12,.0f}")
+    print(f"{'gatecheck ChatStreamUser (stamped, decoded, parsed)':<52}{ours:>12,.0f}")
+    print(f"ratio gatecheck / minimal: {ours / baseline:.2f} (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
