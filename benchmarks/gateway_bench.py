@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import os
 import random
@@ -37,12 +38,19 @@ END_OF_RESPONSE = b"\r\n0\r\n\r\n"
 
 def request_bytes(port: int, tokens: int) -> bytes:
     """One streaming chat request producing exactly ``tokens`` token events."""
-    body = json.dumps({
-        "model": "deepseek-v4-flash", "stream": True, "max_tokens": tokens, "ignore_eos": True,
-        "messages": [{"role": "user", "content": "alpha beta gamma delta epsilon"}],
-    }).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    body = json.dumps(
+        {
+            "model": "deepseek-v4-flash",
+            "stream": True,
+            "max_tokens": tokens,
+            "ignore_eos": True,
+            "messages": [{"role": "user", "content": "alpha beta gamma delta epsilon"}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -104,11 +112,15 @@ class StreamClient(asyncio.Protocol):
 
 async def connect(port: int, request: bytes, totals: Totals, record: bool) -> StreamClient:
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(lambda: StreamClient(request, totals, record, loop), "127.0.0.1", port)
+    _, protocol = await loop.create_connection(
+        lambda: StreamClient(request, totals, record, loop), "127.0.0.1", port
+    )
     return protocol
 
 
-async def throughput(port: int, streams: int, tokens: int, seconds: float, server_pid: int) -> dict[str, float]:
+async def throughput(
+    port: int, streams: int, tokens: int, seconds: float, server_pid: int
+) -> dict[str, float]:
     """Content chunks per second with ``streams`` connections looping requests for ``seconds``."""
     totals = Totals()
     clients = [await connect(port, request_bytes(port, tokens), totals, False) for _ in range(streams)]
@@ -131,8 +143,12 @@ async def throughput(port: int, streams: int, tokens: int, seconds: float, serve
         client.transport.close()
     per_request = tokens + 3  # role chunk, tokens, finish chunk, [DONE]
     content = (events1 - events0) * tokens / per_request
-    return {"chunks_per_s": content / (t1 - t0), "chunks_per_cpu_s": content / max(cpu1 - cpu0, 1e-9),
-            "server_cpu_share": (cpu1 - cpu0) / (t1 - t0), "errors": totals.errors}
+    return {
+        "chunks_per_s": content / (t1 - t0),
+        "chunks_per_cpu_s": content / max(cpu1 - cpu0, 1e-9),
+        "server_cpu_share": (cpu1 - cpu0) / (t1 - t0),
+        "errors": totals.errors,
+    }
 
 
 async def shaping(port: int, streams: int, tokens: int, requests_each: int, period_s: float) -> Totals:
@@ -147,7 +163,7 @@ async def shaping(port: int, streams: int, tokens: int, requests_each: int, peri
             await client.send()
             token_times = client.times[1 : 1 + tokens]  # skip the role chunk
             totals.ttft_ms.append((token_times[0] - client.sent_ns) / 1e6)
-            totals.itl_ms += [(b - a) / 1e6 for a, b in zip(token_times, token_times[1:], strict=False)]
+            totals.itl_ms += [(b - a) / 1e6 for a, b in itertools.pairwise(token_times)]
 
     await asyncio.wait_for(asyncio.gather(*(run(c) for c in clients)), 120)
     for client in clients:
@@ -167,9 +183,22 @@ def cpu_seconds(pid: int) -> float:
 def gateway(*options: str) -> Iterator[tuple[int, int]]:
     """A ``gatecheck serve`` subprocess pinned to SERVER_CORE; yields (port, pid)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gatecheck.cli", "serve", "--port", "0", "--rpm", "1000000000",
-         "--tpm", "1000000000000", *options],
-        stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}),
+        [
+            sys.executable,
+            "-m",
+            "gatecheck.cli",
+            "serve",
+            "--port",
+            "0",
+            "--rpm",
+            "1000000000",
+            "--tpm",
+            "1000000000000",
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CORE}),
     )
     try:
         assert process.stdout is not None
@@ -207,28 +236,48 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     with gateway() as (port, pid):
         figures = loop.run_until_complete(throughput(port, args.streams, 256, args.seconds, pid))
-    rows.append((f"throughput, {args.streams} streams, no shaping", "content chunks/s (wall)",
-                 f"{figures['chunks_per_s']:,.0f}"))
+    rows.append(
+        (
+            f"throughput, {args.streams} streams, no shaping",
+            "content chunks/s (wall)",
+            f"{figures['chunks_per_s']:,.0f}",
+        )
+    )
     rows.append(("", "content chunks per server CPU-second", f"{figures['chunks_per_cpu_s']:,.0f}"))
     rows.append(("", "server CPU share of one core", f"{figures['server_cpu_share']:.0%}"))
     rows.append(("", "non-200 responses", f"{figures['errors']:.0f}"))
     tokens = 20
     period = (args.ttft_ms + (tokens - 1) * args.itl_ms) / 1000
-    with gateway("--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)) as (port, _):
+    with gateway("--ttft-ms", str(args.ttft_ms), "--itl-ms", str(args.itl_ms)) as (port, pid):
         for streams, each in ((1, 20), (args.streams, 4)):
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             totals = loop.run_until_complete(shaping(port, streams, tokens, each, period))
+            share = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
             ttft = [t - args.ttft_ms for t in totals.ttft_ms]
             itl = [t - args.itl_ms for t in totals.itl_ms]
             label = f"shaping error, {streams} stream(s), ttft {args.ttft_ms:g} / itl {args.itl_ms:g} ms"
-            rows.append((label, f"TTFT p50 / p99 ms (n={len(ttft)})",
-                         f"{percentile(ttft, 50):+.2f} / {percentile(ttft, 99):+.2f}"))
-            rows.append(("", f"ITL p50 / p99 ms (n={len(itl)})",
-                         f"{percentile(itl, 50):+.2f} / {percentile(itl, 99):+.2f}"))
+            rows.append(
+                (
+                    label,
+                    f"TTFT p50 / p99 ms (n={len(ttft)})",
+                    f"{percentile(ttft, 50):+.2f} / {percentile(ttft, 99):+.2f}",
+                )
+            )
+            rows.append(
+                (
+                    "",
+                    f"ITL p50 / p99 ms (n={len(itl)})",
+                    f"{percentile(itl, 50):+.2f} / {percentile(itl, 99):+.2f}",
+                )
+            )
             rows.append(("", "ITL mean ms", f"{statistics.fmean(itl):+.3f}"))
+            rows.append(("", "server CPU share of one core", f"{share:.0%}"))
     loop.close()
     width = [max(len(r[i]) for r in rows) for i in range(3)]
-    print(f"gateway_bench (server on core {SERVER_CORE}, load generator on core {CLIENT_CORE}, "
-          f"{type(loop).__module__.split('.')[0]} client loop)")
+    print(
+        f"gateway_bench (server on core {SERVER_CORE}, load generator on core {CLIENT_CORE}, "
+        f"{type(loop).__module__.split('.')[0]} client loop)"
+    )
     for row in rows:
         print("  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)))
 

@@ -136,6 +136,7 @@ LOAD_OPTIONS: tuple[LoadOption, ...] = (
     LoadOption(
         "--report-dir", "reports", "where the summary, the plots page and locust's files go", metavar="DIR"
     ),
+    LoadOption("--plots", "on", "write the HTML page with plots (matplotlib adds 1-2 s at the end)", ON_OFF),
     LoadOption(
         "--run-name",
         None,
@@ -201,6 +202,7 @@ class LoadSettings:
     baseline_path: str | None
     regression_threshold: float
     report_dir: Path
+    plots: bool
     run_name: str | None
 
     def probe_plans(self, key: LimitKey) -> list[ProbePlan]:
@@ -335,6 +337,7 @@ def read_settings(
         baseline_path=_path_or_none(values, "--baseline"),
         regression_threshold=_number(values, "--regression-threshold", float, 0, 100),
         report_dir=Path(str(_value(values, _BY_FLAG["--report-dir"]))),
+        plots=_choice(values, "--plots") == "on",
         run_name=_path_or_none(values, "--run-name"),
     )
 

@@ -368,16 +368,23 @@ class GatecheckPlugin:
         summary = self.summary(settings)
         failed = self._gate(summary, settings)
         paths = {"summary": write_summary(summary, settings.report_dir / f"{self.run_name}.json")}
-        try:
-            from gatecheck.report.load_html import write_load_html
-
-            paths["html"] = write_load_html(summary, settings.report_dir / f"{self.run_name}.html")
-        except Exception as exc:  # a plotting failure must not hide the gate's verdict
-            log.error("gatecheck: the plots page could not be written: %s", exc)
+        if settings.plots:
+            paths.update(self._plots_page(summary, settings))
+        for warning in summary["warnings"]:
+            print(f"gatecheck warning: {warning}", flush=True)
         for name, path in paths.items():
             print(f"gatecheck {name}: {path}", flush=True)
         if failed is not None:
             environment.process_exit_code = 1 if failed else 0
+
+    def _plots_page(self, summary: JSONObject, settings: LoadSettings) -> dict[str, Path]:
+        try:
+            from gatecheck.report.load_html import write_load_html
+
+            return {"html": write_load_html(summary, settings.report_dir / f"{self.run_name}.html")}
+        except Exception as exc:  # a plotting failure must not hide the gate's verdict
+            log.error("gatecheck: the plots page could not be written: %s", exc)
+            return {}
 
     def summary(self, settings: LoadSettings) -> JSONObject:
         """The run's summary from everything merged so far (without gates)."""
@@ -390,7 +397,7 @@ class GatecheckPlugin:
             "host": public_url(settings.host),
             "model": settings.model,
             "dialect": settings.dialect,
-            "stream": settings.stream,
+            "stream": settings.stream and settings.scenario != "limits",
             "users": getattr(options, _TOTAL_USERS, None),
             "spawn_rate": float(options.spawn_rate) if options.spawn_rate is not None else None,
             "workers": len(self.workers),

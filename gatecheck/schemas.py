@@ -8,6 +8,7 @@ from the local files only, never from the network.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -45,8 +46,43 @@ def _json_path(parts: Any) -> str:
     return out
 
 
+def _relevance(error: jsonschema.ValidationError) -> tuple[bool, Any]:
+    """jsonschema's relevance, with the branches a discriminator rejected ranked last.
+
+    In an ``anyOf`` dispatching on ``role`` or ``type`` (the request schemas use anyOf because
+    hypothesis-jsonschema generates from it quickly), the branch whose discriminator matched holds
+    the real issue; without this, best_match reports "not valid under any of the given schemas".
+    """
+    return (_rejected_by_discriminator(error), jsonschema.exceptions.relevance(error))
+
+
+def _rejected_by_discriminator(error: jsonschema.ValidationError) -> bool:
+    """True when a const or enum on a direct property failed in the same anyOf/oneOf branch."""
+    if error.parent is None or not error.relative_schema_path:
+        return False
+    branch = error.relative_schema_path[0]
+    return any(
+        sibling.relative_schema_path
+        and sibling.relative_schema_path[0] == branch
+        and sibling.validator in ("const", "enum")
+        and len(sibling.relative_path) == 1
+        for sibling in error.parent.context
+    )
+
+
+def _lineage(error: jsonschema.ValidationError) -> Iterator[jsonschema.ValidationError]:
+    """The error and the anyOf/oneOf errors that contain it, innermost first."""
+    current: object = error
+    while isinstance(current, jsonschema.ValidationError):
+        yield current
+        current = current.parent
+
+
 def _short(value: JSON) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    return _truncated(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _truncated(text: str) -> str:
     return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 3] + "..."
 
 
@@ -91,16 +127,19 @@ class SchemaStore:
         errors = list(self.validator(name).iter_errors(instance))
         if not errors:
             return []
-        best = jsonschema.exceptions.best_match(errors)
-        errors.sort(key=lambda e: e is not best)
+        best = jsonschema.exceptions.best_match(errors, key=_relevance)
+        # best_match may descend into an anyOf's context: lead with that error, and drop the vague
+        # "not valid under any of the given schemas" it came from.
+        enclosing = {id(e) for e in _lineage(best)}
+        ordered = [best, *(e for e in errors if id(e) not in enclosing)]
         return [
             SchemaIssue(
                 path=_json_path(e.absolute_path),
-                message=e.message if len(e.message) <= _VALUE_LIMIT else e.message[: _VALUE_LIMIT - 3] + "...",
+                message=_truncated(e.message),
                 schema_path="/".join(str(p) for p in e.absolute_schema_path),
                 value=_short(e.instance),
             )
-            for e in errors
+            for e in ordered
         ]
 
     def is_valid(self, name: str, instance: JSON) -> bool:
@@ -109,7 +148,8 @@ class SchemaStore:
 
     def bundled(self, name: str) -> JSONObject:
         """Schema ``name`` with every cross-file ``$ref`` inlined, for tools without a registry."""
-        return _inline(self.get(name), self)
+        inlined: JSONObject = _inline(self.get(name), self)
+        return inlined
 
 
 def _inline(node: JSON, store: SchemaStore) -> JSON:

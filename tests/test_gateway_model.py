@@ -11,12 +11,23 @@ import pytest
 
 from gatecheck._resources import data_dir
 from gatecheck.errors import ConfigError
-from gatecheck.reference import GatewayConfig, KeySpec
+from gatecheck.reference import FAULTS, GatewayConfig, KeySpec
+from gatecheck.reference.chat import BODY_FAULTS, STREAM_FAULTS
 from gatecheck.reference.errors import ApiError
-from gatecheck.reference.fakemodel import Prompt, Quirks, Tool, chosen_tools, complete, count_tokens, pieces
+from gatecheck.reference.fakemodel import (
+    QUIRK_FAULTS,
+    Prompt,
+    Quirks,
+    Tool,
+    chosen_tools,
+    complete,
+    count_tokens,
+    pieces,
+)
 from gatecheck.reference.instances import instance, invalid_instance
 from gatecheck.reference.limiter import RateLimiter
-from gatecheck.reference.server import Schedule
+from gatecheck.reference.messages import MESSAGE_FAULTS
+from gatecheck.reference.streaming import Schedule
 from gatecheck.reference.validation import RequestValidator, param_name, relaxed
 from gatecheck.schemas import default_store
 
@@ -277,3 +288,8 @@ def test_compiled_validation_agrees_with_jsonschema_on_the_schema_examples() -> 
             assert accepted is expected, (name, body)
             checked += 1
     assert checked >= 10
+
+
+def test_fault_switch_tables_name_real_faults() -> None:
+    for table in (BODY_FAULTS, STREAM_FAULTS, MESSAGE_FAULTS, QUIRK_FAULTS):
+        assert set(table.values()) <= FAULTS.keys()

@@ -196,7 +196,9 @@ def test_anthropic_exception_classes(gateway: Any) -> None:
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="no-such-model", max_tokens=5, messages=user("hi"))
     with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(model=MODEL, max_tokens=5, messages=user("hi"), extra_body={"temperature": 1.5})
+        client.messages.create(
+            model=MODEL, max_tokens=5, messages=user("hi"), extra_body={"temperature": 1.5}
+        )
     client.messages.create(model=MODEL, max_tokens=5, messages=user("hi"))
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model=MODEL, max_tokens=5, messages=user("hi"))

@@ -33,31 +33,23 @@ RUN_TIMEOUT_S = 90
 def run_locust(
     host: str, out: Path, *args: str, key: str = DEMO_KEY, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
-    """One headless locust run with gatecheck's locustfile; returns the process and the summary."""
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "--only-summary",
-        "--host",
-        host,
-        "--report-dir",
-        str(out),
-        "--run-name",
-        "run",
-        "--csv",
-        str(out / "run"),
-        "--json-file",
-        str(out / "run.locust"),
-        *args,
-    ]
+    """One headless locust run with gatecheck's locustfile; returns the process and the summary.
+
+    The plots page is off unless asked for (matplotlib costs 1-2 s per run).
+    """
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary"]
+    command += ["--host", host, "--report-dir", str(out), "--run-name", "run"]
+    command += ["--csv", str(out / "run"), "--json-file", str(out / "run.locust")]
+    command += [*args] if "--plots" in args else [*args, "--plots", "off"]
     child_env = {**os.environ, "GATECHECK_API_KEY": key, **(env or {})}
     proc = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     path = out / "run.json"
     return proc, read_summary(path) if path.exists() else None
+
+
+def _why(proc: subprocess.CompletedProcess[str]) -> str:
+    """The end of a run's output, for assertion messages."""
+    return f"exit {proc.returncode}\n{proc.stdout[-1500:]}\n{proc.stderr[-2500:]}"
 
 
 def _locust_counts(out: Path) -> dict[tuple[str, str], int]:
@@ -94,9 +86,11 @@ def test_streaming_run_measures_what_the_gateway_injects(gateway: Any, tmp_path:
         "on",
         "--slo",
         str(slo),
+        "--plots",
+        "on",
         key=CANARY,
     )
-    assert summary is not None, proc.stderr[-2000:]
+    assert summary is not None, _why(proc)
     assert proc.returncode == 1, "a violated objective fails the run"
     assert "SLO ttft_p50_ms: FAIL" in proc.stdout and "SLO error_rate: ok" in proc.stdout
     req, metrics = summary["requests"], summary["metrics"]
@@ -125,37 +119,31 @@ def test_streaming_run_measures_what_the_gateway_injects(gateway: Any, tmp_path:
 @pytest.mark.parametrize(
     ("dialect", "stream", "kind"), [("anthropic", "on", "messages-stream"), ("openai", "off", "chat")]
 )
-def test_other_users(gateway: Any, tmp_path: Path, dialect: str, stream: str, kind: str) -> None:
+def test_other_users_with_a_dataset(
+    gateway: Any, tmp_path: Path, dialect: str, stream: str, kind: str
+) -> None:
+    """Prompts from a JSONL dataset (9 words each: 9 prompt tokens on the reference gateway)."""
     gw = gateway(ttft_ms=10, itl_ms=2, **UNLIMITED)
-    proc, summary = run_locust(
-        gw.url,
-        tmp_path,
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "2s",
-        "--dialect",
-        dialect,
-        "--stream",
-        stream,
-        "--prompt-tokens",
-        "9",
-        "--output-tokens",
-        "6",
-        "--ignore-eos",
-        "on",
+    dataset = tmp_path / "conversations.jsonl"
+    dataset.write_text(
+        '[{"role": "user", "content": "one two three four five six seven eight nine"}]\n'
+        '{"messages": [{"role": "user", "content": "nine eight seven six five four three two one"}]}\n',
+        encoding="utf-8",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out"
+    args = ["-u", "2", "-r", "2", "-t", "2s", "--dialect", dialect, "--stream", stream]
+    args += ["--dataset", str(dataset), "--output-tokens", "6", "--ignore-eos", "on"]
+    proc, summary = run_locust(gw.url, out, *args)
+    assert proc.returncode == 0, _why(proc)
     assert summary is not None
     ok = summary["requests"]["ok"]
     assert ok > 0 and summary["requests"]["failed"] == 0
     assert summary["tokens"] == {"output": 6 * ok, "prompt": 9 * ok}
+    assert summary["run"]["dataset"] == "conversations.jsonl"
     assert summary["metrics"]["e2e_ms"]["count"] == ok
     streamed = stream == "on"
     assert (summary["metrics"]["ttft_ms"]["count"] == ok) is streamed
-    assert _locust_counts(tmp_path)[(kind, "E2E")] == ok
+    assert _locust_counts(out)[(kind, "E2E")] == ok
 
 
 def test_rate_scenario_starts_requests_on_schedule(gateway: Any, tmp_path: Path) -> None:
@@ -174,7 +162,7 @@ def test_rate_scenario_starts_requests_on_schedule(gateway: Any, tmp_path: Path)
         "--output-tokens",
         "4",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _why(proc)
     assert summary is not None
     rate = summary["rate"]
     assert rate["requested_per_s"] == 20 and rate["skipped"] == 0
@@ -203,7 +191,7 @@ def test_ramp_scenario_measures_each_step(gateway: Any, tmp_path: Path) -> None:
         "--output-tokens",
         "4",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _why(proc)
     assert summary is not None
     steps = summary["ramp"]["steps"]
     assert [s["users"] for s in steps] == [1, 4]
@@ -232,7 +220,7 @@ def test_limits_pass_against_correct_enforcement_for_several_keys(gateway: Any, 
         key="load-key-a",
         env=env,
     )
-    assert summary is not None, proc.stderr[-2000:]
+    assert summary is not None, _why(proc)
     limits = summary["limits"]
     assert [p["probe"] for p in limits["probes"]] == ["a:rpm", "a:tpm", "b:rpm", "b:tpm"]
     assert limits["passed"], [p["failures"] for p in limits["probes"]]
@@ -254,7 +242,7 @@ def test_limits_fail_against_a_faulty_gateway(gateway: Any, tmp_path: Path, faul
     proc, summary = run_locust(
         gw.url, tmp_path, *LIMITS_ARGS, "--rpm", "10", "--tpm", "2000", "--limits-probes", "rpm"
     )
-    assert summary is not None, proc.stderr[-2000:]
+    assert summary is not None, _why(proc)
     assert proc.returncode == 1
     rpm_probe = summary["limits"]["probes"][0]
     assert not rpm_probe["passed"]
@@ -278,15 +266,19 @@ class CountingProxy:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
+        self.url = ""
 
-    def start(self) -> str:
+    def start(self) -> None:
+        """Listen on a free port of 127.0.0.1 (``self.url``)."""
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
             asyncio.start_server(self._client, "127.0.0.1", 0), self.loop
         ).result(5)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     def stop(self) -> None:
+        """Close the listener and every relayed connection, then end the loop's thread."""
+
         async def close() -> None:
             assert self.server is not None
             self.server.close()
@@ -296,6 +288,7 @@ class CountingProxy:
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -323,7 +316,7 @@ class CountingProxy:
 def counting_proxy(gateway: Any) -> Iterator[CountingProxy]:
     gw = gateway(ttft_ms=5, itl_ms=1, **UNLIMITED)
     proxy = CountingProxy(int(gw.url.rsplit(":", 1)[1]))
-    proxy.url = proxy.start()  # type: ignore[attr-defined]
+    proxy.start()
     yield proxy
     proxy.stop()
 
@@ -331,7 +324,7 @@ def counting_proxy(gateway: Any) -> Iterator[CountingProxy]:
 def test_master_and_two_workers_merge_to_what_the_gateway_served(
     counting_proxy: CountingProxy, tmp_path: Path
 ) -> None:
-    url = counting_proxy.url  # type: ignore[attr-defined]
+    url = counting_proxy.url
     proc, summary = run_locust(
         url,
         tmp_path,
@@ -348,7 +341,7 @@ def test_master_and_two_workers_merge_to_what_the_gateway_served(
         "--output-tokens",
         "8",
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _why(proc)
     assert summary is not None
     assert summary["run"]["workers"] == 2
     served = counting_proxy.count
@@ -378,6 +371,8 @@ def test_gatecheck_load_against_the_embedded_gateway(
             str(tmp_path),
             "--run-name",
             "cli",
+            "--plots",
+            "off",
         ]
     )
     out = capsys.readouterr().out
@@ -392,7 +387,12 @@ def test_gatecheck_load_against_the_embedded_gateway(
 def test_run_load_for_the_demo(gateway: Any, tmp_path: Path) -> None:
     gw = gateway(**UNLIMITED)
     code, path = run_load(
-        gw.url, DEMO_KEY, users=2, duration_s=1, report_dir=tmp_path, extra_args=["--output-tokens", "4"]
+        gw.url,
+        DEMO_KEY,
+        users=2,
+        duration_s=1,
+        report_dir=tmp_path,
+        extra_args=["--output-tokens", "4", "--plots", "off"],
     )
     assert code == 0
     assert read_summary(path)["requests"]["ok"] > 0

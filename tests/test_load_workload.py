@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,49 @@ def test_reports_show_base_urls_without_credentials() -> None:
         public_url("https://user:pw@gw.example.com:8443/api/?token=x#f") == "https://gw.example.com:8443/api/"
     )
     assert public_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+
+
+def test_only_the_plugin_and_the_users_import_locust_or_gevent() -> None:
+    """Importing locust monkey-patches the process: the CLI, metrics, SLO and reports must not."""
+    modules = [
+        "gatecheck.metrics",
+        "gatecheck.slo",
+        "gatecheck.workload",
+        "gatecheck.loadread",
+        "gatecheck.limits",
+        "gatecheck.loadoptions",
+        "gatecheck.report.load_html",
+        "gatecheck.commands.load",
+        "gatecheck.commands.slo",
+        "gatecheck.cli",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in modules)
+        + "roots = {'locust', 'gevent', 'geventhttpclient'}\n"
+        + "print(sorted(m for m in sys.modules if m.split('.')[0] in roots))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_settings_read_a_target_file_with_command_line_precedence(tmp_path: Path) -> None:
+    target = tmp_path / "gw.toml"
+    target.write_text(
+        'api_key_env = "LOAD_KEY"\nauth = "x-api-key"\nrpm = 30\ntpm = 9000\n[models]\nchat = "file-model"\n',
+        encoding="utf-8",
+    )
+    env = {"LOAD_KEY": KEY}
+    settings = read_settings({"host": "http://h", "target": str(target)}, env)
+    assert (settings.model, settings.auth, settings.rpm, settings.tpm) == (
+        "file-model",
+        "x-api-key",
+        30,
+        9000,
+    )
+    assert settings.api_key == KEY
+    assert settings.limits_keys == (LimitKey("main", None, 30, 9000),)
+    override = read_settings(
+        {"host": "http://h", "target": str(target), "model": "cli-model", "rpm": "5"}, env
+    )
+    assert (override.model, override.rpm) == ("cli-model", 5)

@@ -248,5 +248,6 @@ def run(args: argparse.Namespace) -> int:
         from gatecheck.report.load_html import summary_table
 
         print(summary_table(read_summary(summary_path)))
-        print(f"reports: {summary_path}, {run_name}.html; locust: {run_name}.locust.html/.locust.json/_*.csv")
+        written = sorted(p.name for p in report_dir.glob(f"{run_name}[._]*"))
+        print(f"reports in {report_dir}: {', '.join(written)}")
     return code

@@ -1,13 +1,15 @@
 """``gatecheck serve``: run the reference gateway in the foreground until interrupted.
 
-The first line printed is the URL it listens on (flushed at once, for scripts and tests); the
-second says which keys it accepts (never the keys themselves, except the public demo key).
+The first line printed is the URL it listens on, flushed once the gateway is ready to answer (its
+request validators compiled), for scripts and tests; the second says which keys it accepts (never
+the keys themselves, except the public demo key).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -89,15 +91,19 @@ def run(args: argparse.Namespace) -> int:
         sock = bind(config.host, config.port)
     except OSError as exc:
         raise ConfigError("port", config.port, f"a port free on {config.host} ({exc.strerror})") from None
-    print(url_of(sock), flush=True)
+    asyncio.run(_serve(config, sock))
+    return 0
+
+
+def announce(config: GatewayConfig, url: str) -> None:
+    """The URL first (scripts read it), then the accepted keys (never a configured key) and faults."""
+    print(url, flush=True)
     if config.keys:
         print(f"accepting {len(config.key_specs())} configured API key(s)", flush=True)
     else:
         print(f"accepting the demo API key {DEMO_KEY} (no --api-key given)", flush=True)
     if config.faults:
         print(f"fault modes: {', '.join(sorted(config.faults))}", flush=True)
-    new_loop().run_until_complete(_serve(config, sock))
-    return 0
 
 
 def print_faults() -> None:
@@ -148,20 +154,14 @@ def _split(item: str, parts: int, option: str, shape: str) -> list[str]:
     return pieces
 
 
-def new_loop() -> asyncio.AbstractEventLoop:
-    """A fresh event loop for the server."""
-    if os.environ.get("GC_BENCH_UVLOOP"):
-        import uvloop
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
 async def _serve(config: GatewayConfig, sock: socket.socket) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gateway, runner = await start_site(config, sock)
+    gc.freeze()  # what start-up allocated is never collected: fewer, shorter collections under load
+    announce(config, url_of(sock))
     try:
         await stop.wait()
     finally:

@@ -55,6 +55,15 @@ class ChatAnswer:
         return usage
 
 
+BODY_FAULTS = {
+    "usage_total_wrong": "body-usage-total-wrong",
+    "wrong_object": "body-wrong-object",
+    "role_not_assistant": "body-role-not-assistant",
+    "bad_finish_reason": "body-bad-finish-reason",
+}
+"""BodyFaults field -> the fault mode that sets it."""
+
+
 @dataclass(frozen=True, slots=True)
 class BodyFaults:
     """Fault switches of the non-streaming body."""
@@ -100,6 +109,24 @@ def chat_body(answer: ChatAnswer, faults: BodyFaults = BodyFaults()) -> JSONObje
         "choices": choices,
         "usage": answer.usage(total_offset=1 if faults.usage_total_wrong else 0),
     }
+
+
+STREAM_FAULTS = {
+    "no_blank_line": "sse-no-blank-line",
+    "missing_done": "sse-missing-done",
+    "data_after_done": "sse-data-after-done",
+    "invalid_json": "sse-invalid-json",
+    "role_repeated": "chunk-role-repeated",
+    "id_changes": "chunk-id-changes",
+    "wrong_object": "chunk-wrong-object",
+    "finish_reason_twice": "chunk-finish-reason-twice",
+    "usage_missing": "chunk-usage-missing",
+    "usage_every_chunk": "chunk-usage-every-chunk",
+    "tool_call_id_repeated": "tool-call-id-repeated",
+    "tool_call_bad_arguments": "tool-call-bad-arguments",
+    "reasoning_after_content": "reasoning-after-content",
+}
+"""StreamFaults field -> the fault mode that sets it."""
 
 
 @dataclass(frozen=True, slots=True)

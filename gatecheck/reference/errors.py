@@ -36,6 +36,12 @@ RATE_LIMIT_REQUESTS = ErrorKind(429, "RATE_LIMIT", "requests", "rate_limit_excee
 RATE_LIMIT_TOKENS = ErrorKind(429, "RATE_LIMIT", "tokens", "rate_limit_exceeded")
 INTERNAL = ErrorKind(500, "INTERNAL_ERROR", "server_error", "internal_error")
 UPSTREAM = ErrorKind(502, "UPSTREAM_ERROR", "server_error", "upstream_error")
+NOT_FOUND = ErrorKind(404, "NOT_FOUND", "invalid_request_error", "unknown_url")
+METHOD_NOT_ALLOWED = ErrorKind(405, "METHOD_NOT_ALLOWED", "invalid_request_error", "method_not_allowed")
+TOO_LARGE = ErrorKind(413, "INVALID_PARAMS", "invalid_request_error", "request_too_large")
+
+ROUTE_ERRORS = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED, 413: TOO_LARGE}
+"""What aiohttp's own HTTP errors (unknown path, wrong method, body too large) become."""
 
 
 class ApiError(Exception):

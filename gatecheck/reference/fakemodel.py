@@ -107,6 +107,17 @@ class Completion:
         return len(self.reasoning) + len(self.content) + sum(1 + len(c.fragments) for c in self.tool_calls)
 
 
+QUIRK_FAULTS = {
+    "ignore_stop": "ignore-stop",
+    "ignore_max_tokens": "ignore-max-tokens",
+    "ignore_response_format": "ignore-response-format",
+    "break_json_schema": "ignore-json-schema",
+    "break_tool_args": "tool-args-invalid",
+    "ignore_tool_choice": "ignore-tool-choice",
+}
+"""Quirks field -> the fault mode that sets it (``prefix_word`` is set for stream-nondeterministic)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Quirks:
     """Deviations the fault modes ask of the model itself (everything else is rendering)."""

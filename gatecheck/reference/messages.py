@@ -39,6 +39,18 @@ class MessageAnswer:
         return f"toolu_{self.id[-16:]}_{index}"
 
 
+MESSAGE_FAULTS = {
+    "no_blank_line": "sse-no-blank-line",
+    "no_message_start": "anthropic-no-message-start",
+    "event_name_mismatch": "anthropic-event-name-mismatch",
+    "delta_type_mismatch": "anthropic-delta-type-mismatch",
+    "missing_block_stop": "anthropic-missing-block-stop",
+    "usage_decreases": "anthropic-usage-decreases",
+    "stop_reason_wrong": "anthropic-stop-reason-wrong",
+}
+"""MessageFaults field -> the fault mode that sets it."""
+
+
 @dataclass(frozen=True, slots=True)
 class MessageFaults:
     """Fault switches of the Anthropic endpoint."""

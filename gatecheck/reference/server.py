@@ -13,7 +13,6 @@ answer of N tokens is sent at ``t0 + ttft + (N - 1) * itl``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import itertools
@@ -29,7 +28,15 @@ from aiohttp import web
 from gatecheck._types import JSON, JSONObject
 from gatecheck.reference import errors as E
 from gatecheck.reference.catalogue import MIDSTREAM_ERROR_MODEL, MODELS, ModelInfo
-from gatecheck.reference.chat import BodyFaults, ChatAnswer, ChatStream, StreamFaults, chat_body
+from gatecheck.reference.chat import (
+    BODY_FAULTS,
+    STREAM_FAULTS,
+    BodyFaults,
+    ChatAnswer,
+    ChatStream,
+    StreamFaults,
+    chat_body,
+)
 from gatecheck.reference.config import GatewayConfig, KeySpec
 from gatecheck.reference.extras import (
     NOT_A_PNG,
@@ -40,10 +47,18 @@ from gatecheck.reference.extras import (
     parse_size,
     png,
 )
-from gatecheck.reference.fakemodel import Completion, Prompt, Quirks, complete
+from gatecheck.reference.fakemodel import QUIRK_FAULTS, Completion, Prompt, Quirks, complete
+from gatecheck.reference.faults import switches
 from gatecheck.reference.limiter import Decision, RateLimiter
-from gatecheck.reference.messages import MessageAnswer, MessageFaults, MessageStream, message_body
+from gatecheck.reference.messages import (
+    MESSAGE_FAULTS,
+    MessageAnswer,
+    MessageFaults,
+    MessageStream,
+    message_body,
+)
 from gatecheck.reference.prompts import anthropic_prompt, openai_prompt
+from gatecheck.reference.streaming import Event, Schedule, TimedWriter, burst, hold_open, sleep_until
 from gatecheck.reference.validation import RequestValidator
 from gatecheck.schemas import SchemaStore, default_store
 
@@ -55,43 +70,7 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 MIDSTREAM_TOKENS = 3
 """Tokens the mid-stream error model streams before its error event."""
 
-Event = tuple[int, bytes]
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
-
-_ROUTE_ERRORS = {
-    404: E.ErrorKind(404, "NOT_FOUND", "invalid_request_error", "unknown_url"),
-    405: E.ErrorKind(405, "METHOD_NOT_ALLOWED", "invalid_request_error", "method_not_allowed"),
-    413: E.ErrorKind(413, "INVALID_PARAMS", "invalid_request_error", "request_too_large"),
-}
-
-
-class Schedule:
-    """Absolute deadlines of token steps: ``t0 + ttft + k * itl``, each gap jittered if asked."""
-
-    def __init__(self, t0: float, ttft: float, itl: float, jitter: float, rng: random.Random | None) -> None:
-        self._itl = itl
-        self._jitter = jitter
-        self._rng = rng
-        self._t0 = t0
-        self._first = t0 + self._gap(ttft)
-        self._step = 0
-        self._at = self._first
-
-    def _gap(self, base: float) -> float:
-        if self._rng is None or not self._jitter:
-            return base
-        return max(0.0, base + self._rng.uniform(-self._jitter, self._jitter))
-
-    def at(self, step: int) -> float:
-        """The deadline of ``step`` (-1: at once); steps must be asked in non-decreasing order."""
-        if step < 0:
-            return self._t0
-        if self._rng is None or not self._jitter:
-            return self._first + step * self._itl
-        while self._step < step:
-            self._at += self._gap(self._itl)
-            self._step += 1
-        return self._at
 
 
 class Gateway:
@@ -103,6 +82,7 @@ class Gateway:
         self._faults = faults
         self._keys: dict[str, KeySpec] = config.key_specs()
         self._key_names = {key: f"key-{i}" for i, key in enumerate(self._keys, start=1)}
+        self._limits = {key: config.limits_for(key) for key in self._keys}
         store = store or default_store()
         lax = "validation-lax" in faults
         self._validators = {
@@ -127,44 +107,10 @@ class Gateway:
         self._images = ImageStore()
         self._requests = itertools.count()
         self._closing = False
-        self._body_faults = BodyFaults(
-            usage_total_wrong="body-usage-total-wrong" in faults,
-            wrong_object="body-wrong-object" in faults,
-            role_not_assistant="body-role-not-assistant" in faults,
-            bad_finish_reason="body-bad-finish-reason" in faults,
-        )
-        self._stream_faults = StreamFaults(
-            no_blank_line="sse-no-blank-line" in faults,
-            missing_done="sse-missing-done" in faults,
-            data_after_done="sse-data-after-done" in faults,
-            invalid_json="sse-invalid-json" in faults,
-            role_repeated="chunk-role-repeated" in faults,
-            id_changes="chunk-id-changes" in faults,
-            wrong_object="chunk-wrong-object" in faults,
-            finish_reason_twice="chunk-finish-reason-twice" in faults,
-            usage_missing="chunk-usage-missing" in faults,
-            usage_every_chunk="chunk-usage-every-chunk" in faults,
-            tool_call_id_repeated="tool-call-id-repeated" in faults,
-            tool_call_bad_arguments="tool-call-bad-arguments" in faults,
-            reasoning_after_content="reasoning-after-content" in faults,
-        )
-        self._message_faults = MessageFaults(
-            no_blank_line="sse-no-blank-line" in faults,
-            no_message_start="anthropic-no-message-start" in faults,
-            event_name_mismatch="anthropic-event-name-mismatch" in faults,
-            delta_type_mismatch="anthropic-delta-type-mismatch" in faults,
-            missing_block_stop="anthropic-missing-block-stop" in faults,
-            usage_decreases="anthropic-usage-decreases" in faults,
-            stop_reason_wrong="anthropic-stop-reason-wrong" in faults,
-        )
-        self._quirks = Quirks(
-            ignore_stop="ignore-stop" in faults,
-            ignore_max_tokens="ignore-max-tokens" in faults,
-            ignore_response_format="ignore-response-format" in faults,
-            break_json_schema="ignore-json-schema" in faults,
-            break_tool_args="tool-args-invalid" in faults,
-            ignore_tool_choice="ignore-tool-choice" in faults,
-        )
+        self._body_faults = switches(BodyFaults, BODY_FAULTS, faults)
+        self._stream_faults = switches(StreamFaults, STREAM_FAULTS, faults)
+        self._message_faults = switches(MessageFaults, MESSAGE_FAULTS, faults)
+        self._quirks = switches(Quirks, QUIRK_FAULTS, faults)
         self._stream_quirks = dataclasses.replace(
             self._quirks, prefix_word="Well," if "stream-nondeterministic" in faults else None
         )
@@ -215,7 +161,7 @@ class Gateway:
         try:
             return await handler(request)
         except web.HTTPException as exc:
-            kind = _ROUTE_ERRORS.get(exc.status)
+            kind = E.ROUTE_ERRORS.get(exc.status)
             if kind is None:
                 raise
             return self.error_response(E.ApiError(kind, exc.reason), f"req-{secrets.token_hex(12)}")
@@ -303,7 +249,7 @@ class Gateway:
 
     def admit(self, key: str, cost: int) -> dict[str, str]:
         """Charge the limiter; the rate-limit headers of the answer, or a 429 ``ApiError``."""
-        rpm, tpm = self.config.limits_for(key)
+        rpm, tpm = self._limits.get(key) or (self.config.rpm, self.config.tpm)
         decision = self.limiter.check(key, rpm, tpm, cost)
         headers = self._limit_headers(decision)
         if decision.admitted:
@@ -345,12 +291,6 @@ class Gateway:
         rng = random.Random(f"{cfg.seed}:{next(self._requests)}") if cfg.jitter_ms else None
         return Schedule(t0, cfg.ttft_ms / 1000, cfg.itl_ms / 1000, cfg.jitter_ms / 1000, rng)
 
-    async def wait_until(self, deadline: float) -> None:
-        """Sleep to an absolute loop-time deadline."""
-        delay = deadline - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
     # --- OpenAI chat and search --------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request, request_id: str) -> web.StreamResponse:
@@ -362,7 +302,7 @@ class Gateway:
         return await self._chat_like(request, request_id, "gateway.search.request")
 
     async def _chat_like(self, request: web.Request, request_id: str, schema: str) -> web.StreamResponse:
-        t0 = asyncio.get_running_loop().time()
+        t0 = time.monotonic()
         key = self.authenticate(request)
         body = await self.read_json(request, schema)
         model = self.model_for(body, key, "chat")
@@ -383,12 +323,12 @@ class Gateway:
         headers = self.admit(key, answer.prompt_tokens + answer.completion_tokens)
         headers["x-request-id"] = request_id
         if schema == "gateway.search.request" and "search-bad-shape" in self._faults and not stream:
-            await self.wait_until(self._answer_deadline(t0, choices))
+            await sleep_until(self._answer_deadline(t0, choices))
             return _json_response({"answer": choices[0].text, "sources": []}, headers=headers)
         if model.id == MIDSTREAM_ERROR_MODEL:
             return await self._midstream_error(request, request_id, t0, answer, stream, headers)
         if not stream:
-            await self.wait_until(self._answer_deadline(t0, choices))
+            await sleep_until(self._answer_deadline(t0, choices))
             return _json_response(chat_body(answer, self._body_faults), headers=headers)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -422,7 +362,7 @@ class Gateway:
 
     async def messages(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """POST /v1/messages (Anthropic-compatible), streaming or not."""
-        t0 = asyncio.get_running_loop().time()
+        t0 = time.monotonic()
         key = self.authenticate(request)
         optional = "anthropic-max-tokens-optional" in self._faults
         body = await self.read_json(
@@ -442,7 +382,7 @@ class Gateway:
         if not stream:
             if midstream:
                 return self.error_response(E.ApiError(E.UPSTREAM, "Upstream model service error"), request_id)
-            await self.wait_until(self._answer_deadline(t0, [completion]))
+            await sleep_until(self._answer_deadline(t0, [completion]))
             return _json_response(message_body(answer, self._message_faults), headers=headers)
         renderer = MessageStream(answer, self._message_faults)
         events: Iterator[Event] = renderer.events()
@@ -506,7 +446,7 @@ class Gateway:
         name = request.match_info["name"]
         image = self._images.get(name.removesuffix(".png"))
         if image is None:
-            raise E.ApiError(_ROUTE_ERRORS[404], f"No image {name[:80]!r}")
+            raise E.ApiError(E.NOT_FOUND, f"No image {name[:80]!r}")
         return web.Response(body=image, content_type="image/png", headers={"x-request-id": request_id})
 
     # --- the stream writer -------------------------------------------------------------------
@@ -520,47 +460,19 @@ class Gateway:
             "text/plain" if "sse-wrong-content-type" in self._faults else "text/event-stream"
         )
         response.headers["Cache-Control"] = "no-cache"
-        schedule = self.schedule(t0)
-        await response.prepare(request)
+        TimedWriter.prepare_chunked(request, response)
+        payload = await response.prepare(request)
+        if "stream-burst" in self._faults:
+            events = burst(events)
         try:
-            if "stream-burst" in self._faults:
-                await self._write_burst(response, schedule, events)
-            else:
-                await self._write_shaped(response, schedule, events)
+            if payload is not None:
+                await TimedWriter(request, response, payload, self.schedule(t0), events).run()
             if "sse-keep-open" in self._faults:
-                await self._hold_open(request)
+                await hold_open(request, self.config.keep_open_seconds, lambda: self._closing)
             await response.write_eof()
         except ConnectionError:
             log.debug("client went away during a stream")
         return response
-
-    async def _write_shaped(
-        self, response: web.StreamResponse, schedule: Schedule, events: Iterable[Event]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        for step, data in events:
-            deadline = schedule.at(step)
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await response.write(data)
-
-    async def _write_burst(
-        self, response: web.StreamResponse, schedule: Schedule, events: Iterable[Event]
-    ) -> None:
-        collected = list(events)
-        last = max((step for step, _ in collected), default=-1)
-        await self.wait_until(schedule.at(last))
-        await response.write(b"".join(data for _, data in collected))
-
-    async def _hold_open(self, request: web.Request) -> None:
-        """sse-keep-open: keep the connection after the end until the client leaves (bounded)."""
-        deadline = asyncio.get_running_loop().time() + self.config.keep_open_seconds
-        while asyncio.get_running_loop().time() < deadline and not self._closing:
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                return
-            await asyncio.sleep(0.05)
 
 
 def _json_response(

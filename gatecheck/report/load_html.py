@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from gatecheck.metrics import ALL_METRIC_KEYS, PERCENTILES
 
 _STAT_COLUMNS = ("count", "mean", *(f"p{p}" for p in PERCENTILES), "max")
+_BINS = 40
 _LABELS = {
     "ttft_ms": "TTFT (ms)",
     "itl_ms": "ITL (ms)",
@@ -112,20 +112,20 @@ def _cdf_plot(points: Sequence[Sequence[float]], label: str) -> Callable[[Any], 
     return draw
 
 
-def _density_plot(points: Sequence[Sequence[float]], label: str) -> Callable[[Any], None]:
-    """A histogram from the CDF points: equal-probability bins, bar height = density."""
+def _histogram_plot(points: Sequence[Sequence[float]], label: str) -> Callable[[Any], None]:
+    """A histogram of equal-width bins, read off the CDF points (up to p99.5: the tail is in the table)."""
 
     def draw(ax: Any) -> None:
-        bins = [
-            (v0, v1 - v0, (f1 - f0) / (v1 - v0))
-            for (v0, f0), (v1, f1) in itertools.pairwise(points)
-            if v1 > v0 and f1 > f0
-        ]
-        if bins:
-            left, width, height = zip(*bins, strict=True)
-            ax.bar(left, height, width=width, align="edge", color="#4c72b0", edgecolor="white")
+        import numpy as np
+
+        values = np.array([p[0] for p in points])
+        fractions = np.array([p[1] for p in points])
+        high = float(np.interp(0.995, fractions, values))
+        edges = np.linspace(float(values[0]), max(high, float(values[0]) + 1e-3), _BINS + 1)
+        shares = np.diff(np.interp(edges, values, fractions))
+        ax.bar(edges[:-1], shares, width=np.diff(edges), align="edge", color="#4c72b0")
         ax.set_xlabel(label)
-        ax.set_ylabel("density (1/ms)")
+        ax.set_ylabel("share of gaps")
         ax.grid(alpha=0.3)
 
     return draw
@@ -186,7 +186,7 @@ def _plots(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     if dist["ttft_ms"]:
         plots.append(("TTFT, cumulative distribution", _cdf_plot(dist["ttft_ms"], "TTFT (ms)")))
     if dist["itl_ms"]:
-        plots.append(("Inter-token latency, distribution", _density_plot(dist["itl_ms"], "ITL (ms)")))
+        plots.append(("Inter-token latency, histogram", _histogram_plot(dist["itl_ms"], "ITL (ms)")))
     rows = summary["timeseries"]
     if rows:
         plots.append(
