@@ -23,9 +23,9 @@ Nothing here imports locust or gevent.
 from __future__ import annotations
 
 import email.utils
-import itertools
 import json
 import math
+import operator
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,7 +154,7 @@ def derive(timing: StreamTiming) -> RequestMetrics:
     itl: tuple[int, ...] = ()
     tpot = None
     if timing.streamed and len(tokens_ns) >= 2:
-        itl = tuple((b - a + _HALF_US) // _NS_PER_US for a, b in itertools.pairwise(tokens_ns))
+        itl = tuple([(gap + _HALF_US) // _NS_PER_US for gap in map(operator.sub, tokens_ns[1:], tokens_ns)])
         if output_tokens >= 2:
             tpot = _ms(tokens_ns[-1] - tokens_ns[0]) / (output_tokens - 1)
     rate = output_tokens / (e2e / 1000) if ok and e2e and output_tokens else None

@@ -54,7 +54,6 @@ class Pacer:
         self._lock = threading.Lock()
         self._log: deque[Ticket] = deque()
         self._held_until = 0.0
-        self.waited_s = 0.0
 
     def acquire(self, tokens: int, *, max_wait_s: float = 120.0) -> Ticket:
         """Block until one request of ``tokens`` fits, then log it; raise ``PacingTimeout`` past the bound."""
@@ -72,7 +71,6 @@ class Pacer:
                     f"waiting {wait:.1f}s for a request slot would pass the {max_wait_s:.0f}s bound"
                 )
             self._sleep(wait)
-            self.waited_s += wait
 
     def settle(self, ticket: Ticket, tokens: int) -> None:
         """Replace a ticket's token estimate with what the response's usage says it cost."""

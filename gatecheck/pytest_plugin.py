@@ -17,7 +17,8 @@ A conformance module declares ``NAME = CheckGroup("area", ...)``; each such attr
 ``CheckItem`` per check, named by the check id (so JUnit test names are check ids) and marked with
 its area (and ``slow``/``costly``). With no base URL the embedded reference gateway is started on
 first use and stopped at the end of the session. Verdicts: FAIL fails the item with the formatted
-failure, SKIP skips it with the reason, WARN passes it and is shown as ``W``/``warned``. With
+failure, SKIP skips it with the reason, WARN passes it, shown as ``W``/``warned`` and listed with
+its message in a "gatecheck warnings" section (JUnit: a ``verdict`` property). With
 ``--report-dir``, JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
 written there at the end. ``gatecheck conform`` drives the same plugin through two hooks of its
 own: ``pytest_gatecheck_target`` (give the target) and ``pytest_gatecheck_result`` (receive each
@@ -250,8 +251,6 @@ class CheckItem(pytest.Item):
             raise CheckFailed(result)
         if result.verdict == "SKIP":
             pytest.skip(result.message)
-        if result.verdict == "WARN":
-            self.add_report_section("call", "gatecheck WARN", result.message)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CheckFailed):
@@ -331,6 +330,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(STATE, None)
     if state is None:
         return
+    warned = [r for r in state.results if r.verdict == "WARN"]
+    if warned:
+        terminalreporter.section("gatecheck warnings", sep="=", yellow=True)
+        for result in warned:
+            terminalreporter.write_line(f"{result.check_id}:\n{result.message}\n")
     for check in state.not_applicable:
         rules = ", ".join(check.profile_rules)
         terminalreporter.write_line(

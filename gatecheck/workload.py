@@ -126,8 +126,7 @@ def prompt_text(words: int, rng: random.Random) -> str:
     head = _INSTRUCTION.split()
     if words <= len(head):
         return " ".join(head[:words])
-    filler = [rng.choice(_WORDS) for _ in range(words - len(head))]
-    return " ".join([*head, *filler])
+    return " ".join([*head, *rng.choices(_WORDS, k=words - len(head))])
 
 
 Messages: TypeAlias = list[JSONObject]

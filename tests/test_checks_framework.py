@@ -239,3 +239,21 @@ def test_the_documentation_lists_every_check() -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text()
     missing = [check_id for check_id in CHECKS if f"`{check_id}`" not in text]
     assert not missing
+
+
+def test_output_limits_are_capped_at_the_targets_max_output_tokens() -> None:
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json={})
+
+    def asks_for_much(ctx: CheckContext) -> None:
+        ctx.chat({"model": "m", "messages": [], "max_tokens": 48, "max_completion_tokens": 5})
+
+    run_check(make_session(answer, max_output_tokens=10), made(asks_for_much))
+    assert (sent[0]["max_tokens"], sent[0]["max_completion_tokens"]) == (10, 5)
+    load_all()
+    tight = PlanSettings(rpm=5, tpm=600, fuzz_examples=3, max_output_tokens=1)
+    plan = plan_cost(CHECKS.values(), tight)
+    assert plan.output_tokens <= plan.requests

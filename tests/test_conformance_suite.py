@@ -15,6 +15,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,8 +24,12 @@ from gatecheck.checks.faultmap import FAULT_CHECKS
 from gatecheck.checks.session import open_session, plan_settings
 from gatecheck.config import Target
 from gatecheck.profiles import load_profile
+from gatecheck.reference import DEMO_KEY
 from gatecheck.results import CheckResult
 from gatecheck.schemas import default_store
+
+if TYPE_CHECKING:
+    from conftest import GatewayFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "conformance"
@@ -143,3 +148,33 @@ def test_the_report_header_shows_the_target_without_its_key(tmp_path: Path) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gatecheck target: 127.0.0.1: http://127.0.0.1:9" in done.stdout
     assert canary not in done.stdout + done.stderr
+
+
+def test_a_warning_passes_the_item_and_is_shown_as_warned(tmp_path: Path, gateway: GatewayFactory) -> None:
+    bursty = gateway(faults={"stream-burst"}, rpm=1000, tpm=10_000_000)
+    args = (
+        "--base-url",
+        bursty.url,
+        "--api-key",
+        DEMO_KEY,
+        "--checks",
+        "stream_really_streams,stream_done_last",
+    )
+    done = run_pytest(tmp_path, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 59 deselected, 1 warned" in done.stdout
+    assert "WARN: the whole answer arrived in one burst" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("profile", "failing"),
+    [
+        ("lenient", set()),
+        # The reference gateway sends the documented X-RateLimit-* headers, not OpenAI's dialect.
+        ("openai", {"ratelimit_headers"}),
+    ],
+)
+def test_the_profile_decides_the_verdicts(profile: str, failing: set[str]) -> None:
+    with open_session(Target(profile=profile), RunSettings(fuzz_examples=0)) as session:
+        results = run_checks(session, select(profile=session.profile))
+    assert {r.check_id for r in results if r.verdict != "PASS"} == failing

@@ -455,3 +455,22 @@ def test_stop_closes_the_socket_and_ends_open_streams(gateway: Any) -> None:
             response.read()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+
+
+def test_a_slow_reader_gets_the_whole_stream(gateway: Any) -> None:
+    gw = gateway(tpm=10**9)
+    body = json.dumps(chat_body("a b c", stream=True, max_tokens=30000, ignore_eos=True)).encode()
+    request = (
+        f"POST {CHAT} HTTP/1.1\r\nHost: gatecheck\r\nAuthorization: Bearer {DEMO_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    host, port = gw.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(request)
+        time.sleep(0.3)  # the server's buffer fills up and it must wait for us
+        received = bytearray()
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            received += sock.recv(1 << 20)
+    assert received.count(b"\n\n") == 30000 + 3
+    assert received.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")

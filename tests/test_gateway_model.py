@@ -293,3 +293,25 @@ def test_compiled_validation_agrees_with_jsonschema_on_the_schema_examples() -> 
 def test_fault_switch_tables_name_real_faults() -> None:
     for table in (BODY_FAULTS, STREAM_FAULTS, MESSAGE_FAULTS, QUIRK_FAULTS):
         assert set(table.values()) <= FAULTS.keys()
+
+
+def test_public_surface() -> None:
+    import gatecheck.reference as reference
+
+    assert sorted(reference.__all__) == sorted(
+        [
+            "DEMO_KEY",
+            "FAULTS",
+            "MIDSTREAM_ERROR_MODEL",
+            "MODELS",
+            "TINY_MODEL",
+            "Fault",
+            "GatewayConfig",
+            "KeySpec",
+            "ModelInfo",
+            "RunningGateway",
+            "start_in_thread",
+        ]
+    )
+    assert all(hasattr(reference, name) for name in reference.__all__)
+    assert {reference.TINY_MODEL, reference.MIDSTREAM_ERROR_MODEL} <= reference.MODELS.keys()

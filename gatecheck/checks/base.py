@@ -249,11 +249,16 @@ class CheckGroup:
 
 
 def plan_cost(checks: Iterable[Check], settings: PlanSettings) -> Cost:
-    """What running ``checks`` spends at most: each shared observation once, plus each check's own."""
+    """What running ``checks`` spends at most: each shared observation once, plus each check's own.
+
+    Output tokens are also bounded by the per-request cap (``CheckContext.send`` clamps every
+    ``max_tokens`` to ``--max-output-tokens``).
+    """
     chosen = list(checks)
     names = {name for c in chosen for name in c.observations}
     total = sum((OBSERVATIONS[n].cost_for(settings) for n in sorted(names)), Cost())
-    return sum((c.own_cost(settings) for c in chosen), total)
+    total = sum((c.own_cost(settings) for c in chosen), total)
+    return Cost(total.requests, min(total.output_tokens, total.requests * settings.max_output_tokens))
 
 
 def with_severity(failure: Failure, severities: Mapping[str, str]) -> Failure | None:

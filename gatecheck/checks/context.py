@@ -157,9 +157,11 @@ class CheckContext:
     ) -> Exchange:
         """Send one request: paced, budgeted, 429s waited out and retried unless ``paced`` is false.
 
-        ``tokens`` overrides the pacing estimate (a request the target must reject costs nothing).
+        Output limits in the body are capped at the target's ``max_output_tokens``; ``tokens``
+        overrides the pacing estimate (a request the target must reject costs nothing).
         """
         chosen = client or self.session.client
+        json_body = capped(json_body, self.target.max_output_tokens)
         if not paced:
             self.session.charge(self._account)
             return chosen.send(
@@ -192,6 +194,18 @@ class CheckContext:
     def chat(self, body: Mapping[str, Any], **kwargs: Any) -> Exchange:
         """POST ``body`` to /v1/chat/completions."""
         return self.send("POST", "/v1/chat/completions", json_body=dict(body), **kwargs)
+
+
+def capped(body: Any, cap: int) -> Any:
+    """``body`` with any integer output limit above ``cap`` (``--max-output-tokens``) lowered to it."""
+    if not isinstance(body, Mapping):
+        return body
+    over = [f for f in ("max_tokens", "max_completion_tokens") if _is_int(body.get(f)) and body[f] > cap]
+    return {**body, **dict.fromkeys(over, cap)} if over else body
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def estimate_tokens(body: Any, default_output: int) -> int:

@@ -79,14 +79,16 @@ def open_session(
 ) -> Iterator[Session]:
     """A session on ``target`` (the embedded gateway started and stopped around it when needed)."""
     settings = settings or RunSettings()
+    profile = load_profile(target.profile)
     with ExitStack() as stack:
         embedded = target.base_url is None
         if embedded:
             from gatecheck.reference import start_in_thread
 
-            gateway = stack.enter_context(
-                start_in_thread(embedded_gateway_config(**(gateway_overrides or {})))
-            )
+            # The reference gateway speaks either error dialect: the one the profile expects.
+            errors = "openai" if profile.error_dialect == "openai" else "gateway"
+            config = embedded_gateway_config(**{"errors": errors, **(gateway_overrides or {})})
+            gateway = stack.enter_context(start_in_thread(config))
             target = embedded_target(target, gateway.url)
         client = stack.enter_context(Client(target))
         rpm, tpm = (EMBEDDED_RPM, EMBEDDED_TPM) if embedded else (target.rpm, target.tpm)
@@ -100,7 +102,7 @@ def open_session(
         )
         yield Session(
             target=target,
-            profile=load_profile(target.profile),
+            profile=profile,
             client=client,
             store=default_store(),
             pacer=pacer,

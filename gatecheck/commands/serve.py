@@ -75,6 +75,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="how long sse-keep-open holds a stream (default 30)",
     )
     add(
+        "--balance",
+        type=float,
+        default=138.5,
+        help="tenant balance in CNY for GET /v1/balance (default 138.5)",
+    )
+    add("--daily-budget", type=float, default=20.0, help="each key's daily budget in CNY (default 20)")
+    add(
         "--list-faults",
         action="store_true",
         help="print every fault mode with its rule and source, then exit",
@@ -143,6 +150,8 @@ def config_from_args(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
         faults=frozenset(args.fault),
         reply_words=args.reply_words,
         keep_open_seconds=args.keep_open_seconds,
+        balance=args.balance,
+        daily_budget=args.daily_budget,
     )
 
 
