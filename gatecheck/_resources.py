@@ -12,4 +12,6 @@ def data_dir(name: str) -> Path:
     for candidate in (_PACKAGE / "_data" / name, _PACKAGE.parent / name):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"gatecheck data directory {name!r} not found (looked in the package and the clone)")
+    raise FileNotFoundError(
+        f"gatecheck data directory {name!r} not found (looked in the package and the clone)"
+    )

@@ -53,11 +53,18 @@ def test_installed_wheel_loads_schemas_outside_the_clone(wheel: Path, tmp_path: 
         "store = s.default_store()\n"
         "print(gatecheck.__file__)\n"
         "print(store.directory)\n"
-        "print(store.is_valid('openai.chat.request', {'model': 'm', 'messages': [{'role': 'user', 'content': 'hi'}]}))\n"
+        "request = {'model': 'm', 'messages': [{'role': 'user', 'content': 'hi'}]}\n"
+        "print(store.is_valid('openai.chat.request', request))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env, check=True
+        [str(python), "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
     )
     module_file, schema_dir, valid = result.stdout.split("\n")[:3]
     assert module_file.startswith(str(env_dir)), module_file

@@ -25,11 +25,21 @@ _LOAD_OUTPUT_TOKENS = 32
 def configure(parser: argparse.ArgumentParser) -> None:
     """Where the reports go and how long the load run lasts."""
     parser.add_argument(
-        "--report-dir", type=Path, default=Path("reports"), metavar="DIR", help="where to write (default reports/)"
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="where to write (default reports/)",
     )
-    parser.add_argument("--users", type=int, default=16, metavar="N", help="load-run concurrency (default 16)")
     parser.add_argument(
-        "--load-seconds", type=float, default=8.0, metavar="S", help="load-run length in seconds (default 8; 0 skips)"
+        "--users", type=int, default=16, metavar="N", help="load-run concurrency (default 16)"
+    )
+    parser.add_argument(
+        "--load-seconds",
+        type=float,
+        default=8.0,
+        metavar="S",
+        help="load-run length in seconds (default 8; 0 skips)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-check progress lines")
 
@@ -41,12 +51,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.load_seconds <= 600:
         raise ConfigError("--load-seconds", args.load_seconds, "0 (skip) to 600 seconds")
     report_dir: Path = args.report_dir
-    print(f"gatecheck demo: 1/2 conformance suite against the embedded reference gateway -> {report_dir / 'conformance'}")
+    print(
+        "gatecheck demo: 1/2 conformance suite against the embedded reference gateway"
+        f" -> {report_dir / 'conformance'}"
+    )
     code = conform.run(_conform_args(report_dir / "conformance", quiet=args.quiet))
     if args.load_seconds == 0:
         return code
-    print(f"\ngatecheck demo: 2/2 load run ({args.users} streams, {args.load_seconds:g} s, "
-          f"TTFT {_LOAD_TTFT_MS:g} ms, ITL {_LOAD_ITL_MS:g} ms injected) -> {report_dir / 'load'}")
+    print(
+        f"\ngatecheck demo: 2/2 load run ({args.users} streams, {args.load_seconds:g} s, "
+        f"TTFT {_LOAD_TTFT_MS:g} ms, ITL {_LOAD_ITL_MS:g} ms injected) -> {report_dir / 'load'}"
+    )
     load_code, summary = _load_run(report_dir / "load", args.users, args.load_seconds)
     if summary.is_file():
         print(_load_digest(summary))
@@ -90,7 +105,9 @@ def _load_digest(summary_path: Path) -> str:
     for key, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E")):
         m = metrics.get(key)
         if m and m.get("count"):
-            lines.append(f"  {label:5} p50 {m['p50']:8.2f} ms   p99 {m['p99']:8.2f} ms   ({m['count']} samples)")
+            lines.append(
+                f"  {label:5} p50 {m['p50']:8.2f} ms   p99 {m['p99']:8.2f} ms   ({m['count']} samples)"
+            )
     tps = metrics.get("output_tokens_per_s", {})
     if tps.get("count"):
         lines.append(f"  output tokens/s per request: p50 {tps['p50']:.1f}")
