@@ -11,23 +11,29 @@ An event carries output when it has non-empty ``content``, reasoning (``reasonin
 ``thinking_delta`` or ``input_json_delta`` (Anthropic). Role-only and empty chunks do not count.
 
 Speed: parsing every chunk with ``json.loads`` would cost more than everything else in the loop.
-The common chunk (one choice, string content, no usage, no error) is classified by looking at the
-value after its few keys (:func:`quick_chat_output`, :func:`quick_delta_output`); anything else
-(usage objects, errors, several choices, a key seen twice, an unexpected value) is parsed in full.
-JSON keys cannot hide inside string values (quotes there are escaped), so a quick answer is the
-parsed answer; a property test checks it. Chunks are not validated here: the conformance suite
-does that.
+Three tiers, cheapest first. The decoder's ``feed_data`` hands over each event's data as bytes
+(no ``SSEEvent``, no UTF-8 decoding), and the compact common chunk (``"content":"x`` or
+``"text":"x`` once, no usage, no error) is recognised on those bytes by a few C-level searches
+(:func:`surely_chat_output`, :func:`surely_delta_output`). Otherwise the data is decoded and the
+value after its few keys is examined (:func:`quick_chat_output`, :func:`quick_delta_output`);
+anything else (usage objects, errors, several choices, a key seen twice, an unexpected value) is
+parsed in full. JSON keys cannot hide inside string values (quotes there are escaped), so a quick
+answer is the parsed answer; property tests check it. All events completed by one received piece
+share its arrival time. Chunks are not validated here: the conformance suite does that.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Protocol
 
 from gatecheck.errors import SSEError
 from gatecheck.metrics import StreamTiming
-from gatecheck.sse import SSEDecoder, SSEEvent
+from gatecheck.sse import SSEDecoder
 from gatecheck.workload import Dialect
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -87,6 +93,106 @@ def _chunk_has_output(chunk: dict[str, Any]) -> bool:
         if any(delta.get(name) for name in _REASONING_FIELDS):
             return True
     return False
+
+
+_EMPTY_OR_QUOTE = (b"", b'"')
+_OPEN_BRACE = 0x7B
+
+
+def surely_chat_output(data: bytes) -> bool:
+    """True when an OpenAI chunk's bytes surely carry output: ``"content":"`` once, followed by a
+    character, no usage and no error (the compact common chunk). False means: look closer."""
+    at = data.find(b'"content":"')
+    return (
+        at > 0
+        and data[at + 11 : at + 12] not in _EMPTY_OR_QUOTE
+        and data[0] == _OPEN_BRACE
+        and data.count(b'"content"') == 1
+        and b'"usage"' not in data
+        and b'"error"' not in data
+    )
+
+
+def surely_delta_output(data: bytes) -> bool:
+    """True when an Anthropic ``content_block_delta``'s bytes surely carry output: ``"text":"``
+    once, followed by a character, and no error. False means: look closer."""
+    at = data.find(b'"text":"')
+    return (
+        at > 0
+        and data[at + 8 : at + 9] not in _EMPTY_OR_QUOTE
+        and data[0] == _OPEN_BRACE
+        and data.count(b'"text"') == 1
+        and b'"error"' not in data
+    )
+
+
+_QUOTE = 0x22
+_BACKSLASH = 0x5C
+_SHAPE_TRIES = 8
+"""Output events tried as a stream's shape before giving up on it (their text had quotes...)."""
+_data_of = itemgetter(1)
+
+
+class OutputShape:
+    """What one stream's plain output events look like: ``head`` + text + ``tail``, where only
+    the text changes from event to event (``head`` ends with ``"content":"`` or ``"text":"``).
+
+    Learned (:meth:`learn`) from an event that parses to an output event and whose text holds no
+    quote and does not end with a backslash. An event made of the same head and tail around a
+    non-empty text that also holds no quote and does not end with a backslash differs from it only
+    in that string's value (no key can appear or vanish without a quote), so it is an output event
+    too. :meth:`covers` tests all the events of one received piece with a handful of C-level
+    operations, whatever their number; a property test checks it against a full parse.
+    """
+
+    __slots__ = ("_escaped", "_frame", "_quotes", "head", "tail")
+
+    def __init__(self, head: bytes, tail: bytes) -> None:
+        self.head = head
+        self.tail = tail
+        self._frame = len(head) + len(tail)
+        self._quotes = head.count(b'"') + tail.count(b'"')
+        self._escaped = head.count(b'\\"') + tail.count(b'\\"')
+
+    @classmethod
+    def learn(
+        cls, data: bytes, key: bytes, is_output: Callable[[dict[str, Any]], bool]
+    ) -> OutputShape | None:
+        """The shape of ``data`` around the string after ``key``, if ``data`` is a fit model."""
+        start = data.find(key) + len(key)
+        end = data.find(b'"', start)
+        if start == len(key) - 1 or end <= start or data[end - 1] == _BACKSLASH:
+            return None
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(value, dict) or not is_output(value):
+            return None
+        return cls(data[:start], data[end:])
+
+    def covers(self, datas: list[bytes]) -> bool:
+        """True when every one of these events has this shape around a fitting text.
+
+        Each event longer than head + tail, starting with head and ending with tail, is head +
+        text + tail; the quote count then says no text has a quote, and the count of
+        backslash-quote pairs that no text ends with a backslash (an escaped one included: the
+        per-event path then decides).
+        """
+        count = len(datas)
+        if not count or min(map(len, datas)) <= self._frame:
+            return False
+        if not all(map(bytes.startswith, datas, repeat(self.head))):
+            return False
+        if not all(map(bytes.endswith, datas, repeat(self.tail))):
+            return False
+        joined = b"\r".join(datas)  # events hold no CR: the joints add no quote pair
+        return joined.count(b'"') == count * self._quotes and joined.count(b'\\"') == count * self._escaped
+
+
+def _delta_has_output(obj: dict[str, Any]) -> bool:
+    delta = obj.get("delta")
+    return isinstance(delta, dict) and bool(delta.get(_ANTHROPIC_OUTPUT.get(str(delta.get("type")), "")))
 
 
 _LOOKAHEAD = 16
@@ -165,16 +271,18 @@ class _StreamStamper(ABC):
     def __init__(self, timing: StreamTiming) -> None:
         self.timing = timing
         self._decoder = SSEDecoder()
+        self._shape: OutputShape | None = None
+        self._shape_tries = _SHAPE_TRIES
 
-    def _decode(self, data: bytes, t_ns: int) -> list[SSEEvent]:
+    def _decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """The (name, data) pairs of the events this piece completed."""
         timing = self.timing
         timing.bytes_received += len(data)
         try:
-            events = self._decoder.feed(data, t_ns)
+            return self._decoder.feed_data(data)
         except SSEError:
             timing.error_code = timing.error_code or "sse-event-too-large"
             return []
-        return events
 
     @abstractmethod
     def feed(self, data: bytes, t_ns: int) -> None:
@@ -191,6 +299,11 @@ class _StreamStamper(ABC):
             return None
         return value
 
+    def _learn(self, data: bytes, key: bytes, is_output: Callable[[dict[str, Any]], bool]) -> None:
+        """Try a sure output event as the stream's shape (a few times at most)."""
+        self._shape_tries -= 1
+        self._shape = OutputShape.learn(data, key, is_output)
+
     def finish(self, t_ns: int) -> None:
         """End of the response: stamp it and drop any unterminated event."""
         self.timing.t_end_ns = t_ns
@@ -202,30 +315,44 @@ class ChatStreamStamper(_StreamStamper):
 
     def feed(self, data: bytes, t_ns: int) -> None:
         """Decode a piece of the stream and stamp each event it completed."""
+        pairs = self._decode(data)
+        shape = self._shape
+        if shape is not None and shape.covers(list(map(_data_of, pairs))):
+            self.timing.token_ns += repeat(t_ns, len(pairs))
+            return
         tokens = self.timing.token_ns
-        for event in self._decode(data, t_ns):
-            quick = quick_chat_output(event.data)
-            if quick:
+        for _, payload in pairs:
+            if surely_chat_output(payload):
                 tokens.append(t_ns)
-            elif quick is None:
-                self._slow(event)
+                if self._shape is None and self._shape_tries:
+                    self._learn(payload, b'"content":"', _chunk_has_output)
+            else:
+                self._closer(payload.decode("utf-8", "replace"), t_ns)
 
-    def _slow(self, event: SSEEvent) -> None:
+    def _closer(self, data: str, t_ns: int) -> None:
+        """An event the byte test could not settle: the quick look, else a full parse."""
+        quick = quick_chat_output(data)
+        if quick:
+            self.timing.token_ns.append(t_ns)
+        elif quick is None:
+            self._slow(data, t_ns)
+
+    def _slow(self, data: str, t_ns: int) -> None:
         timing = self.timing
-        if event.data == "[DONE]":
+        if data == "[DONE]":
             timing.complete = True
             return
-        chunk = self._parsed(event.data)
+        chunk = self._parsed(data)
         if chunk is None:
             return
         if _chunk_has_output(chunk):
-            timing.token_ns.append(event.t_ns)
+            timing.token_ns.append(t_ns)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             timing.output_tokens = _first_int(usage, "completion_tokens")
             timing.prompt_tokens = _first_int(usage, "prompt_tokens")
         if "error" in chunk:
-            timing.error_code = "midstream-" + error_code(event.data.encode())
+            timing.error_code = "midstream-" + error_code(data.encode())
 
 
 class MessagesStreamStamper(_StreamStamper):
@@ -233,24 +360,41 @@ class MessagesStreamStamper(_StreamStamper):
 
     def feed(self, data: bytes, t_ns: int) -> None:
         """Decode a piece of the stream and stamp each event it completed."""
+        pairs = self._decode(data)
+        shape = self._shape
+        if (
+            shape is not None
+            and all(name == b"content_block_delta" for name, _ in pairs)
+            and shape.covers(list(map(_data_of, pairs)))
+        ):
+            self.timing.token_ns += repeat(t_ns, len(pairs))
+            return
         tokens = self.timing.token_ns
-        for event in self._decode(data, t_ns):
-            quick = quick_delta_output(event.data) if event.event == "content_block_delta" else None
-            if quick:
-                tokens.append(event.t_ns)
-            elif quick is None:
-                self._slow(event)
+        for name, payload in pairs:
+            if name == b"content_block_delta" and surely_delta_output(payload):
+                tokens.append(t_ns)
+                if self._shape is None and self._shape_tries:
+                    self._learn(payload, b'"text":"', _delta_has_output)
+            else:
+                self._closer(name.decode("utf-8", "replace"), payload.decode("utf-8", "replace"), t_ns)
 
-    def _slow(self, event: SSEEvent) -> None:
+    def _closer(self, name: str, data: str, t_ns: int) -> None:
+        """An event the byte test could not settle: the quick look, else a full parse."""
+        quick = quick_delta_output(data) if name == "content_block_delta" else None
+        if quick:
+            self.timing.token_ns.append(t_ns)
+        elif quick is None:
+            self._slow(name, data, t_ns)
+
+    def _slow(self, name: str, data: str, t_ns: int) -> None:
         timing = self.timing
-        obj = self._parsed(event.data)
+        obj = self._parsed(data)
         if obj is None:
             return
-        kind = obj.get("type", event.event)
+        kind = obj.get("type", name)
         if kind == "content_block_delta":
-            delta = obj.get("delta")
-            if isinstance(delta, dict) and delta.get(_ANTHROPIC_OUTPUT.get(str(delta.get("type")), "")):
-                timing.token_ns.append(event.t_ns)
+            if _delta_has_output(obj):
+                timing.token_ns.append(t_ns)
         elif kind == "message_start":
             message = obj.get("message")
             usage = message.get("usage") if isinstance(message, dict) else None
@@ -262,7 +406,7 @@ class MessagesStreamStamper(_StreamStamper):
         elif kind == "message_stop":
             timing.complete = True
         elif kind == "error":
-            timing.error_code = "midstream-" + error_code(event.data.encode())
+            timing.error_code = "midstream-" + error_code(data.encode())
 
 
 class BodyStamper:

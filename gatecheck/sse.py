@@ -32,6 +32,11 @@ bytes tests and sliced; a chunk of several whole events (no CR, nothing pending)
 ``bytes.split(b"\\n\\n")`` and its ``data:`` and ``event:``+``data:`` events are built without a
 per-line loop; everything else (CR line endings, events split across chunks) goes through a
 regular-expression line scanner that scans each byte once. ``benchmarks/sse_bench.py`` measures it.
+
+``feed_data()`` is the same decoder (same state, same paths) for a caller that needs only each
+event's name and data, the load test: it returns ``(name, data)`` byte pairs instead of building an
+``SSEEvent`` per event, and skips the UTF-8 decoding the caller may not need. Use one of ``feed`` or
+``feed_data`` per stream.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from gatecheck.errors import SSEError
 
@@ -52,6 +58,10 @@ _LINE_END = re.compile(rb"\r\n?|\n")
 _CR = 0x0D
 _LF = 0x0A
 _SPACE = 0x20
+_MESSAGE = b"message"
+
+_Out = list[Any]
+"""What the shared paths append to: SSEEvents for ``feed``, (name, data) pairs for ``feed_data``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,20 @@ class SSEDecoder:
 
     def feed(self, data: bytes, t_ns: int) -> list[SSEEvent]:
         """Decode one chunk that arrived at ``t_ns``; return the events it completed, in order."""
+        return cast(list[SSEEvent], self._feed(data, t_ns, False))
+
+    def feed_data(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """Decode one chunk; return ``(event name, data)`` of each event it completed, in order.
+
+        The name is ``b"message"`` when the field is absent or empty; the data lines are joined by
+        LF. Both are the bytes received: decoding them as UTF-8 with ``errors="replace"`` gives the
+        ``SSEEvent.event`` and ``SSEEvent.data`` that ``feed`` would return. The id, retry, raw bytes
+        and arrival time are not returned (the caller has the time of the chunk it fed).
+        """
+        return cast(list[tuple[bytes, bytes]], self._feed(data, 0, True))
+
+    def _feed(self, data: bytes, t_ns: int, lean: bool) -> _Out:
+        """Both entry points: SSEEvents, or (name, data) pairs when ``lean``."""
         if self._halted is not None:
             raise SSEError(self._halted)
         if self._bom_pending:
@@ -160,8 +184,10 @@ class SSEDecoder:
             and no_cr
             and len(data) <= self._max
         ):  # the usual chunk: exactly one single-line data event
+            if lean:
+                return [(_MESSAGE, data[6:-2])]
             return [_new_event("message", data[6:-2].decode("utf-8", "replace"), self._id, None, t_ns, data)]
-        events: list[SSEEvent] = []
+        events: _Out = []
         if (
             not self._buf
             and no_cr
@@ -169,20 +195,20 @@ class SSEDecoder:
             and data.find(b"\n\n") == len(data) - 2
             and data[0] != _LF
         ):  # one whole event of several lines (Anthropic's event: + data:)
-            self._block(data[:-2], data, t_ns, events)
+            self._block(data[:-2], data, t_ns, events, lean)
             return events
-        return self._feed_all(data, t_ns, no_cr, events)
+        return self._feed_all(data, t_ns, no_cr, events, lean)
 
-    def _feed_all(self, data: bytes, t_ns: int, no_cr: bool, events: list[SSEEvent]) -> list[SSEEvent]:
+    def _feed_all(self, data: bytes, t_ns: int, no_cr: bool, events: _Out, lean: bool) -> _Out:
         """Decode any chunk: whole events at once while nothing is pending, else line by line."""
         size = len(data)
         pos = 0
         while pos < size:
             if no_cr and not self._buf:
-                pos = self._feed_events(data, pos, t_ns, events)
+                pos = self._feed_events(data, pos, t_ns, events, lean)
                 if pos == size:
                     break
-            pos = self._feed_lines(data, pos, t_ns, events)
+            pos = self._feed_lines(data, pos, t_ns, events, lean)
         return events
 
     def close(self) -> bytes:
@@ -212,7 +238,7 @@ class SSEDecoder:
             self._line_start += 1
         return data[1:]
 
-    def _feed_events(self, data: bytes, pos: int, t_ns: int, events: list[SSEEvent]) -> int:
+    def _feed_events(self, data: bytes, pos: int, t_ns: int, events: _Out, lean: bool) -> int:
         """Fast path: nothing pending and no CR, so events end exactly at ``\\n\\n``.
 
         Returns where the incomplete last event starts (``len(data)`` when there is none).
@@ -223,38 +249,65 @@ class SSEDecoder:
         blocks = rest.split(b"\n\n")
         tail = blocks.pop()
         if len(blocks) == 1 and not tail:  # the usual chunk: exactly one whole event, no copy
-            self._block(blocks[0], rest, t_ns, events)
+            self._block(blocks[0], rest, t_ns, events, lean)
             return len(data)
+        if lean and self._data_blocks(blocks, events):
+            return len(data) - len(tail)
         for block in blocks:
             if not block:  # "\n\n\n\n": two more blank lines
                 continue
             if block[0] == _LF:  # "\n\n\n": one more blank line before this event
                 block = block[1:]
-            self._block(block, block + b"\n\n", t_ns, events)
+            self._block(block, None, t_ns, events, lean)
         return len(data) - len(tail)
 
-    def _block(self, block: bytes, raw: bytes, t_ns: int, events: list[SSEEvent]) -> None:
-        """Decode one complete event's lines (LF-separated, no blank line) and dispatch it."""
+    def _data_blocks(self, blocks: list[bytes], pairs: _Out) -> bool:
+        """``feed_data``'s run of whole events: when every one is a single ``data: `` line, add
+        their pairs at once and return True; else add nothing and return False."""
+        joints = len(blocks) - 1
+        joined = b"\n".join(blocks)  # every LF in it is a joint followed by "data: ": no other LF
+        if (
+            len(joined) + 2 > self._max  # some event may be over the cap: let _block tell
+            or not joined.startswith(b"data: ")
+            or joined.count(b"\n") != joints
+            or joined.count(b"\ndata: ") != joints
+        ):
+            return False
+        pairs += [(_MESSAGE, block[6:]) for block in blocks]
+        return True
+
+    def _block(self, block: bytes, raw: bytes | None, t_ns: int, events: _Out, lean: bool) -> None:
+        """Decode one complete event's lines (LF-separated, no blank line) and dispatch it.
+
+        ``raw`` None means the event's bytes are ``block`` and a blank line: they are then only
+        built when an SSEEvent needs them.
+        """
         newline = block.find(b"\n")
-        if len(raw) <= self._max:
+        if (len(block) + 2 if raw is None else len(raw)) <= self._max:
             if newline < 0 and block.startswith(b"data: "):  # data: {...}
-                data = block[6:].decode("utf-8", "replace")
-                events.append(_new_event("message", data, self._id, None, t_ns, raw))
-                return
-            if (
+                pair = (_MESSAGE, block[6:])
+            elif (
                 block.startswith(b"event: ")
                 and block.startswith(b"data: ", newline + 1)
                 and block.find(b"\n", newline + 1) < 0
             ):  # event: name, then data: {...} (Anthropic's shape)
-                name = block[7:newline].decode("utf-8", "replace") or "message"
-                data = block[newline + 7 :].decode("utf-8", "replace")
+                pair = (block[7:newline] or _MESSAGE, block[newline + 7 :])
+            else:
+                pair = None
+            if pair is not None:
+                if lean:
+                    events.append(pair)
+                    return
+                name = pair[0].decode("utf-8", "replace")
+                data = pair[1].decode("utf-8", "replace")
+                raw = block + b"\n\n" if raw is None else raw
                 events.append(_new_event(name, data, self._id, None, t_ns, raw))
                 return
         for line in block.split(b"\n"):
             self._field(line)
-        self._dispatch(raw, t_ns, events)
+        self._dispatch(block + b"\n\n" if raw is None else raw, t_ns, events, lean)
 
-    def _feed_lines(self, data: bytes, pos: int, t_ns: int, events: list[SSEEvent]) -> int:
+    def _feed_lines(self, data: bytes, pos: int, t_ns: int, events: _Out, lean: bool) -> int:
         """General path: parse ``data[pos:]`` line by line until the pending event is dispatched.
 
         Returns where parsing stopped; when no blank line comes, the rest is buffered as the pending
@@ -277,7 +330,7 @@ class SSEDecoder:
             raw = bytes(self._buf) + data[begin:after] if self._buf else data[begin:after]
             self._buf.clear()
             self._line_start = 0
-            self._dispatch(raw, t_ns, events)
+            self._dispatch(raw, t_ns, events, lean)
             return after
         self._buf += memoryview(data)[begin:]
         if pos != begin:  # some line ended here: the unterminated one starts after it
@@ -303,14 +356,18 @@ class SSEDecoder:
             if retry is not None:
                 self._retry = retry
 
-    def _dispatch(self, raw: bytes, t_ns: int, events: list[SSEEvent]) -> None:
+    def _dispatch(self, raw: bytes, t_ns: int, events: _Out, lean: bool) -> None:
         """A blank line: emit the event if it has data, then reset the per-event buffers."""
         if len(raw) > self._max:
             self._fail(len(raw))
         if self._data:
-            name = self._event.decode("utf-8", "replace") if self._event else "message"
-            data = b"\n".join(self._data).decode("utf-8", "replace")
-            events.append(_new_event(name, data, self._id, self._retry, t_ns, raw))
+            joined = b"\n".join(self._data)
+            if lean:
+                events.append((self._event or _MESSAGE, joined))
+            else:
+                name = self._event.decode("utf-8", "replace") if self._event else "message"
+                data = joined.decode("utf-8", "replace")
+                events.append(_new_event(name, data, self._id, self._retry, t_ns, raw))
             self._data = []
         self._event = b""
         self._retry = None

@@ -404,3 +404,94 @@ def test_arbitrary_bytes_give_the_same_events_however_split(data: bytes, cuts: l
     pieces, pieces_tail = decode(*split(data, cuts))
     assert fields(pieces) == fields(whole)
     assert pieces_tail == whole_tail
+
+
+# --- feed_data: the same decoder, (name, data) byte pairs -----------------------------------------
+
+
+def decode_pairs(
+    *chunks: bytes, max_event_bytes: int | None = None
+) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Like ``decode`` through ``feed_data``: the pairs and what close() discarded."""
+    decoder = SSEDecoder() if max_event_bytes is None else SSEDecoder(max_event_bytes)
+    pairs: list[tuple[bytes, bytes]] = []
+    for chunk in chunks:
+        pairs.extend(decoder.feed_data(chunk))
+    return pairs, decoder.close()
+
+
+def as_text(pairs: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(name.decode("utf-8", "replace"), data.decode("utf-8", "replace")) for name, data in pairs]
+
+
+def test_feed_data_returns_names_and_data_as_bytes() -> None:
+    stream = b'data: {"a":1}\n\ndata: {"b":2}\n\nevent: ping\ndata: x\ndata: y\n\ndata: \xff\n\n: c\n\n'
+    pairs, tail = decode_pairs(stream[:5], stream[5:])
+    assert pairs == [
+        (b"message", b'{"a":1}'),
+        (b"message", b'{"b":2}'),
+        (b"ping", b"x\ny"),
+        (b"message", b"\xff"),
+    ]
+    assert tail == b""
+
+
+def test_feed_data_takes_a_run_of_data_events_whole_and_still_keeps_the_unfinished_one() -> None:
+    pairs, tail = decode_pairs(b"data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4")
+    assert pairs == [(b"message", b"1"), (b"message", b"2"), (b"message", b"3")]
+    assert tail == b"data: 4"
+
+
+def test_feed_data_enforces_the_cap_like_feed() -> None:
+    with pytest.raises(SSEError):
+        decode_pairs(b"data: 1\n\ndata: 0123456789abcdef\n\n", max_event_bytes=16)
+
+
+@PROPERTY
+@given(STREAMS, st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_feed_data_gives_the_events_of_feed_for_any_split_of_a_valid_stream(
+    stream: Stream, cuts: list[int]
+) -> None:
+    chunks = split(stream.data, cuts)
+    events, tail = decode(*chunks)
+    pairs, pairs_tail = decode_pairs(*chunks)
+    assert as_text(pairs) == [(e.event, e.data) for e in events]
+    assert pairs_tail == tail
+
+
+DATA_RUNS = st.lists(
+    st.one_of(
+        st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=8).map(
+            lambda text: b"data: " + text.encode() + b"\n\n"
+        ),
+        st.sampled_from(
+            [b"\n", b"data:x\n\n", b"event: e\ndata: d\n\n", b"data: a\ndata: b\n\n", b": c\n\n"]
+        ),
+    ),
+    max_size=12,
+).map(b"".join)
+
+
+@PROPERTY
+@given(
+    st.one_of(NASTY, DATA_RUNS),
+    st.lists(st.integers(min_value=0, max_value=200), max_size=10),
+    st.sampled_from([None, 16]),
+)
+def test_feed_data_gives_the_events_of_feed_for_any_bytes(
+    data: bytes, cuts: list[int], cap: int | None
+) -> None:
+    def run(lean: bool) -> tuple[list[tuple[str, str]], bytes | None]:
+        decoder = SSEDecoder() if cap is None else SSEDecoder(max_event_bytes=cap)
+        got: list[tuple[str, str]] = []
+        try:
+            for chunk in split(data, cuts):
+                if lean:
+                    got.extend(as_text(decoder.feed_data(chunk)))
+                else:
+                    got.extend((e.event, e.data) for e in decoder.feed(chunk, 0))
+        except SSEError:
+            return got, None  # None: refused, as the other entry point must be at the same event
+        return got, decoder.close()
+
+    assert run(lean=True) == run(lean=False)

@@ -13,9 +13,11 @@ from gatecheck.checks.wire import (
     as_dict,
     describe,
     excerpt,
+    first_invalid_event,
     is_json,
     json_object,
     json_of,
+    report_violations,
     require_status,
     schema_failure,
 )
@@ -117,46 +119,31 @@ def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:
             received=f"error {json.dumps(capture_.message.error)}; wire {excerpt(raw)}",
             exchange=capture_.exchange,
         )
-    invalid = first_invalid_event(ctx, capture_)
+    invalid = first_invalid_event(
+        ctx.store,
+        capture_.events,
+        "anthropic.stream.event",
+        rule="anthropic-event-schema",
+        what="an event",
+        exchange=capture_.exchange,
+    )
     if invalid is not None:
         ctx.record(invalid)
     return capture_
-
-
-def first_invalid_event(ctx: CheckContext, capture_: MessageCapture) -> Failure | None:
-    """A failure for the first event whose data is JSON but not valid against anthropic.stream.event."""
-    for event in capture_.events:
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            continue
-        issues = ctx.store.issues("anthropic.stream.event", data)
-        if issues:
-            return Failure(
-                title=f"a {event.event} event does not match schema anthropic.stream.event",
-                rule="anthropic-event-schema",
-                expected="every event valid against schemas/anthropic.stream.event.json",
-                received=f"{issues[0]}; wire {excerpt(event.raw)}",
-                exchange=capture_.exchange,
-            )
-    return None
 
 
 def report(
     ctx: CheckContext, capture_: MessageCapture, rules: tuple[str, ...], title: str, expected: str
 ) -> None:
     """Record one failure per violation of ``rules``, quoting its raw bytes."""
-    for violation in capture_.violations(*rules):
-        where = "" if violation.index is None else f" (event {violation.index})"
-        ctx.record(
-            Failure(
-                title=f"{title}{where}",
-                rule=f"anthropic-{violation.rule}",
-                expected=expected,
-                received=f"{violation.message}; wire {excerpt(violation.raw)}",
-                exchange=capture_.exchange,
-            )
-        )
+    report_violations(
+        ctx,
+        capture_.violations(*rules),
+        capture_.exchange,
+        prefix="anthropic",
+        title=title,
+        expected=expected,
+    )
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))

@@ -18,7 +18,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import check_usage, completion, first_message
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import describe, excerpt, header
+from gatecheck.checks.wire import describe, excerpt, first_invalid_event, header, report_violations
 from gatecheck.errors import SSEError
 
 if TYPE_CHECKING:
@@ -106,48 +106,26 @@ def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
             received=f"error {json.dumps(capture_.chat.error)}; wire {excerpt(raw)}",
             exchange=exchange,
         )
-    invalid = first_invalid_chunk(ctx, capture_)
+    invalid = first_invalid_event(
+        ctx.store,
+        capture_.events,
+        "openai.chat.chunk",
+        rule="stream-chunk-schema",
+        what="a chunk",
+        exchange=exchange,
+    )
     if invalid is not None:
         ctx.record(invalid)
     return capture_
-
-
-def first_invalid_chunk(ctx: CheckContext, capture_: StreamCapture) -> Failure | None:
-    """A failure for the first chunk that is JSON but not valid against openai.chat.chunk."""
-    for event in capture_.events:
-        if event.data.strip() == "[DONE]":
-            continue
-        try:
-            chunk = json.loads(event.data)
-        except ValueError:
-            continue
-        issues = ctx.store.issues("openai.chat.chunk", chunk)
-        if issues:
-            return Failure(
-                title="a chunk does not match schema openai.chat.chunk",
-                rule="stream-chunk-schema",
-                expected="every chunk valid against schemas/openai.chat.chunk.json",
-                received=f"{issues[0]}; wire {excerpt(event.raw)}",
-                exchange=capture_.exchange,
-            )
-    return None
 
 
 def report(
     ctx: CheckContext, capture_: StreamCapture, rules: Iterable[str], title: str, expected: str
 ) -> None:
     """Record one failure per violation of ``rules``, quoting its raw bytes."""
-    for violation in capture_.violations(*rules):
-        where = "" if violation.index is None else f" (event {violation.index})"
-        ctx.record(
-            Failure(
-                title=f"{title}{where}",
-                rule=f"stream-{violation.rule}",
-                expected=expected,
-                received=f"{violation.message}; wire {excerpt(violation.raw)}",
-                exchange=capture_.exchange,
-            )
-        )
+    report_violations(
+        ctx, capture_.violations(*rules), capture_.exchange, prefix="stream", title=title, expected=expected
+    )
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))

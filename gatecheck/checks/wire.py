@@ -7,13 +7,17 @@ bytes shown as bytes, so a missing blank line or a stray CR is visible).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks.base import Failure
 
 if TYPE_CHECKING:
+    from gatecheck.assemble import Violation
+    from gatecheck.checks.context import CheckContext
     from gatecheck.client import Exchange
     from gatecheck.schemas import SchemaStore
+    from gatecheck.sse import SSEEvent
 
 EXCERPT_BYTES = 600
 _MISSING = object()
@@ -99,3 +103,50 @@ def schema_failure(
         received=f"{issues[0]}{more}",
         exchange=exchange,
     )
+
+
+def first_invalid_event(
+    store: SchemaStore, events: Iterable[SSEEvent], schema: str, *, rule: str, what: str, exchange: Exchange
+) -> Failure | None:
+    """A failure for the first event whose data is JSON but invalid against ``schema``, quoting its bytes.
+
+    Data that is not JSON (``[DONE]``, garbage) is left to the checks that own those rules.
+    """
+    for event in events:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue
+        issues = store.issues(schema, data)
+        if issues:
+            return Failure(
+                title=f"{what} does not match schema {schema}",
+                rule=rule,
+                expected=f"every event valid against schemas/{schema}.json",
+                received=f"{issues[0]}; wire {excerpt(event.raw)}",
+                exchange=exchange,
+            )
+    return None
+
+
+def report_violations(
+    ctx: CheckContext,
+    violations: Iterable[Violation],
+    exchange: Exchange,
+    *,
+    prefix: str,
+    title: str,
+    expected: str,
+) -> None:
+    """Record one failure per assembler violation, with its rule id, position and raw bytes."""
+    for violation in violations:
+        where = "" if violation.index is None else f" (event {violation.index})"
+        ctx.record(
+            Failure(
+                title=f"{title}{where}",
+                rule=f"{prefix}-{violation.rule}",
+                expected=expected,
+                received=f"{violation.message}; wire {excerpt(violation.raw)}",
+                exchange=exchange,
+            )
+        )
