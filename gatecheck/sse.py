@@ -35,8 +35,10 @@ regular-expression line scanner that scans each byte once. ``benchmarks/sse_benc
 
 ``feed_data()`` is the same decoder (same state, same paths) for a caller that needs only each
 event's name and data, the load test: it returns ``(name, data)`` byte pairs instead of building an
-``SSEEvent`` per event, and skips the UTF-8 decoding the caller may not need. Use one of ``feed`` or
-``feed_data`` per stream.
+``SSEEvent`` per event, and skips the UTF-8 decoding the caller may not need. Its own fast path: a
+chunk of whole single-line ``data:`` events is cut with one ``split(b"\\n\\ndata: ")``, checked by
+counting its LFs (two per event: each event is then one line). Use one of ``feed`` or
+``feed_data`` per stream; a property test checks that both give the same events.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, cast
 
 from gatecheck.errors import SSEError
@@ -178,15 +181,19 @@ class SSEDecoder:
         no_cr = data.find(b"\r") < 0
         if (
             not self._buf
+            and no_cr
             and data.startswith(b"data: ")
             and data.endswith(b"\n\n")
-            and data.find(b"\n") == len(data) - 2
-            and no_cr
             and len(data) <= self._max
-        ):  # the usual chunk: exactly one single-line data event
-            if lean:
-                return [(_MESSAGE, data[6:-2])]
-            return [_new_event("message", data[6:-2].decode("utf-8", "replace"), self._id, None, t_ns, data)]
+        ):
+            if lean:  # whole single-line data events: one split, as many LFs as their blank lines
+                datas = data[6:-2].split(b"\n\ndata: ")
+                if data.count(b"\n") == 2 * len(datas):
+                    return list(zip(repeat(_MESSAGE), datas))
+            elif data.find(b"\n") == len(data) - 2:  # the usual chunk: exactly one data event
+                return [
+                    _new_event("message", data[6:-2].decode("utf-8", "replace"), self._id, None, t_ns, data)
+                ]
         events: _Out = []
         if (
             not self._buf

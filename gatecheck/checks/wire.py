@@ -138,15 +138,28 @@ def report_violations(
     title: str,
     expected: str,
 ) -> None:
-    """Record one failure per assembler violation, with its rule id, position and raw bytes."""
+    """Record one failure per violated rule, quoting its first violation and counting the others.
+
+    A broken rule usually repeats on every chunk; one finding with "and N more" reads better than
+    N findings that differ only in their position.
+    """
+    by_rule: dict[str, list[Violation]] = {}
     for violation in violations:
-        where = "" if violation.index is None else f" (event {violation.index})"
+        by_rule.setdefault(violation.rule, []).append(violation)
+    for rule, found in by_rule.items():
+        first = found[0]
+        where = "" if first.index is None else f" (event {first.index})"
+        more = ""
+        if len(found) > 1:
+            positions = [str(v.index) for v in found[1:] if v.index is not None]
+            shown = ", ".join(positions[:10]) + (", ..." if len(positions) > 10 else "")
+            more = f"; and {len(found) - 1} more" + (f" (events {shown})" if positions else "")
         ctx.record(
             Failure(
                 title=f"{title}{where}",
-                rule=f"{prefix}-{violation.rule}",
+                rule=f"{prefix}-{rule}",
                 expected=expected,
-                received=f"{violation.message}; wire {excerpt(violation.raw)}",
+                received=f"{first.message}; wire {excerpt(first.raw)}{more}",
                 exchange=exchange,
             )
         )
