@@ -101,14 +101,16 @@ _OPEN_BRACE = 0x7B
 
 def surely_chat_output(data: bytes) -> bool:
     """True when an OpenAI chunk's bytes surely carry output: ``"content":"`` once, followed by a
-    character, no usage and no error (the compact common chunk). False means: look closer."""
+    character, no usage (or one ``"usage":null``) and no error (the compact common chunk). False
+    means: look closer."""
     at = data.find(b'"content":"')
+    usage = data.find(b'"usage"')
     return (
         at > 0
         and data[at + 11 : at + 12] not in _EMPTY_OR_QUOTE
         and data[0] == _OPEN_BRACE
         and data.count(b'"content"') == 1
-        and b'"usage"' not in data
+        and (usage < 0 or (data.startswith(b'"usage":null', usage) and data.find(b'"usage"', usage + 7) < 0))
         and b'"error"' not in data
     )
 
@@ -130,7 +132,11 @@ _QUOTE = 0x22
 _BACKSLASH = 0x5C
 _SHAPE_TRIES = 8
 """Output events tried as a stream's shape before giving up on it (their text had quotes...)."""
+_SMALL_RUN = 4
+"""Events the recursive run test stamps one by one rather than halving further."""
+_name_of = itemgetter(0)
 _data_of = itemgetter(1)
+_DELTA = b"content_block_delta"
 
 
 class OutputShape:
@@ -145,14 +151,13 @@ class OutputShape:
     operations, whatever their number; a property test checks it against a full parse.
     """
 
-    __slots__ = ("_escaped", "_frame", "_quotes", "head", "tail")
+    __slots__ = ("_joint", "_text_of", "head", "tail")
 
     def __init__(self, head: bytes, tail: bytes) -> None:
         self.head = head
         self.tail = tail
-        self._frame = len(head) + len(tail)
-        self._quotes = head.count(b'"') + tail.count(b'"')
-        self._escaped = head.count(b'\\"') + tail.count(b'\\"')
+        self._joint = tail + b"\r" + head
+        self._text_of = itemgetter(slice(len(head), -len(tail)))  # tail holds the closing quote
 
     @classmethod
     def learn(
@@ -174,20 +179,24 @@ class OutputShape:
     def covers(self, datas: list[bytes]) -> bool:
         """True when every one of these events has this shape around a fitting text.
 
-        Each event longer than head + tail, starting with head and ending with tail, is head +
-        text + tail; the quote count then says no text has a quote, and the count of
-        backslash-quote pairs that no text ends with a backslash (an escaped one included: the
-        per-event path then decides).
+        Each event's text is cut at the shape's offsets; the events joined with CR (which none
+        holds) must then equal head + the texts joined with tail + CR + head + tail, which makes
+        every event head + its text + tail (copies and one comparison, no search). The texts are
+        then checked together: none empty, no quote, none ending with a backslash (an escaped one
+        included: the per-event path then decides).
         """
-        count = len(datas)
-        if not count or min(map(len, datas)) <= self._frame:
+        if not datas:
             return False
-        if not all(map(bytes.startswith, datas, repeat(self.head))):
+        texts = list(map(self._text_of, datas))
+        if b"\r".join(datas) != self.head + self._joint.join(texts) + self.tail:
             return False
-        if not all(map(bytes.endswith, datas, repeat(self.tail))):
-            return False
-        joined = b"\r".join(datas)  # events hold no CR: the joints add no quote pair
-        return joined.count(b'"') == count * self._quotes and joined.count(b'\\"') == count * self._escaped
+        together = b"\r".join(texts)
+        return (
+            min(map(len, texts)) > 0
+            and together.find(b'"') < 0
+            and together.find(b"\\\r") < 0
+            and not together.endswith(b"\\")
+        )
 
 
 def _delta_has_output(obj: dict[str, Any]) -> bool:
@@ -284,9 +293,30 @@ class _StreamStamper(ABC):
             timing.error_code = timing.error_code or "sse-event-too-large"
             return []
 
-    @abstractmethod
     def feed(self, data: bytes, t_ns: int) -> None:
         """Decode a piece of the stream and stamp each event it completed."""
+        self._stamp(self._decode(data), t_ns)
+
+    def _stamp(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
+        """Stamp events that all have the stream's output shape at once; else split the list in
+        halves and try again, down to a few events stamped one by one (the odd role, usage or
+        [DONE] event costs a few more tests, not a pass over every event)."""
+        if self._shape is not None and self._covered(pairs):
+            self.timing.token_ns += repeat(t_ns, len(pairs))
+        elif self._shape is not None and len(pairs) > _SMALL_RUN:
+            half = len(pairs) // 2
+            self._stamp(pairs[:half], t_ns)
+            self._stamp(pairs[half:], t_ns)
+        else:
+            self._each(pairs, t_ns)
+
+    @abstractmethod
+    def _covered(self, pairs: list[tuple[bytes, bytes]]) -> bool:
+        """Whether every event is an output event of the stream's learned shape."""
+
+    @abstractmethod
+    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
+        """Stamp events one by one."""
 
     def _parsed(self, data: str) -> dict[str, Any] | None:
         """The event's JSON object (None, and the response marked invalid, when it is not one)."""
@@ -313,13 +343,12 @@ class _StreamStamper(ABC):
 class ChatStreamStamper(_StreamStamper):
     """An OpenAI chat completion stream: output chunks, the usage chunk, ``[DONE]``."""
 
-    def feed(self, data: bytes, t_ns: int) -> None:
-        """Decode a piece of the stream and stamp each event it completed."""
-        pairs = self._decode(data)
-        shape = self._shape
-        if shape is not None and shape.covers(list(map(_data_of, pairs))):
-            self.timing.token_ns += repeat(t_ns, len(pairs))
-            return
+    def _covered(self, pairs: list[tuple[bytes, bytes]]) -> bool:
+        """Whether every event is an output chunk of the stream's learned shape."""
+        return self._shape is not None and self._shape.covers(list(map(_data_of, pairs)))
+
+    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
+        """Stamp events one by one: the byte test, else the quick look, else a full parse."""
         tokens = self.timing.token_ns
         for _, payload in pairs:
             if surely_chat_output(payload):
@@ -358,20 +387,19 @@ class ChatStreamStamper(_StreamStamper):
 class MessagesStreamStamper(_StreamStamper):
     """An Anthropic messages stream: ``content_block_delta`` output, usage, ``message_stop``."""
 
-    def feed(self, data: bytes, t_ns: int) -> None:
-        """Decode a piece of the stream and stamp each event it completed."""
-        pairs = self._decode(data)
-        shape = self._shape
-        if (
-            shape is not None
-            and all(name == b"content_block_delta" for name, _ in pairs)
-            and shape.covers(list(map(_data_of, pairs)))
-        ):
-            self.timing.token_ns += repeat(t_ns, len(pairs))
-            return
+    def _covered(self, pairs: list[tuple[bytes, bytes]]) -> bool:
+        """Whether every event is a ``content_block_delta`` output of the stream's learned shape."""
+        return (
+            self._shape is not None
+            and list(map(_name_of, pairs)).count(_DELTA) == len(pairs)
+            and self._shape.covers(list(map(_data_of, pairs)))
+        )
+
+    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
+        """Stamp events one by one: the byte test, else the quick look, else a full parse."""
         tokens = self.timing.token_ns
         for name, payload in pairs:
-            if name == b"content_block_delta" and surely_delta_output(payload):
+            if name == _DELTA and surely_delta_output(payload):
                 tokens.append(t_ns)
                 if self._shape is None and self._shape_tries:
                     self._learn(payload, b'"text":"', _delta_has_output)

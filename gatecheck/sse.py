@@ -35,10 +35,10 @@ regular-expression line scanner that scans each byte once. ``benchmarks/sse_benc
 
 ``feed_data()`` is the same decoder (same state, same paths) for a caller that needs only each
 event's name and data, the load test: it returns ``(name, data)`` byte pairs instead of building an
-``SSEEvent`` per event, and skips the UTF-8 decoding the caller may not need. Its own fast path: a
-chunk of whole single-line ``data:`` events is cut with one ``split(b"\\n\\ndata: ")``, checked by
-counting its LFs (two per event: each event is then one line). Use one of ``feed`` or
-``feed_data`` per stream; a property test checks that both give the same events.
+``SSEEvent`` per event, and skips the UTF-8 decoding the caller may not need. Its own fast path:
+a run of whole single-line ``data:`` events (nothing pending, no CR) is cut with one
+``split(b"\\n\\ndata: ")``, checked by counting its LFs, so there is no per-event Python work.
+Use one of ``feed`` or ``feed_data`` per stream; a property test checks both give the same events.
 """
 
 from __future__ import annotations
@@ -180,20 +180,15 @@ class SSEDecoder:
             data = self._skip_lf_after_cr(data)
         no_cr = data.find(b"\r") < 0
         if (
-            not self._buf
-            and no_cr
+            not lean
+            and not self._buf
             and data.startswith(b"data: ")
             and data.endswith(b"\n\n")
+            and data.find(b"\n") == len(data) - 2
+            and no_cr
             and len(data) <= self._max
-        ):
-            if lean:  # whole single-line data events: one split, as many LFs as their blank lines
-                datas = data[6:-2].split(b"\n\ndata: ")
-                if data.count(b"\n") == 2 * len(datas):
-                    return list(zip(repeat(_MESSAGE), datas))
-            elif data.find(b"\n") == len(data) - 2:  # the usual chunk: exactly one data event
-                return [
-                    _new_event("message", data[6:-2].decode("utf-8", "replace"), self._id, None, t_ns, data)
-                ]
+        ):  # the usual chunk: exactly one single-line data event
+            return [_new_event("message", data[6:-2].decode("utf-8", "replace"), self._id, None, t_ns, data)]
         events: _Out = []
         if (
             not self._buf
@@ -253,13 +248,15 @@ class SSEDecoder:
         rest = data[pos:] if pos else data
         if rest[0] == _LF:  # blank lines with nothing pending dispatch nothing
             rest = rest.lstrip(b"\n")
+        if lean:
+            taken = self._data_run(rest, events)
+            if taken:
+                return len(data) - len(rest) + taken
         blocks = rest.split(b"\n\n")
         tail = blocks.pop()
         if len(blocks) == 1 and not tail:  # the usual chunk: exactly one whole event, no copy
             self._block(blocks[0], rest, t_ns, events, lean)
             return len(data)
-        if lean and self._data_blocks(blocks, events):
-            return len(data) - len(tail)
         for block in blocks:
             if not block:  # "\n\n\n\n": two more blank lines
                 continue
@@ -268,20 +265,21 @@ class SSEDecoder:
             self._block(block, None, t_ns, events, lean)
         return len(data) - len(tail)
 
-    def _data_blocks(self, blocks: list[bytes], pairs: _Out) -> bool:
-        """``feed_data``'s run of whole events: when every one is a single ``data: `` line, add
-        their pairs at once and return True; else add nothing and return False."""
-        joints = len(blocks) - 1
-        joined = b"\n".join(blocks)  # every LF in it is a joint followed by "data: ": no other LF
-        if (
-            len(joined) + 2 > self._max  # some event may be over the cap: let _block tell
-            or not joined.startswith(b"data: ")
-            or joined.count(b"\n") != joints
-            or joined.count(b"\ndata: ") != joints
-        ):
-            return False
-        pairs += [(_MESSAGE, block[6:]) for block in blocks]
-        return True
+    def _data_run(self, rest: bytes, pairs: _Out) -> int:
+        """``feed_data``'s run of whole single-line ``data:`` events at the start of ``rest``, up to
+        its last blank line: add their pairs and return the length taken (0: not such a run).
+
+        One split on ``"\\n\\ndata: "`` cuts it; its LF count proves it: two per event (its blank
+        line) means no event has another line.
+        """
+        end = rest.rfind(b"\n\n")
+        if end < 0 or end + 2 > self._max or not rest.startswith(b"data: "):
+            return 0  # over the cap: some event may be, let _block tell
+        datas = rest[6:end].split(b"\n\ndata: ")
+        if rest.count(b"\n", 0, end) != 2 * len(datas) - 2:
+            return 0
+        pairs += zip(repeat(_MESSAGE), datas)
+        return end + 2
 
     def _block(self, block: bytes, raw: bytes | None, t_ns: int, events: _Out, lean: bool) -> None:
         """Decode one complete event's lines (LF-separated, no blank line) and dispatch it.

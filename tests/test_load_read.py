@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -13,13 +15,17 @@ from gatecheck.loadread import (
     ChatStreamStamper,
     ErrorStamper,
     MessagesStreamStamper,
+    OutputShape,
     _chunk_has_output,
     error_code,
     quick_chat_output,
     quick_delta_output,
     stamper_for,
+    surely_chat_output,
+    surely_delta_output,
 )
 from gatecheck.metrics import StreamTiming, derive
+from gatecheck.sse import SSEDecoder, SSEEvent
 
 # The streaming example of api-docs/000 ("Streaming SSE Chunks"): a role-only first chunk, two
 # content chunks, a final chunk with finish_reason and usage, then [DONE].
@@ -314,4 +320,146 @@ def test_the_common_chunks_take_the_quick_path() -> None:
     assert quick_chat_output('{"choices":[],"usage":{"completion_tokens":3}}') is None
     assert (
         quick_delta_output('{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}') is True
+    )
+
+
+# --- the stamper's byte tests and per-piece shape test agree with a full parse ---------------------
+
+_texts = st.one_of(
+    st.just(" word"),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6),
+    st.sampled_from(["content", "usage", "error", "\\", 'a"b', "\\\\", "a\\", "", " "]),
+)
+
+
+def _openai_chunk(text: str | None, style: int) -> dict[str, object]:
+    """A chunk of one stream: content ``text`` (None: a usage chunk; style 1: role and content;
+    style 2: ``"usage":null`` as OpenAI sends with include_usage)."""
+    head: dict[str, object] = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m"}
+    if text is None:
+        return {**head, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 7}}
+    delta = {"role": "assistant", "content": text} if style == 1 else {"content": text}
+    chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+    return {**chunk, "usage": None} if style == 2 else chunk
+
+
+def _stamped(stamper: ChatStreamStamper | MessagesStreamStamper, stream: bytes, cuts: list[int]) -> list[int]:
+    """Feed the stream cut at ``cuts``, piece i stamped i; the token stamps."""
+    points = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    for t_ns, (a, b) in enumerate(pairwise(points)):
+        stamper.feed(stream[a:b], t_ns)
+    stamper.finish(len(points))
+    return stamper.timing.token_ns
+
+
+def _expected(stream: bytes, cuts: list[int], is_output: Callable[[SSEEvent], bool]) -> list[int]:
+    """The arrival of each output event by SSEDecoder.feed and a full JSON parse of every event."""
+    points = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    decoder = SSEDecoder()
+    events = [e for t, (a, b) in enumerate(pairwise(points)) for e in decoder.feed(stream[a:b], t)]
+    return [e.t_ns for e in events if is_output(e)]
+
+
+def _chat_output(event: SSEEvent) -> bool:
+    return event.data != "[DONE]" and _chunk_has_output(json.loads(event.data))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 2),
+    st.lists(st.tuples(st.none() | _texts, st.integers(0, 2)), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=6000), max_size=6),
+)
+def test_chat_stamps_equal_a_full_parse_for_any_texts_and_split(
+    first: int, chunks: list[tuple[str | None, int]], cuts: list[int]
+) -> None:
+    stream = (
+        b"".join(
+            b"data: " + json.dumps(_openai_chunk(text, style), separators=(",", ":")).encode() + b"\n\n"
+            for text, style in [(" word", first), *chunks]
+        )
+        + b"data: [DONE]\n\n"
+    )
+    stamper = ChatStreamStamper(_timing())
+    assert _stamped(stamper, stream, cuts) == _expected(stream, cuts, _chat_output)
+    usage = any(text is None for text, _ in chunks)
+    assert stamper.timing.output_tokens == (7 if usage else None), "tokens come from usage when present"
+    assert stamper.timing.complete
+
+
+def _messages_output(event: SSEEvent) -> bool:
+    delta = json.loads(event.data).get("delta", {})
+    return event.event == "content_block_delta" and bool(delta.get("text") or delta.get("thinking"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(_texts, st.sampled_from(["text_delta", "thinking_delta", "ping"])), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=6000), max_size=6),
+)
+def test_messages_stamps_equal_a_full_parse_for_any_texts_and_split(
+    deltas: list[tuple[str, str]], cuts: list[int]
+) -> None:
+    def event(text: str, kind: str) -> bytes:
+        if kind == "ping":
+            return b'event: ping\ndata: {"type":"ping"}\n\n'
+        field = "text" if kind == "text_delta" else "thinking"
+        data = {"type": "content_block_delta", "index": 0, "delta": {"type": kind, field: text}}
+        return (
+            b"event: content_block_delta\ndata: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+        )
+
+    stream = b"".join(event(text, kind) for text, kind in [(" word", "text_delta"), *deltas])
+    stream += b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    stamper = MessagesStreamStamper(_timing())
+    assert _stamped(stamper, stream, cuts) == _expected(stream, cuts, _messages_output)
+    assert stamper.timing.complete
+
+
+def test_a_piece_of_plain_chunks_is_stamped_by_the_learned_shape() -> None:
+    def compact(text: str) -> bytes:
+        chunk = json.dumps(_openai_chunk(text, 0), separators=(",", ":")).encode()
+        return b"data: " + chunk + b"\n\n"
+
+    plain = b"".join(compact(f"w{i}") for i in range(50))
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(compact("first"), 1)
+    shape = stamper._shape
+    assert shape is not None and shape.head.endswith(b'"content":"') and shape.tail.startswith(b'"}')
+    assert shape.covers([part[6:] for part in plain.split(b"\n\n") if part])
+    stamper.feed(plain, 2)
+    assert stamper.timing.token_ns == [1] + [2] * 50
+
+
+@pytest.mark.parametrize("text", ["", 'say "hi"', "ends with \\", "content", "usage"])
+def test_the_shape_test_leaves_unusual_texts_to_the_per_event_path(text: str) -> None:
+    shape = OutputShape(b'{"choices":[{"delta":{"content":"', b'"}}]}')
+    data = json.dumps({"choices": [{"delta": {"content": text}}]}, separators=(",", ":")).encode()
+    plain = b'{"choices":[{"delta":{"content":"x"}}]}'
+    assert shape.covers([plain, plain])
+    assert shape.covers([plain, data]) == (text in ("content", "usage"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=_chunk_obj, style=st.integers(0, 2))
+def test_the_chat_byte_test_agrees_with_json(obj: dict[str, object], style: int) -> None:
+    if surely_chat_output(_encoded(obj, style).encode()):
+        assert _chunk_has_output(obj)
+        assert obj.get("usage") is None and "error" not in obj
+
+
+@settings(max_examples=200, deadline=None)
+@given(delta=_anthropic_delta, style=st.integers(0, 2))
+def test_the_delta_byte_test_agrees_with_json(delta: dict[str, str], style: int) -> None:
+    event = {"type": "content_block_delta", "index": 0, "delta": delta}
+    if surely_delta_output(_encoded(event, style).encode()):
+        assert delta["type"] == "text_delta" and delta["text"]
+
+
+def test_the_common_compact_chunks_pass_the_byte_tests() -> None:
+    assert surely_chat_output(json.dumps(_openai_chunk("x", 2), separators=(",", ":")).encode())
+    assert not surely_chat_output(json.dumps(_openai_chunk("", 2), separators=(",", ":")).encode())
+    assert not surely_chat_output(json.dumps(_openai_chunk(None, 0), separators=(",", ":")).encode())
+    assert surely_delta_output(
+        b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}'
     )
