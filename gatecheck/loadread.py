@@ -300,23 +300,26 @@ class _StreamStamper(ABC):
     def _stamp(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
         """Stamp events that all have the stream's output shape at once; else split the list in
         halves and try again, down to a few events stamped one by one (the odd role, usage or
-        [DONE] event costs a few more tests, not a pass over every event)."""
-        if self._shape is not None and self._covered(pairs):
+        [DONE] event costs a few more tests, not a pass over every event). The shape is learned
+        from the first piece of many events: for one event per piece it would not pay."""
+        if len(pairs) <= _SMALL_RUN:
+            self._each(pairs, t_ns, learn=False)
+        elif self._shape is None:
+            self._each(pairs, t_ns, learn=self._shape_tries > 0)
+        elif self._covered(pairs):
             self.timing.token_ns += repeat(t_ns, len(pairs))
-        elif self._shape is not None and len(pairs) > _SMALL_RUN:
+        else:
             half = len(pairs) // 2
             self._stamp(pairs[:half], t_ns)
             self._stamp(pairs[half:], t_ns)
-        else:
-            self._each(pairs, t_ns)
 
     @abstractmethod
     def _covered(self, pairs: list[tuple[bytes, bytes]]) -> bool:
         """Whether every event is an output event of the stream's learned shape."""
 
     @abstractmethod
-    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
-        """Stamp events one by one."""
+    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int, learn: bool) -> None:
+        """Stamp events one by one; ``learn``: take the first plain output event as the shape."""
 
     def _parsed(self, data: str) -> dict[str, Any] | None:
         """The event's JSON object (None, and the response marked invalid, when it is not one)."""
@@ -347,13 +350,13 @@ class ChatStreamStamper(_StreamStamper):
         """Whether every event is an output chunk of the stream's learned shape."""
         return self._shape is not None and self._shape.covers(list(map(_data_of, pairs)))
 
-    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
+    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int, learn: bool) -> None:
         """Stamp events one by one: the byte test, else the quick look, else a full parse."""
         tokens = self.timing.token_ns
         for _, payload in pairs:
             if surely_chat_output(payload):
                 tokens.append(t_ns)
-                if self._shape is None and self._shape_tries:
+                if learn and self._shape is None:
                     self._learn(payload, b'"content":"', _chunk_has_output)
             else:
                 self._closer(payload.decode("utf-8", "replace"), t_ns)
@@ -395,13 +398,13 @@ class MessagesStreamStamper(_StreamStamper):
             and self._shape.covers(list(map(_data_of, pairs)))
         )
 
-    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
+    def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int, learn: bool) -> None:
         """Stamp events one by one: the byte test, else the quick look, else a full parse."""
         tokens = self.timing.token_ns
         for name, payload in pairs:
             if name == _DELTA and surely_delta_output(payload):
                 tokens.append(t_ns)
-                if self._shape is None and self._shape_tries:
+                if learn and self._shape is None:
                     self._learn(payload, b'"text":"', _delta_has_output)
             else:
                 self._closer(name.decode("utf-8", "replace"), payload.decode("utf-8", "replace"), t_ns)

@@ -424,11 +424,13 @@ def test_a_piece_of_plain_chunks_is_stamped_by_the_learned_shape() -> None:
     plain = b"".join(compact(f"w{i}") for i in range(50))
     stamper = ChatStreamStamper(_timing())
     stamper.feed(compact("first"), 1)
+    assert stamper._shape is None, "one event per piece: not worth learning"
+    stamper.feed(b"".join(compact(f"v{i}") for i in range(8)), 2)
     shape = stamper._shape
     assert shape is not None and shape.head.endswith(b'"content":"') and shape.tail.startswith(b'"}')
     assert shape.covers([part[6:] for part in plain.split(b"\n\n") if part])
-    stamper.feed(plain, 2)
-    assert stamper.timing.token_ns == [1] + [2] * 50
+    stamper.feed(plain, 3)
+    assert stamper.timing.token_ns == [1] + [2] * 8 + [3] * 50
 
 
 @pytest.mark.parametrize("text", ["", 'say "hi"', "ends with \\", "content", "usage"])
