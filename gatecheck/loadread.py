@@ -128,7 +128,6 @@ def surely_delta_output(data: bytes) -> bool:
     )
 
 
-_QUOTE = 0x22
 _BACKSLASH = 0x5C
 _SHAPE_TRIES = 8
 """Output events tried as a stream's shape before giving up on it (their text had quotes...)."""
