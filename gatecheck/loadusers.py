@@ -5,10 +5,12 @@ Imports gevent and locust (so only locustfiles and ``gatecheck.locust_plugin`` i
 HTTP client, chosen by measurement (``benchmarks/load_capacity.py``): geventhttpclient, the
 library under locust's FastHttpUser, used directly so the body can be read as it arrives. Locust's
 ``iter_content``/``iter_lines`` wait for 1-4 KiB before yielding and FastHttpUser times a stream at
-its headers; here every ``recv()`` is stamped with ``perf_counter_ns`` and handed to the stamper in
-``gatecheck.loadread`` (the project's one SSE decoder). That relies on two attributes of
-geventhttpclient's response (``_sock`` and ``_body_buffer``); ``_read_available`` is the only place
-that touches them.
+its headers; here every read of the body is stamped and handed to the stamper in
+``gatecheck.loadread`` (the project's one SSE decoder). The stamp is the kernel's arrival time of the
+read's first packet (Linux ``SO_TIMESTAMPNS``, mapped onto ``perf_counter_ns``), so a busy locust
+process does not add its own scheduling delay to TTFT and ITL; elsewhere it is the moment ``recv``
+returned. That relies on two attributes of geventhttpclient's response (``_sock`` and
+``_body_buffer``); ``kernel_stamps`` and ``_read_available`` are the only places that touch them.
 
 Users (import them all into the locustfile; the plugin keeps the one the options ask for, unless
 classes are named on the command line):
@@ -35,7 +37,7 @@ from locust import LoadTestShape, User, constant, task
 from locust.exception import StopUser
 
 from gatecheck.limits import LimitKey, Phase, ProbePlan, ProbeRecord, retry_wait_s
-from gatecheck.loadread import stamper_for
+from gatecheck.loadread import STAMP_SPACE, arrival_ns, enable_kernel_stamps, stamper_for
 from gatecheck.metrics import StreamTiming
 from gatecheck.workload import (
     ArrivalSchedule,
@@ -54,9 +56,16 @@ _FRESH_WINDOW = 1.05
 """Waiting this many windows between two probes of a key lets its current window end."""
 
 
-def _read_available(response: HTTPSocketPoolResponse) -> tuple[bytes, int] | None:
-    """Body bytes available now and when they arrived, waiting for one ``recv`` if none are;
-    None at the end of the body. The time is taken as soon as ``recv`` returns."""
+def kernel_stamps(response: HTTPSocketPoolResponse) -> int | None:
+    """Have the kernel stamp the packets of ``response`` (see ``gatecheck.loadread.enable_kernel_stamps``)."""
+    sock = response._sock
+    return None if sock is None else enable_kernel_stamps(sock)
+
+
+def _read_available(response: HTTPSocketPoolResponse, offset_ns: int | None) -> tuple[bytes, int] | None:
+    """Body bytes available now and when they arrived, waiting for one read if none are;
+    None at the end of the body. The time is the kernel's arrival stamp of the read's first packet
+    when ``offset_ns`` is known (see ``kernel_stamps``), else the moment the read returned."""
     buffered = response._body_buffer
     t_ns = time.perf_counter_ns()
     while not buffered:
@@ -65,8 +74,12 @@ def _read_available(response: HTTPSocketPoolResponse) -> tuple[bytes, int] | Non
         sock = response._sock
         if sock is None:
             return None
-        data = sock.recv(_RECV_BYTES)
-        t_ns = time.perf_counter_ns()
+        if offset_ns is None:
+            data = sock.recv(_RECV_BYTES)
+            t_ns = time.perf_counter_ns()
+        else:
+            data, ancillary, _flags, _addr = sock.recvmsg(_RECV_BYTES, STAMP_SPACE)
+            t_ns = arrival_ns(ancillary, offset_ns, time.perf_counter_ns())
         response.feed(data)
         if not data and not buffered:
             return None
@@ -106,10 +119,11 @@ def exchange(
             timing.retry_after = _header(response, "retry-after")
             limit_headers = all(name in response for name in _LIMIT_HEADERS)
             stamper = stamper_for(timing, dialect, timing.status)
-            piece = _read_available(response)
+            offset_ns = kernel_stamps(response)
+            piece = _read_available(response, offset_ns)
             while piece is not None:
                 stamper.feed(*piece)
-                piece = _read_available(response)
+                piece = _read_available(response, offset_ns)
             stamper.finish(time.perf_counter_ns())
     except gevent.Timeout:
         timing.error_code = "total-timeout"
