@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from _common import percentile
+
 KEY = "gatecheck-demo-key"
 SERVER_CORE, CLIENT_CORE = 0, 1
 END_OF_RESPONSE = b"\r\n0\r\n\r\n"
@@ -207,11 +209,6 @@ def gateway(*options: str) -> Iterator[tuple[int, int]]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

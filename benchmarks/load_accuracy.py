@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,10 @@ import textwrap
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from _common import percentile, pinned
+
+from gatecheck.commands.load import locust_command
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -138,14 +141,10 @@ def serve_logged(log_path: str, serve_args: list[str]) -> int:
         return gatecheck_main(["serve", *serve_args])
 
 
-def _pinned(core: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") else command
-
-
 def start_gateway(log_path: Path) -> tuple[subprocess.Popen[str], str]:
     """The shaped reference gateway on core 0, without limits, logging its stamps to ``log_path``;
     returns the process and its URL."""
-    command = _pinned(
+    command = pinned(
         0,
         [
             sys.executable,
@@ -183,36 +182,27 @@ def measure(url: str, streams: int, seconds: float, workdir: Path) -> dict[str, 
     locustfile.write_text(
         ACCURACY_LOCUSTFILE.format(loadtests=str(LOCUSTFILE.parent), period_s=PERIOD_S), encoding="utf-8"
     )
-    command = _pinned(
+    command = pinned(
         1,
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(locustfile),
-            "--headless",
-            "--only-summary",
-            "--host",
+        locust_command(
             url,
-            "-u",
-            str(streams),
-            "-r",
-            str(spawn_rate),
-            "-t",
-            f"{seconds:g}s",
-            "--prompt-tokens",
-            "16",
-            "--output-tokens",
-            str(OUTPUT_TOKENS),
-            "--ignore-eos",
-            "on",
-            "--report-dir",
-            str(workdir),
-            "--run-name",
-            name,
-            "AccuracyUser",
-        ],
+            locustfile=locustfile,
+            users=streams,
+            spawn_rate=spawn_rate,
+            run_time=f"{seconds:g}s",
+            report_dir=workdir,
+            run_name=name,
+            processes=None,
+            extra=[
+                "--prompt-tokens",
+                "16",
+                "--output-tokens",
+                str(OUTPUT_TOKENS),
+                "--ignore-eos",
+                "on",
+                "AccuracyUser",
+            ],
+        ),
     )
     env = {
         **os.environ,
@@ -237,12 +227,6 @@ def measure(url: str, streams: int, seconds: float, workdir: Path) -> dict[str, 
     }
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(pct / 100 * len(ordered)))]
-
-
 def split_ttft(server_log: Path, client_log: Path) -> dict[str, float]:
     """Per request after the spawn: admission, server lateness and client lateness (ms), p50/p99."""
     server: dict[str, tuple[int, int, int]] = {}
@@ -265,7 +249,7 @@ def split_ttft(server_log: Path, client_log: Path) -> dict[str, float]:
     result: dict[str, float] = {"requests": len(parts["admission"])}
     for key, values in parts.items():
         for pct in (50, 99):
-            result[f"{key}_p{pct}"] = _percentile(values, pct) if values else float("nan")
+            result[f"{key}_p{pct}"] = percentile(values, pct) if values else float("nan")
     return result
 
 

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from _common import pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -161,12 +162,8 @@ def serve(port_file: str, chunks: int, per_write: int) -> None:
         server.close()
 
 
-def _pinned(core: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") else command
-
-
 def _locust(locustfile: Path, host: str, users: int, seconds: float, extra: list[str], workdir: Path) -> str:
-    command = _pinned(
+    command = pinned(
         1,
         [
             sys.executable,
@@ -242,7 +239,7 @@ def main() -> None:
         workdir = Path(tmp)
         port_file = workdir / "port"
         server = subprocess.Popen(
-            _pinned(
+            pinned(
                 0,
                 [
                     sys.executable,
