@@ -432,16 +432,22 @@ class ChatStreamAssembler:
         self._usage = usage
         self._usage_at.append((index, event.raw))
 
+    def _index_of(
+        self, item: JSONObject, rule: str, what: str, position: int, index: int, event: SSEEvent
+    ) -> int:
+        """``item``'s integer ``index``; without one, ``rule`` is recorded and its position is used."""
+        number = item.get("index")
+        if _is_int(number):
+            return number
+        self._log.add(rule, f"{what} has index {_short(number)}; merged as {position}", index, event.raw)
+        return position
+
     def _take_choice(self, index: int, event: SSEEvent, position: int, choice: object) -> None:
         """Merge one choice of a chunk into its state."""
         if not isinstance(choice, dict):
             self._log.add("malformed", f"choice {position} is not an object", index, event.raw)
             return
-        number = choice.get("index")
-        if not _is_int(number):
-            message = f"choice {position} has index {_short(number)}; merged as {position}"
-            self._log.add("choice-no-index", message, index, event.raw)
-            number = position
+        number = self._index_of(choice, "choice-no-index", f"choice {position}", position, index, event)
         state = self._choices.get(number)
         first = state is None
         if state is None:
@@ -498,11 +504,7 @@ class ChatStreamAssembler:
         if not isinstance(call, dict):
             self._log.add("malformed", f"{where} {position} is not an object", index, event.raw)
             return
-        number = call.get("index")
-        if not _is_int(number):
-            message = f"{where} {position} has index {_short(number)}; merged as {position}"
-            self._log.add("tool-call-no-index", message, index, event.raw)
-            number = position
+        number = self._index_of(call, "tool-call-no-index", f"{where} {position}", position, index, event)
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
         header = {
