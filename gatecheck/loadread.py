@@ -25,9 +25,6 @@ share its arrival time. Chunks are not validated here: the conformance suite doe
 from __future__ import annotations
 
 import json
-import socket
-import struct
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from itertools import repeat
@@ -38,43 +35,6 @@ from gatecheck.errors import SSEError
 from gatecheck.metrics import StreamTiming
 from gatecheck.sse import SSEDecoder
 from gatecheck.workload import Dialect
-
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-"""Linux's SO_TIMESTAMPNS (35 on x86-64 and arm64; Python 3.11 does not name it): the kernel stamps
-each received packet, and ``recvmsg`` returns the stamp as SCM_TIMESTAMPNS (the same number)."""
-STAMP_SPACE = socket.CMSG_SPACE(16)
-"""Ancillary buffer size for one ``struct timespec``."""
-_TIMESPEC = struct.Struct("@qq")
-
-
-def enable_kernel_stamps(sock: Any) -> int | None:
-    """Ask the kernel to stamp packets arriving on ``sock``; the realtime-to-monotonic offset, or None.
-
-    A kernel stamp is taken when a packet arrives, so a chunk's time does not depend on when a busy
-    load generator gets round to reading it (at 256 streams that wait was the whole measurement
-    error). Stamps are CLOCK_REALTIME; subtracting the offset maps them onto ``perf_counter_ns``.
-    None where the option is not supported (then reads are stamped when they return).
-    """
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError:
-        return None
-    return time.time_ns() - time.perf_counter_ns()
-
-
-def arrival_ns(ancillary: list[tuple[int, int, bytes]], offset_ns: int, returned_ns: int) -> int:
-    """The arrival time of a ``recvmsg`` read's first packet on the ``perf_counter_ns`` clock.
-
-    ``returned_ns`` (when the read returned) is used when the kernel gave no stamp, and bounds the
-    result: an offset error can never put an arrival after the read that delivered it.
-    """
-    for _level, kind, payload in ancillary:
-        if kind == SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
-            seconds, nanos = _TIMESPEC.unpack_from(payload)
-            stamped: int = seconds * 1_000_000_000 + nanos - offset_ns
-            return min(returned_ns, stamped)
-    return returned_ns
-
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
 _ANTHROPIC_OUTPUT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}

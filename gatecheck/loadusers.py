@@ -36,8 +36,9 @@ from geventhttpclient.response import HTTPSocketPoolResponse
 from locust import LoadTestShape, User, constant, task
 from locust.exception import StopUser
 
+from gatecheck.kernelstamps import STAMP_SPACE, arrival_ns, enable_kernel_stamps
 from gatecheck.limits import LimitKey, Phase, ProbePlan, ProbeRecord, retry_wait_s
-from gatecheck.loadread import STAMP_SPACE, arrival_ns, enable_kernel_stamps, stamper_for
+from gatecheck.loadread import stamper_for
 from gatecheck.metrics import StreamTiming
 from gatecheck.workload import (
     ArrivalSchedule,
@@ -57,7 +58,7 @@ _FRESH_WINDOW = 1.05
 
 
 def kernel_stamps(response: HTTPSocketPoolResponse) -> int | None:
-    """Have the kernel stamp the packets of ``response`` (see ``gatecheck.loadread.enable_kernel_stamps``)."""
+    """Have the kernel stamp the packets of ``response`` (see ``gatecheck.kernelstamps``)."""
     sock = response._sock
     return None if sock is None else enable_kernel_stamps(sock)
 
