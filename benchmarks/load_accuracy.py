@@ -1,7 +1,7 @@
 """How close gatecheck's measured TTFT and ITL are to what the gateway injects.
 
 The reference gateway is shaped with ``--ttft-ms 100 --itl-ms 20`` (absolute deadlines from the
-moment it receives a request) and pinned to core 0; one locust process with gatecheck's streaming
+kernel's arrival stamp of the request) and pinned to core 0; one locust process with gatecheck's streaming
 user is pinned to core 1 (``taskset``). For 1, 64 and 256 concurrent streams, prints the error of
 the measured TTFT and ITL (p50 and p99 minus the injected value). Targets: TTFT p99 error < 2 ms
 at 64 streams, < 5 ms at 256. Bounded: one run of ``--seconds`` per level, 127.0.0.1 only.
@@ -14,12 +14,13 @@ for the last one at 64 streams, which is the gateway's queueing, not a measureme
 The measured TTFT error is then split, per request, with stamps from both processes (the same
 ``CLOCK_MONOTONIC`` on Linux: ``time.monotonic`` in the gateway, ``perf_counter_ns`` in locust):
 
-- admission: request start (client) -> the gateway's handler starts, where its deadlines start;
+- arrival: request start (client) -> the request's arrival at the gateway, where its deadlines
+  start (the kernel's receive stamp);
 - server late: the gateway's write of the first output event - that event's deadline;
 - client late: gatecheck's stamp of that event - the gateway's write: the measurement error proper.
 
 For that, and only in this benchmark, the gateway runs in a wrapper (``--serve-logged``) that logs
-each request's id, handler start, first deadline and first output write through a proxy of its
+each request's id, arrival, first deadline and first output write through a proxy of its
 transport, and the locust users are a subclass of ``ChatStreamUser`` (in a generated locustfile)
 that logs each request's id (``x-request-id``) and stamps. Neither changes what goes on the wire.
 The split covers the requests started after the first two seconds (the spawn).
@@ -120,7 +121,7 @@ class _FirstOutputLog:
 
 
 def serve_logged(log_path: str, serve_args: list[str]) -> int:
-    """``gatecheck serve`` with each stream's handler start, first deadline and first output
+    """``gatecheck serve`` with each stream's arrival, first deadline and first output
     write logged (``time.monotonic`` is ``CLOCK_MONOTONIC``, like locust's ``perf_counter_ns``)."""
     from gatecheck.cli import main as gatecheck_main
     from gatecheck.reference import streaming
@@ -129,8 +130,8 @@ def serve_logged(log_path: str, serve_args: list[str]) -> int:
 
     with open(log_path, "w", encoding="ascii") as log:
 
-        def init(writer: Any, request: Any, response: Any, payload: Any, schedule: Any, events: Any) -> None:
-            original_init(writer, request, response, payload, schedule, events)
+        def init(writer: Any, request: Any, response: Any, payload: Any, schedule: Any, *rest: Any) -> None:
+            original_init(writer, request, response, payload, schedule, *rest)
             if writer._transport is not None:
                 request_id = response.headers.get("x-request-id", "-")
                 writer._transport = _FirstOutputLog(
@@ -228,7 +229,7 @@ def measure(url: str, streams: int, seconds: float, workdir: Path) -> dict[str, 
 
 
 def split_ttft(server_log: Path, client_log: Path) -> dict[str, float]:
-    """Per request after the spawn: admission, server lateness and client lateness (ms), p50/p99."""
+    """Per request after the spawn: arrival, server lateness and client lateness (ms), p50/p99."""
     server: dict[str, tuple[int, int, int]] = {}
     for line in server_log.read_text(encoding="ascii").splitlines():
         request_id, *stamps = line.split()
@@ -238,15 +239,15 @@ def split_ttft(server_log: Path, client_log: Path) -> dict[str, float]:
         for rid, start, first in map(str.split, client_log.read_text("ascii").splitlines())
     ]
     begin = min((start for _, start, _ in client), default=0)
-    parts: dict[str, list[float]] = {"admission": [], "server_late": [], "client_late": []}
+    parts: dict[str, list[float]] = {"arrival": [], "server_late": [], "client_late": []}
     for request_id, start, first in client:
         if request_id not in server or not first or start - begin < STEADY_AFTER_NS:
             continue
-        handler, deadline, written = server[request_id]
-        parts["admission"].append((handler - start) / 1e6)
+        arrived, deadline, written = server[request_id]
+        parts["arrival"].append((arrived - start) / 1e6)
         parts["server_late"].append((written - deadline) / 1e6)
         parts["client_late"].append((first - written) / 1e6)
-    result: dict[str, float] = {"requests": len(parts["admission"])}
+    result: dict[str, float] = {"requests": len(parts["arrival"])}
     for key, values in parts.items():
         for pct in (50, 99):
             result[f"{key}_p{pct}"] = percentile(values, pct) if values else float("nan")
@@ -277,7 +278,7 @@ def main() -> None:
     print(
         f"measured minus injected (TTFT {TTFT_MS:g} ms, ITL {ITL_MS:g} ms), ms; {args.seconds:g} s per level"
     )
-    print("TTFB: response headers, which the gateway sends as it starts a request (its admission delay)")
+    print("TTFB: response headers, which the gateway sends as its handler starts (after any queueing)")
     heads = ("TTFT p50", "TTFT p99", "ITL p50", "ITL p99", "TTFB p50", "TTFB p99")
     print(f"{'streams':>8}{'requests':>10}{'failed':>8}" + "".join(f"{h:>10}" for h in heads))
     keys = ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99", "ttfb_p50", "ttfb_p99")
@@ -288,13 +289,11 @@ def main() -> None:
     print("targets: TTFT p99 error < 2 ms at 64 streams, < 5 ms at 256")
     print()
     print("TTFT error split per request (started after the first 2 s), ms:")
-    print("  admission: client start -> gateway handler; server late: first output write - its deadline;")
+    print("  arrival: client start -> request at the gateway; server late: first output write - deadline;")
     print("  client late: gatecheck's stamp - the gateway's write (the measurement error proper)")
-    split_heads = ("adm p50", "adm p99", "srv p50", "srv p99", "cli p50", "cli p99")
+    split_heads = ("arr p50", "arr p99", "srv p50", "srv p99", "cli p50", "cli p99")
     print(f"{'streams':>8}{'requests':>10}" + "".join(f"{h:>10}" for h in split_heads))
-    split_keys = [
-        f"{part}_p{pct}" for part in ("admission", "server_late", "client_late") for pct in (50, 99)
-    ]
+    split_keys = [f"{part}_p{pct}" for part in ("arrival", "server_late", "client_late") for pct in (50, 99)]
     for streams, r in splits:
         print(f"{streams:>8}{r['requests']:>10.0f}" + "".join(f"{r[k]:>10.2f}" for k in split_keys))
 

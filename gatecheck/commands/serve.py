@@ -18,7 +18,7 @@ import sys
 from gatecheck.errors import ConfigError
 from gatecheck.reference.config import DEMO_KEY, ERROR_DIALECTS, GatewayConfig, KeySpec
 from gatecheck.reference.faults import FAULTS
-from gatecheck.reference.runner import bind, start_site, stop_site, url_of
+from gatecheck.reference.runner import bind, new_loop, start_site, stop_site, url_of
 
 HELP = "run the reference gateway (the embedded default target)"
 
@@ -98,8 +98,27 @@ def run(args: argparse.Namespace) -> int:
         sock = bind(config.host, config.port)
     except OSError as exc:
         raise ConfigError("port", config.port, f"a port free on {config.host} ({exc.strerror})") from None
-    asyncio.run(_serve(config, sock))
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(_serve(config, sock))
     return 0
+
+
+GC_YOUNG_THRESHOLD = 100_000
+"""Net new container objects between young collections (CPython's default: 700)."""
+
+
+def quiet_collector() -> None:
+    """Keep the cycle collector from pausing streams: call once start-up is done.
+
+    The gateway makes almost no reference cycles (measured: about 7 objects per closed connection,
+    asyncio's transport on Python 3.11), yet at 256 shaped streams CPython's default thresholds ran
+    a young collection every few milliseconds (0.3 ms each) and an older one every ~0.5 s (2-11 ms),
+    each holding every stream's next write. Start-up objects are frozen out of collections, and
+    collections become rare instead of off, so memory stays bounded if a cycle ever does leak.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def announce(config: GatewayConfig, url: str) -> None:
@@ -169,7 +188,7 @@ async def _serve(config: GatewayConfig, sock: socket.socket) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gateway, runner = await start_site(config, sock)
-    gc.freeze()  # what start-up allocated is never collected: fewer, shorter collections under load
+    quiet_collector()
     announce(config, url_of(sock))
     try:
         await stop.wait()

@@ -6,13 +6,15 @@ Request order: authenticate (401) -> read JSON (400) -> validate against the req
 generation endpoints (chat, messages, search, images) are rate-limited.
 
 Latency shaping: token ``k`` of a stream is written at the absolute deadline
-``t0 + ttft + k * itl`` (``t0`` = the handler's start), so sleep errors never accumulate; what
+``t0 + ttft + k * itl`` (``t0`` = the request's arrival, see ``arrival``), so sleep errors never
+accumulate and a busy loop's delay in starting the handler is not added; what
 precedes the first token (headers, role chunk, message_start) is sent at once. A non-streaming
 answer of N tokens is sent at ``t0 + ttft + (N - 1) * itl``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import itertools
@@ -27,6 +29,7 @@ from aiohttp import web
 
 from gatecheck._types import JSON, JSONObject
 from gatecheck.reference import errors as E
+from gatecheck.reference.arrival import arrived_at
 from gatecheck.reference.catalogue import MIDSTREAM_ERROR_MODEL, MODELS, ModelInfo
 from gatecheck.reference.chat import (
     BODY_FAULTS,
@@ -58,7 +61,15 @@ from gatecheck.reference.messages import (
     message_body,
 )
 from gatecheck.reference.prompts import anthropic_prompt, openai_prompt
-from gatecheck.reference.streaming import Event, Schedule, TimedWriter, burst, hold_open, sleep_until
+from gatecheck.reference.streaming import (
+    Event,
+    Pacer,
+    Schedule,
+    TimedWriter,
+    burst,
+    hold_open,
+    sleep_until,
+)
 from gatecheck.reference.validation import RequestValidator
 from gatecheck.schemas import SchemaStore, default_store
 
@@ -107,6 +118,7 @@ class Gateway:
         self._images = ImageStore()
         self._requests = itertools.count()
         self._closing = False
+        self._pacer: Pacer | None = None  # made in the gateway's event loop, on the first stream
         self._body_faults = switches(BodyFaults, BODY_FAULTS, faults)
         self._stream_faults = switches(StreamFaults, STREAM_FAULTS, faults)
         self._message_faults = switches(MessageFaults, MESSAGE_FAULTS, faults)
@@ -302,9 +314,9 @@ class Gateway:
         return await self._chat_like(request, request_id, "gateway.search.request")
 
     async def _chat_like(self, request: web.Request, request_id: str, schema: str) -> web.StreamResponse:
-        t0 = time.monotonic()
         key = self.authenticate(request)
         body = await self.read_json(request, schema)
+        t0 = arrived_at(request)  # the read that completed the body
         model = self.model_for(body, key, "chat")
         prompt = openai_prompt(body, model)
         self.check_context(prompt, model)
@@ -362,12 +374,12 @@ class Gateway:
 
     async def messages(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """POST /v1/messages (Anthropic-compatible), streaming or not."""
-        t0 = time.monotonic()
         key = self.authenticate(request)
         optional = "anthropic-max-tokens-optional" in self._faults
         body = await self.read_json(
             request, "anthropic.messages.request", {"max_tokens": 4096} if optional else None
         )
+        t0 = arrived_at(request)  # the read that completed the body
         model = self.model_for(body, key, "chat")
         prompt = anthropic_prompt(body)
         self.check_context(prompt, model)
@@ -466,7 +478,10 @@ class Gateway:
             events = burst(events)
         try:
             if payload is not None:
-                await TimedWriter(request, response, payload, self.schedule(t0), events).run()
+                if self._pacer is None:
+                    self._pacer = Pacer(asyncio.get_running_loop())
+                writer = TimedWriter(request, response, payload, self.schedule(t0), events, self._pacer)
+                await writer.run()
             if "sse-keep-open" in self._faults:
                 await hold_open(request, self.config.keep_open_seconds, lambda: self._closing)
             await response.write_eof()
