@@ -32,13 +32,10 @@ class StampedConnection(socket.socket):
     def __init__(self, family: int, kind: int, proto: int, fileno: int) -> None:
         super().__init__(family, kind, proto, fileno=fileno)
         self._fd = fileno
-        self._offset_ns = enable_kernel_stamps(self, time.monotonic_ns)
+        # Without kernel stamps no stamp comes back, and arrival_ns gives the read's own time.
+        self._offset_ns = enable_kernel_stamps(self, time.monotonic_ns) or 0
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self._offset_ns is None:
-            data = super().recv(bufsize, flags)
-            _ARRIVALS[self._fd] = time.monotonic_ns()
-            return data
         data, ancillary, _flags, _addr = self.recvmsg(bufsize, STAMP_SPACE, flags)
         _ARRIVALS[self._fd] = arrival_ns(ancillary, self._offset_ns, time.monotonic_ns())
         return data
