@@ -73,7 +73,7 @@ ACCURACY_LOCUSTFILE = textwrap.dedent('''
 
     sys.path.insert(0, {loadtests!r})
     import locustfile  # noqa: F401  (gatecheck's options and plugin)
-    from gatecheck.loadusers import ChatStreamUser
+    from gatecheck.load.users import ChatStreamUser
 
     LOG = open(os.environ["ACCURACY_CLIENT_LOG"], "w", encoding="ascii")
 

@@ -2,7 +2,7 @@
 
 Linux stamps each received packet when ``SO_TIMESTAMPNS`` is set, and ``recvmsg`` returns the
 stamp beside the data. Both ends of a load run use it: the load users stamp response chunks
-(``gatecheck.loadusers``), the reference gateway stamps requests to start their deadlines
+(``gatecheck.load.users``), the reference gateway stamps requests to start their deadlines
 (``gatecheck.reference.arrival``). Stamps are ``CLOCK_REALTIME``; an offset taken when stamping is
 enabled maps them onto the caller's monotonic clock (``perf_counter_ns`` and ``monotonic_ns`` are
 both ``CLOCK_MONOTONIC`` on Linux).

@@ -14,8 +14,8 @@ from typing import Any
 
 from locust import events
 
-from gatecheck import locust_plugin
-from gatecheck.loadusers import (  # noqa: F401  (locust finds user classes in this module)
+from gatecheck.load import plugin
+from gatecheck.load.users import (  # noqa: F401  (locust finds user classes in this module)
     ChatStreamUser,
     ChatUser,
     LimitsUser,
@@ -27,9 +27,9 @@ from gatecheck.loadusers import (  # noqa: F401  (locust finds user classes in t
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    locust_plugin.add_arguments(parser)
+    plugin.add_arguments(parser)
 
 
 @events.init.add_listener
 def _attach(environment: Any, **_kwargs: Any) -> None:
-    locust_plugin.register(environment)
+    plugin.register(environment)

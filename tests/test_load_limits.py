@@ -1,11 +1,11 @@
-"""gatecheck.limits: probe plans and verdicts on synthetic records (the live runs are in test_load_run)."""
+"""gatecheck.load.limits: probe plans and verdicts on synthetic records (live runs: test_load_run)."""
 
 from __future__ import annotations
 
 import pytest
 
 from gatecheck.errors import ConfigError
-from gatecheck.limits import (
+from gatecheck.load.limits import (
     LimitKey,
     Phase,
     ProbePlan,

@@ -1,4 +1,4 @@
-"""gatecheck.loadread: turning received bytes into raw stamps (no locust, no sockets)."""
+"""gatecheck.load.stampers: turning received bytes into raw stamps (no locust, no sockets)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatecheck.loadread import (
+from gatecheck.load.stampers import (
     BodyStamper,
     ChatStreamStamper,
     ErrorStamper,
@@ -24,7 +24,7 @@ from gatecheck.loadread import (
     surely_chat_output,
     surely_delta_output,
 )
-from gatecheck.metrics import StreamTiming, derive
+from gatecheck.load.timing import StreamTiming, derive
 from gatecheck.sse import SSEDecoder, SSEEvent
 
 # The streaming example of api-docs/000 ("Streaming SSE Chunks"): a role-only first chunk, two

@@ -1,4 +1,4 @@
-"""gatecheck.report.load_html: the terminal table and the self-contained plots page."""
+"""gatecheck.load.html: the terminal table and the self-contained plots page."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from gatecheck.limits import LimitKey, ProbeRecord, plan_probes, verdict
-from gatecheck.metrics import LoadStats, StreamTiming, build_summary, derive, ramp_group, ramp_section
-from gatecheck.report.load_html import render_load_html, summary_table, write_load_html
-from gatecheck.slo import evaluate, parse_objectives
+from gatecheck.load.html import render_load_html, summary_table, write_load_html
+from gatecheck.load.limits import LimitKey, ProbeRecord, plan_probes, verdict
+from gatecheck.load.slo import evaluate, parse_objectives
+from gatecheck.load.stats import LoadStats
+from gatecheck.load.summary import build_summary, ramp_group, ramp_section
+from gatecheck.load.timing import StreamTiming, derive
 
 MS = 1_000_000
 

@@ -20,7 +20,7 @@ import pytest
 
 from gatecheck.cli import main
 from gatecheck.commands.load import run_load
-from gatecheck.metrics import read_summary
+from gatecheck.load.summary import read_summary
 from gatecheck.reference import DEMO_KEY, KeySpec
 
 ROOT = Path(__file__).resolve().parents[1]

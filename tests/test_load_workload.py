@@ -1,4 +1,4 @@
-"""gatecheck.workload and gatecheck.loadoptions: what a load test sends, when, and with which options."""
+"""gatecheck.load.workload and .options: what a load test sends, when, and with which options."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from gatecheck.errors import ConfigError
-from gatecheck.limits import LimitKey
-from gatecheck.loadoptions import LOAD_OPTIONS, forwarded_arguments, limits_secret, public_url, read_settings
-from gatecheck.workload import (
+from gatecheck.load.limits import LimitKey
+from gatecheck.load.options import LOAD_OPTIONS, forwarded_arguments, limits_secret, public_url, read_settings
+from gatecheck.load.workload import (
     ArrivalSchedule,
     LengthDist,
     RampPlan,
@@ -227,13 +227,16 @@ def test_reports_show_base_urls_without_credentials() -> None:
 def test_only_the_plugin_and_the_users_import_locust_or_gevent() -> None:
     """Importing locust monkey-patches the process: the CLI, metrics, SLO and reports must not."""
     modules = [
-        "gatecheck.metrics",
-        "gatecheck.slo",
-        "gatecheck.workload",
-        "gatecheck.loadread",
-        "gatecheck.limits",
-        "gatecheck.loadoptions",
-        "gatecheck.report.load_html",
+        "gatecheck.load",
+        "gatecheck.load.timing",
+        "gatecheck.load.stats",
+        "gatecheck.load.summary",
+        "gatecheck.load.slo",
+        "gatecheck.load.workload",
+        "gatecheck.load.stampers",
+        "gatecheck.load.limits",
+        "gatecheck.load.options",
+        "gatecheck.load.html",
         "gatecheck.commands.load",
         "gatecheck.commands.slo",
         "gatecheck.cli",

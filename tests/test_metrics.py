@@ -1,4 +1,4 @@
-"""gatecheck.metrics: metric definitions, mergeable histograms, the load summary and its schema."""
+"""gatecheck.load.timing, stats and summary: metric definitions, histograms, the summary and its schema."""
 
 from __future__ import annotations
 
@@ -10,26 +10,16 @@ import numpy as np
 import pytest
 
 from gatecheck.errors import ConfigError
-from gatecheck.metrics import (
-    ALL_METRIC_KEYS,
-    METRIC_KEYS,
-    Histogram,
-    LoadStats,
-    Metrics,
-    RampStep,
-    RateStats,
-    StreamTiming,
-    TimeSeries,
+from gatecheck.load.stats import Histogram, LoadStats, Metrics, RampStep, RateStats, TimeSeries, find_knee
+from gatecheck.load.summary import (
     build_summary,
-    derive,
-    find_knee,
-    parse_retry_after,
     ramp_group,
     ramp_section,
     rate_section,
     read_summary,
     write_summary,
 )
+from gatecheck.load.timing import ALL_METRIC_KEYS, METRIC_KEYS, StreamTiming, derive, parse_retry_after
 from gatecheck.schemas import default_store
 
 MS = 1_000_000

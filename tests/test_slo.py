@@ -1,4 +1,4 @@
-"""gatecheck.slo: objective parsing, the gate, goodput, baselines, and ``gatecheck slo`` offline."""
+"""gatecheck.load.slo: objective parsing, the gate, goodput, baselines, and ``gatecheck slo`` offline."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 
 from gatecheck.cli import main
 from gatecheck.errors import ConfigError
-from gatecheck.metrics import LoadStats, StreamTiming, build_summary, derive, write_summary
-from gatecheck.slo import compare, evaluate, is_good, load_slo, parse_objectives
+from gatecheck.load.slo import compare, evaluate, is_good, load_slo, parse_objectives
+from gatecheck.load.stats import LoadStats
+from gatecheck.load.summary import build_summary, write_summary
+from gatecheck.load.timing import StreamTiming, derive
 
 MS = 1_000_000
 

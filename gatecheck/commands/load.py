@@ -22,8 +22,8 @@ from pathlib import Path
 from gatecheck._resources import data_dir
 from gatecheck.config import DEFAULT_KEY_ENV, Target, add_target_arguments, targets_from_args
 from gatecheck.errors import ConfigError
-from gatecheck.loadoptions import LOAD_OPTIONS, forwarded_arguments
-from gatecheck.metrics import read_summary
+from gatecheck.load.options import LOAD_OPTIONS, forwarded_arguments
+from gatecheck.load.summary import read_summary
 from gatecheck.redaction import Secret
 
 HELP = "run a locust load test against a target"
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         code = _run_locust(command, key, timeout_s)
     summary_path = report_dir / f"{run_name}.json"
     if summary_path.exists():
-        from gatecheck.report.load_html import summary_table
+        from gatecheck.load.html import summary_table
 
         print(summary_table(read_summary(summary_path)))
         written = sorted(p.name for p in report_dir.glob(f"{run_name}[._]*"))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gatecheck.metrics import read_summary
-from gatecheck.slo import compare, evaluate, load_slo
+from gatecheck.load.slo import compare, evaluate, load_slo
+from gatecheck.load.summary import read_summary
 
 HELP = "gate a saved load summary against SLO objectives"
 

@@ -1,7 +1,7 @@
 """Conformance reports: JSON results, Markdown and HTML compatibility matrices, a terminal summary.
 
 JUnit XML is not written here: pytest writes it (``--junitxml``), one testcase per check id.
-The load-test HTML page lives in ``gatecheck.report.load_html`` and is not imported here.
+The load-test pages live in ``gatecheck.load.html``.
 """
 
 from __future__ import annotations

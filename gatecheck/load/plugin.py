@@ -5,14 +5,14 @@ Nothing happens at import time. A locustfile adds the options from its
 module level) and attaches the plugin from its ``init`` listener (``register(environment)``)::
 
     from locust import events
-    from gatecheck import locust_plugin
-    from gatecheck.loadusers import ChatStreamUser, ...   # the users the plugin may pick
+    from gatecheck.load import plugin
+    from gatecheck.load.users import ChatStreamUser, ...   # the users the plugin may pick
 
     @events.init_command_line_parser.add_listener
-    def _options(parser): locust_plugin.add_arguments(parser)
+    def _options(parser): plugin.add_arguments(parser)
 
     @events.init.add_listener
-    def _attach(environment, **_kw): locust_plugin.register(environment)
+    def _attach(environment, **_kw): plugin.register(environment)
 
 Hooks used (documented in ``locust/event.py``):
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-import os
 import sys
 import time
 import weakref
@@ -49,29 +48,14 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from gatecheck._types import JSONObject
 from gatecheck.errors import ConfigError
-from gatecheck.limits import LimitKey, ProbeRecord, verdict
-from gatecheck.loadoptions import (
-    LOAD_OPTIONS,
-    LoadSettings,
-    limits_secret,
-    public_url,
-    read_settings,
-    target_options,
-)
-from gatecheck.metrics import (
-    LoadStats,
-    RequestMetrics,
-    StreamTiming,
-    build_summary,
-    derive,
-    ramp_group,
-    ramp_section,
-    rate_section,
-    read_summary,
-    write_summary,
-)
+from gatecheck.load.limits import LimitKey, ProbeRecord
+from gatecheck.load.options import LOAD_OPTIONS, LoadSettings, limits_secret, read_settings, target_options
+from gatecheck.load.shape import RampShape
+from gatecheck.load.slo import compare, evaluate, is_good
+from gatecheck.load.stats import LoadStats
+from gatecheck.load.summary import ramp_group, read_summary, run_summary, write_summary
+from gatecheck.load.timing import RequestMetrics, StreamTiming, derive
 from gatecheck.redaction import RedactingFilter
-from gatecheck.slo import compare, evaluate, is_good
 
 __all__ = ["GatecheckPlugin", "add_arguments", "plugin_for", "register"]
 
@@ -130,7 +114,7 @@ def plugin_for(environment: Any) -> GatecheckPlugin:
         return _PLUGINS[environment]
     except KeyError:
         raise LocustError(
-            "gatecheck's plugin is not registered: call locust_plugin.register(environment) "
+            "gatecheck's plugin is not registered: call gatecheck.load.plugin.register(environment) "
             "from an init listener in the locustfile"
         ) from None
 
@@ -215,12 +199,10 @@ class GatecheckPlugin:
     def _pick_user_class(self, name: str) -> None:
         chosen = [cls for cls in self.environment.user_classes if cls.__name__ == name]
         if not chosen:
-            raise LocustError(f"the locustfile must import gatecheck.loadusers.{name}")
+            raise LocustError(f"the locustfile must import gatecheck.load.users.{name}")
         self.environment.user_classes[:] = chosen
 
     def _set_ramp_shape(self, settings: LoadSettings) -> None:
-        from gatecheck.loadusers import RampShape
-
         spawn_rate = max(float(self.environment.parsed_options.spawn_rate or 1), float(settings.ramp.step))
         shape = RampShape(settings.ramp, spawn_rate)
         shape.runner = self.environment.runner
@@ -379,7 +361,7 @@ class GatecheckPlugin:
 
     def _plots_page(self, summary: JSONObject, settings: LoadSettings) -> dict[str, Path]:
         try:
-            from gatecheck.report.load_html import write_load_html
+            from gatecheck.load.html import write_load_html
 
             return {"html": write_load_html(summary, settings.report_dir / f"{self.run_name}.html")}
         except Exception as exc:  # a plotting failure must not hide the gate's verdict
@@ -388,45 +370,16 @@ class GatecheckPlugin:
 
     def summary(self, settings: LoadSettings) -> JSONObject:
         """The run's summary from everything merged so far (without gates)."""
-        start = self._start_wall or time.time()
-        end = self._stop_wall or time.time()
         options = self.environment.parsed_options
-        run = {
-            "name": self.run_name,
-            "scenario": settings.scenario,
-            "host": public_url(settings.host),
-            "model": settings.model,
-            "dialect": settings.dialect,
-            "stream": settings.stream and settings.scenario != "limits",
-            "users": getattr(options, _TOTAL_USERS, None),
-            "spawn_rate": float(options.spawn_rate) if options.spawn_rate is not None else None,
-            "workers": len(self.workers),
-            "prompt_tokens": str(settings.prompt_tokens),
-            "output_tokens": str(settings.output_tokens),
-            "dataset": os.path.basename(settings.dataset_path) if settings.dataset_path else None,
-            "seed": settings.seed,
-            "options": settings.describe(),
-        }
-        sections: dict[str, Any] = {}
-        duration = max(end - start, 1e-9)
-        if settings.scenario == "rate":
-            sections["rate"] = rate_section(self.stats.rate, settings.request_rate, duration)
-        if settings.scenario == "ramp":
-            sections["ramp"] = ramp_section(self.stats.groups, settings.ramp.levels(), settings.ramp.step_s)
-        if settings.scenario == "limits":
-            plans = [plan for key in settings.limits_keys for plan in settings.probe_plans(key)]
-            records = [ProbeRecord.from_json(r) for r in self.stats.probes]
-            sections["limits"] = verdict(plans, records, settings.tolerance)
-        warnings = [sections["rate"]["warning"]] if sections.get("rate", {}).get("warning") else []
-        targets = settings.slo.goodput_targets if settings.slo else None
-        return build_summary(
+        return run_summary(
             self.stats,
-            run,
-            start_s=start,
-            end_s=end,
-            goodput_targets=targets,
-            sections=sections,
-            warnings=warnings,
+            settings,
+            name=self.run_name,
+            users=getattr(options, _TOTAL_USERS, None),
+            spawn_rate=float(options.spawn_rate) if options.spawn_rate is not None else None,
+            workers=len(self.workers),
+            start_s=self._start_wall or time.time(),
+            end_s=self._stop_wall or time.time(),
         )
 
     def _gate(self, summary: JSONObject, settings: LoadSettings) -> bool | None:

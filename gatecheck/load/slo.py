@@ -35,7 +35,7 @@ from typing import Literal, TypeAlias
 
 from gatecheck._types import JSONObject
 from gatecheck.errors import ConfigError
-from gatecheck.metrics import PERCENTILES, RequestMetrics
+from gatecheck.load.timing import PERCENTILES, RequestMetrics
 
 Bound: TypeAlias = Literal["max", "min"]
 LATENCY_METRICS = ("ttft", "itl", "tpot", "e2e", "ttfb")

@@ -1,7 +1,7 @@
 """What a load test sends and when: length distributions, prompts, datasets, request bodies,
 open-model arrival schedules and ramp plans.
 
-Pure and seeded, so the users in ``gatecheck.loadusers`` stay I/O only and every rule here is
+Pure and seeded, so the users in ``gatecheck.load.users`` stay I/O only and every rule here is
 unit-tested without locust. A prompt of N "tokens" is N words: exact against the reference
 gateway (one word = one token) and about 1.3 tokens per word on real tokenizers, which is why the
 measured token counts always come from the response's ``usage`` when it has one.

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeAlias
 
 from gatecheck._types import JSONObject
 from gatecheck.errors import ConfigError
-from gatecheck.metrics import parse_retry_after
+from gatecheck.load.timing import parse_retry_after
 
 ProbeKind: TypeAlias = Literal["rpm", "tpm"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("rpm", "tpm")

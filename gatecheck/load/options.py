@@ -17,10 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gatecheck.config import TARGET_OPTIONS, TargetOption, load_target
 from gatecheck.errors import ConfigError
-from gatecheck.limits import PROBE_KINDS, LimitKey, ProbeKind, ProbePlan, parse_limits_key, plan_probes
-from gatecheck.redaction import Secret
-from gatecheck.slo import SloSpec, load_slo
-from gatecheck.workload import (
+from gatecheck.load.limits import PROBE_KINDS, LimitKey, ProbeKind, ProbePlan, parse_limits_key, plan_probes
+from gatecheck.load.slo import SloSpec, load_slo
+from gatecheck.load.workload import (
     ARRIVALS,
     DIALECTS,
     Arrival,
@@ -31,6 +30,7 @@ from gatecheck.workload import (
     load_dataset,
     parse_length,
 )
+from gatecheck.redaction import Secret
 
 Scenario: TypeAlias = Literal["steady", "rate", "ramp", "limits"]
 SCENARIOS: tuple[Scenario, ...] = ("steady", "rate", "ramp", "limits")

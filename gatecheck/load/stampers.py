@@ -1,9 +1,9 @@
 """Reading responses for the load test, sans-IO: bytes with arrival times in, raw stamps out.
 
-The locust users (``gatecheck.loadusers``) receive bytes from the socket and pass each piece here
+The locust users (``gatecheck.load.users``) receive bytes from the socket and pass each piece here
 with the ``perf_counter_ns`` taken as it arrived. A stamper feeds them to the project's one SSE
-decoder (``gatecheck.sse.SSEDecoder``) and records into a :class:`gatecheck.metrics.StreamTiming`
-only what :func:`gatecheck.metrics.derive` needs: the arrival time of each event carrying output,
+decoder (``gatecheck.sse.SSEDecoder``) and records into a :class:`gatecheck.load.timing.StreamTiming`
+only what :func:`gatecheck.load.timing.derive` needs: the arrival time of each event carrying output,
 usage, completion and errors. No metric is computed here.
 
 An event carries output when it has non-empty ``content``, reasoning (``reasoning_content`` or
@@ -32,9 +32,9 @@ from operator import itemgetter
 from typing import Any, Protocol
 
 from gatecheck.errors import SSEError
-from gatecheck.metrics import StreamTiming
+from gatecheck.load.timing import StreamTiming
+from gatecheck.load.workload import Dialect
 from gatecheck.sse import SSEDecoder
-from gatecheck.workload import Dialect
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
 _ANTHROPIC_OUTPUT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}

@@ -1,6 +1,6 @@
 """The load run's human outputs: a terminal table and a self-contained HTML page with plots.
 
-Both read only the summary (``gatecheck.metrics.build_summary``), so a saved summary can be
+Both read only the summary (``gatecheck.load.summary.build_summary``), so a saved summary can be
 rendered again later. Plots are made with matplotlib's Agg backend and embedded as base64 PNGs:
 no network, no external files. No locust here.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gatecheck.metrics import ALL_METRIC_KEYS, PERCENTILES
+from gatecheck.load.timing import ALL_METRIC_KEYS, PERCENTILES
 
 _STAT_COLUMNS = ("count", "mean", *(f"p{p}" for p in PERCENTILES), "max")
 _BINS = 40

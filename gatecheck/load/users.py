@@ -1,12 +1,12 @@
-"""gatecheck's locust users and the ramp shape: I/O only, everything else is sans-IO elsewhere.
+"""gatecheck's locust users: I/O only, everything else is sans-IO elsewhere.
 
-Imports gevent and locust (so only locustfiles and ``gatecheck.locust_plugin`` import this).
+Imports gevent and locust (so only locustfiles import this; the plugin never does).
 
 HTTP client, chosen by measurement (``benchmarks/load_capacity.py``): geventhttpclient, the
 library under locust's FastHttpUser, used directly so the body can be read as it arrives. Locust's
 ``iter_content``/``iter_lines`` wait for 1-4 KiB before yielding and FastHttpUser times a stream at
 its headers; here every read of the body is stamped and handed to the stamper in
-``gatecheck.loadread`` (the project's one SSE decoder). The stamp is the kernel's arrival time of the
+``gatecheck.load.stampers`` (the project's one SSE decoder). The stamp is the kernel's arrival time of the
 read's first packet (Linux ``SO_TIMESTAMPNS``, mapped onto ``perf_counter_ns``), so a busy locust
 process does not add its own scheduling delay to TTFT and ITL; elsewhere it is the moment ``recv``
 returned. That relies on two attributes of geventhttpclient's response (``_sock`` and
@@ -16,7 +16,7 @@ Users (import them all into the locustfile; the plugin keeps the one the options
 classes are named on the command line):
 ``ChatStreamUser``, ``ChatUser``, ``MessagesStreamUser``, ``MessagesUser`` (closed loop: a user
 sends its next request when the previous one ends), ``RateUser`` (open model: requests start on a
-schedule whatever the latency) and ``LimitsUser`` (the rate-limit probes of ``gatecheck.limits``).
+schedule whatever the latency) and ``LimitsUser`` (the rate-limit probes of ``gatecheck.load.limits``).
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ import gevent
 import gevent.pool
 from geventhttpclient import HTTPClient
 from geventhttpclient.response import HTTPSocketPoolResponse
-from locust import LoadTestShape, User, constant, task
+from locust import User, constant, task
 from locust.exception import StopUser
 
 from gatecheck.kernelstamps import STAMP_SPACE, arrival_ns, enable_kernel_stamps
-from gatecheck.limits import LimitKey, Phase, ProbePlan, ProbeRecord, retry_wait_s
-from gatecheck.loadread import stamper_for
-from gatecheck.metrics import StreamTiming
-from gatecheck.workload import (
+from gatecheck.load.limits import LimitKey, Phase, ProbePlan, ProbeRecord, retry_wait_s
+from gatecheck.load.plugin import plugin_for
+from gatecheck.load.stampers import stamper_for
+from gatecheck.load.timing import StreamTiming
+from gatecheck.load.workload import (
     ArrivalSchedule,
     Dialect,
-    RampPlan,
     RequestFactory,
     auth_headers,
     request_path,
@@ -149,8 +149,6 @@ class LoadUser(User):
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        from gatecheck.locust_plugin import plugin_for
-
         self.plugin = plugin_for(environment)
         self.settings = self.plugin.settings()
         index = self.plugin.next_user_index()
@@ -363,7 +361,7 @@ def _ignore_due(lag_ns: int, started: bool) -> None:
 
 
 class _ProbeRun:
-    """One probe of ``gatecheck.limits``: burst until a 429, wait Retry-After and retry, sustain."""
+    """One probe of ``gatecheck.load.limits``: burst until a 429, wait Retry-After and retry, sustain."""
 
     def __init__(self, user: LimitsUser, plan: ProbePlan, secret: str) -> None:
         self.user = user
@@ -418,19 +416,3 @@ class _ProbeRun:
         if record.status == 429:
             self.limited.append(record)
         return record
-
-
-class RampShape(LoadTestShape):
-    """Stepped concurrency for the ``ramp`` scenario (set by the plugin, not found in the locustfile)."""
-
-    abstract = True
-
-    def __init__(self, plan: RampPlan, spawn_rate: float) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # locust leaves it unannotated
-        self.plan = plan
-        self.spawn_rate = spawn_rate
-
-    def tick(self) -> tuple[int, float] | None:
-        """The user count of the current step; None ends the test after the last step."""
-        users = self.plan.users_at(self.get_run_time())  # type: ignore[no-untyped-call]
-        return None if users is None else (users, self.spawn_rate)
