@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gatecheck._headers import parse_retry_after
 from gatecheck.errors import ConfigError
 from gatecheck.load.stats import Histogram, LoadStats, Metrics, RampStep, RateStats, TimeSeries, find_knee
 from gatecheck.load.summary import (
@@ -19,7 +20,7 @@ from gatecheck.load.summary import (
     read_summary,
     write_summary,
 )
-from gatecheck.load.timing import ALL_METRIC_KEYS, METRIC_KEYS, StreamTiming, derive, parse_retry_after
+from gatecheck.load.timing import ALL_METRIC_KEYS, METRIC_KEYS, StreamTiming, derive
 from gatecheck.schemas import default_store
 
 MS = 1_000_000

@@ -9,14 +9,13 @@ sent it, so the costs declared for ``--plan`` can be verified.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gatecheck._headers import parse_retry_after
 from gatecheck.checks.base import OBSERVATIONS, Check, Failure, NotChecked
 from gatecheck.pacing import Pacer, PacingTimeout
 from gatecheck.redaction import Secret
@@ -237,20 +236,5 @@ def used_tokens(exchange: Exchange, estimate: int) -> int:
 
 def retry_after_seconds(exchange: Exchange, default: float) -> float:
     """Retry-After as seconds (delta-seconds or an HTTP date), else ``default``."""
-    value = exchange.headers.get("retry-after")
-    if value is None:
-        return default
-    parsed = parse_retry_after(value, now=time.time)
+    parsed = parse_retry_after(exchange.headers.get("retry-after"))
     return default if parsed is None else parsed
-
-
-def parse_retry_after(value: str, now: Callable[[], float]) -> float | None:
-    """RFC 9110 Retry-After: delta-seconds or an HTTP-date; None when it is neither."""
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now())

@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gatecheck._headers import parse_retry_after
 from gatecheck.checks import ratelimit_headers as rlh
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, PlanSettings, check, observation
-from gatecheck.checks.context import MAX_RETRY_WAIT_S, CheckContext, parse_retry_after
+from gatecheck.checks.context import MAX_RETRY_WAIT_S, CheckContext
 from gatecheck.checks.errors import check_error_body
 from gatecheck.checks.wire import describe, header
 
@@ -82,8 +83,7 @@ def _after_429s(ctx: CheckContext, exchanges: list[Exchange]) -> None:
 
 
 def _retry_after(exchange: Exchange) -> float | None:
-    value = header(exchange, "retry-after")
-    return None if value is None else parse_retry_after(value, time.time)
+    return parse_retry_after(header(exchange, "retry-after"))
 
 
 @observation(cost=lambda s: Cost(s.rpm + EXTRA, s.rpm + EXTRA))
@@ -131,7 +131,7 @@ def ratelimit_retry_after(ctx: CheckContext, rpm_burst: Burst) -> None:
     """Every 429 carries a valid Retry-After."""
     for exchange in rpm_burst.rejected:
         value = header(exchange, "retry-after")
-        if value is None or parse_retry_after(value, time.time) is None:
+        if parse_retry_after(value) is None:
             raise Failure(
                 title="a 429 has no valid Retry-After",
                 rule="ratelimit-retry-after-missing",

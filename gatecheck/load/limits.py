@@ -25,9 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeAlias
 
+from gatecheck._headers import parse_retry_after
 from gatecheck._types import JSONObject
 from gatecheck.errors import ConfigError
-from gatecheck.load.timing import parse_retry_after
 
 ProbeKind: TypeAlias = Literal["rpm", "tpm"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("rpm", "tpm")

@@ -19,10 +19,10 @@ Nothing here imports locust or gevent.
 
 from __future__ import annotations
 
-import email.utils
 import operator
-import time
 from dataclasses import dataclass, field
+
+from gatecheck._headers import parse_retry_after
 
 METRIC_KEYS = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s")
 """The summary's metric keys, in report order; ``ttfb_ms`` is reported beside them."""
@@ -91,23 +91,6 @@ class RequestMetrics:
 
 def _ms(delta_ns: int) -> float:
     return delta_ns / _NS_PER_MS
-
-
-def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), else None."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    now = time.time() if now_s is None else now_s
-    return max(0.0, when.timestamp() - now)
 
 
 def _error_code(timing: StreamTiming) -> str | None:
