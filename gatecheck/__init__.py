@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_target": "gatecheck.config",
     "load_targets": "gatecheck.config",
     "Client": "gatecheck.client",
-    "Request": "gatecheck.client",
+    "Request": "gatecheck.request",
     "Exchange": "gatecheck.client",
     "to_curl": "gatecheck.curl",
     "SSEDecoder": "gatecheck.sse",

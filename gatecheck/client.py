@@ -36,9 +36,12 @@ from gatecheck.config import Target
 from gatecheck.curl import to_curl
 from gatecheck.errors import ConfigError, ResponseTooLarge, TransportError
 from gatecheck.redaction import Secret, as_secret, redact
+from gatecheck.request import Request
 
 if TYPE_CHECKING:
     from gatecheck.sse import SSEEvent
+
+__all__ = ["AUTH_MODES", "OTHER_KEY_ENV", "Client", "ErrorKind", "Exchange", "Request"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,33 +69,6 @@ _ERROR_KINDS: tuple[tuple[type[httpx.HTTPError], ErrorKind, str], ...] = (
 
 _CUT_OFF: tuple[ErrorKind, ...] = ("protocol", "network")
 """Errors that, once a response has started, mean the server cut the body off."""
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Request:
-    """A request exactly as sent. ``headers`` holds the real key: print ``redacted_headers()``.
-
-    ``key`` is the key put in the auth header (None: no auth header) and ``key_env`` the variable a
-    curl repro reads it from; ``secrets`` are every key to scrub from anything shown.
-    """
-
-    method: str
-    url: str
-    headers: Headers
-    body: bytes = b""
-    key: Secret | None = None
-    key_env: str | None = None
-    secrets: tuple[Secret, ...] = ()
-
-    def redacted_headers(self) -> Headers:
-        """The headers with every key replaced by ``***``."""
-        return {name: redact(value, self.secrets) for name, value in self.headers.items()}
-
-    def __repr__(self) -> str:
-        return (
-            f"Request({self.method} {redact(self.url, self.secrets)}, "
-            f"headers={self.redacted_headers()!r}, body={len(self.body)} bytes)"
-        )
 
 
 @dataclass(frozen=True, repr=False)

@@ -18,7 +18,7 @@ from gatecheck.config import DEFAULT_KEY_ENV
 from gatecheck.redaction import redact
 
 if TYPE_CHECKING:
-    from gatecheck.client import Request
+    from gatecheck.request import Request
 
 BODY_FILE = "request-body.json"
 """Where the note asks the reader to save a body left out of the command."""
