@@ -108,14 +108,12 @@ class Exchange:
         An unterminated event at the end is discarded, as the SSE rules say; ``SSEError`` is raised
         for an event over the decoder's size cap.
         """
-        from gatecheck.sse import SSEDecoder  # imported here: the decoder is only needed for streams
+        from gatecheck.sse import decode_chunks  # imported here: the decoder is only needed for streams
 
-        decoder = SSEDecoder()
-        events: list[SSEEvent] = []
-        for t_ns, data in self.chunks:
-            events.extend(decoder.feed(data, t_ns))
-        decoder.close()
-        return events
+        decoded = decode_chunks(self.chunks)
+        if decoded.error is not None:
+            raise decoded.error
+        return decoded.events
 
     def curl(self) -> str:
         """A shell command reproducing the request, the key as an environment variable reference."""

@@ -44,14 +44,14 @@ Use one of ``feed`` or ``feed_data`` per stream; a property test checks both giv
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, cast
 
 from gatecheck.errors import SSEError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DecodedStream", "SSEDecoder", "SSEEvent", "decode_chunks"]
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 """Default cap on one event's bytes: a stream that never sends a blank line cannot eat the memory."""
@@ -382,3 +382,33 @@ class SSEDecoder:
         self._buf.clear()
         self._halted = f"an earlier event exceeded max_event_bytes={self._max}"
         raise SSEError(f"SSE event of at least {size} bytes exceeds max_event_bytes={self._max}")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedStream:
+    """A whole received body decoded as an event stream."""
+
+    events: list[SSEEvent]
+    """The events, in order; when decoding failed, those completed before the failing chunk."""
+    tail: bytes
+    """The unterminated tail discarded at the end of the stream (``b""`` if none, or after an error)."""
+    error: SSEError | None
+    """Why decoding stopped early (an event over the size cap), else None."""
+
+
+def decode_chunks(
+    chunks: Iterable[tuple[int, bytes]], max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> DecodedStream:
+    """Decode ``(t_ns, data)`` chunks as received, end the stream, and never raise.
+
+    The one loop from received chunks to events: ``Exchange.events()`` and the stream checks use it.
+    """
+    decoder = SSEDecoder(max_event_bytes)
+    events: list[SSEEvent] = []
+    try:
+        for t_ns, data in chunks:
+            events.extend(decoder.feed(data, t_ns))
+        tail = decoder.close()
+    except SSEError as exc:
+        return DecodedStream(events, b"", exc)
+    return DecodedStream(events, tail, None)

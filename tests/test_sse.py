@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatecheck.errors import SSEError
-from gatecheck.sse import SSEDecoder, SSEEvent, _new_event
+from gatecheck.sse import SSEDecoder, SSEEvent, _new_event, decode_chunks
 
 BOM = b"\xef\xbb\xbf"
 # The machine running the suite is shared: a slow example is not a failure.
@@ -204,6 +204,15 @@ def test_a_whole_event_over_the_cap_raises_even_in_one_chunk() -> None:
     with pytest.raises(SSEError):
         SSEDecoder(max_event_bytes=64).feed(b"data: " + b"x" * 100 + b"\n\n", 0)
     assert SSEDecoder(max_event_bytes=64).feed(b"data: " + b"x" * 56 + b"\n\n", 0) != []
+
+
+def test_decode_chunks_keeps_the_tail_and_never_raises() -> None:
+    whole = decode_chunks([(5, b"data: a\n\nda"), (9, b"ta: b\n\ndata: c")])
+    assert [(e.data, e.t_ns) for e in whole.events] == [("a", 5), ("b", 9)]
+    assert (whole.tail, whole.error) == (b"data: c", None)
+    cut = decode_chunks([(1, b"data: a\n\n"), (2, b"data: " + b"x" * 100), (3, b"\n\n")], max_event_bytes=64)
+    assert [e.data for e in cut.events] == ["a"]
+    assert cut.tail == b"" and isinstance(cut.error, SSEError) and "max_event_bytes=64" in str(cut.error)
 
 
 def test_many_events_in_one_chunk_each_get_their_own_raw_bytes() -> None:

@@ -21,7 +21,6 @@ from gatecheck.checks.wire import (
     require_status,
     schema_failure,
 )
-from gatecheck.errors import SSEError
 
 if TYPE_CHECKING:
     from gatecheck.assemble import AssembledMessage, Violation
@@ -71,21 +70,14 @@ def capture_messages(ctx: CheckContext, body: dict[str, Any]) -> MessageCapture:
 def decode_messages(exchange: Exchange) -> MessageCapture:
     """Decode and assemble a streamed Messages exchange (never raises on bad bytes)."""
     from gatecheck.assemble import MessageStreamAssembler
-    from gatecheck.sse import SSEDecoder
+    from gatecheck.sse import decode_chunks
 
-    decoder = SSEDecoder()
-    events: list[SSEEvent] = []
-    error: str | None = None
-    try:
-        for t_ns, data in exchange.chunks:
-            events.extend(decoder.feed(data, t_ns))
-        decoder.close()
-    except SSEError as exc:
-        error = str(exc)
+    decoded = decode_chunks(exchange.chunks)
     assembler = MessageStreamAssembler()
-    for event in events:
+    for event in decoded.events:
         assembler.add(event)
-    return MessageCapture(exchange, events, error, assembler.finish())
+    error = None if decoded.error is None else str(decoded.error)
+    return MessageCapture(exchange, decoded.events, error, assembler.finish())
 
 
 def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:

@@ -19,7 +19,6 @@ from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import check_usage, completion, first_message
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import describe, excerpt, first_invalid_event, header, report_violations
-from gatecheck.errors import SSEError
 
 if TYPE_CHECKING:
     from gatecheck.assemble import AssembledChat, Violation
@@ -64,22 +63,14 @@ def capture(ctx: CheckContext, body: dict[str, Any]) -> StreamCapture:
 def decode_capture(exchange: Exchange, reasoning_field: str) -> StreamCapture:
     """Decode and assemble a streamed exchange (never raises on bad bytes)."""
     from gatecheck.assemble import ChatStreamAssembler
-    from gatecheck.sse import SSEDecoder
+    from gatecheck.sse import decode_chunks
 
-    decoder = SSEDecoder()
-    events: list[SSEEvent] = []
-    error: str | None = None
-    tail = b""
-    try:
-        for t_ns, data in exchange.chunks:
-            events.extend(decoder.feed(data, t_ns))
-        tail = decoder.close()
-    except SSEError as exc:
-        error = str(exc)
+    decoded = decode_chunks(exchange.chunks)
     assembler = ChatStreamAssembler(reasoning_field=reasoning_field)
-    for event in events:
+    for event in decoded.events:
         assembler.add(event)
-    return StreamCapture(exchange, events, tail, error, assembler.finish())
+    error = None if decoded.error is None else str(decoded.error)
+    return StreamCapture(exchange, decoded.events, decoded.tail, error, assembler.finish())
 
 
 def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
