@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
+    Capture,
     as_dict,
     describe,
     excerpt,
@@ -23,26 +23,20 @@ from gatecheck.checks.wire import (
 )
 
 if TYPE_CHECKING:
-    from gatecheck.assemble import AssembledMessage, Violation
+    from gatecheck.assemble import AssembledMessage
     from gatecheck.client import Exchange
-    from gatecheck.sse import SSEEvent
 
 MESSAGES = "/v1/messages"
 STREAMING = "002 Messages Streaming; Anthropic streaming"
 
 
-@dataclass(frozen=True)
-class MessageCapture:
+class MessageCapture(Capture["AssembledMessage"]):
     """One streamed /v1/messages exchange: its events and the assembled message."""
 
-    exchange: Exchange
-    events: list[SSEEvent]
-    decode_error: str | None
-    message: AssembledMessage
-
-    def violations(self, *rules: str) -> list[Violation]:
-        """The assembler's violations with one of ``rules``."""
-        return [v for v in self.message.violations if v.rule in rules]
+    @property
+    def message(self) -> AssembledMessage:
+        """The assembled message."""
+        return self.assembled
 
 
 def send_message(ctx: CheckContext, body: dict[str, Any], auth: str = "x-api-key") -> Exchange:
@@ -70,14 +64,8 @@ def capture_messages(ctx: CheckContext, body: dict[str, Any]) -> MessageCapture:
 def decode_messages(exchange: Exchange) -> MessageCapture:
     """Decode and assemble a streamed Messages exchange (never raises on bad bytes)."""
     from gatecheck.assemble import MessageStreamAssembler
-    from gatecheck.sse import decode_chunks
 
-    decoded = decode_chunks(exchange.chunks)
-    assembler = MessageStreamAssembler()
-    for event in decoded.events:
-        assembler.add(event)
-    error = None if decoded.error is None else str(decoded.error)
-    return MessageCapture(exchange, decoded.events, error, assembler.finish())
+    return MessageCapture.of(exchange, MessageStreamAssembler())
 
 
 def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:

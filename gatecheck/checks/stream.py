@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import check_usage, completion, first_message
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import describe, excerpt, first_invalid_event, header, report_violations
+from gatecheck.checks.wire import Capture, describe, excerpt, first_invalid_event, header, report_violations
 
 if TYPE_CHECKING:
-    from gatecheck.assemble import AssembledChat, Violation
+    from gatecheck.assemble import AssembledChat
     from gatecheck.client import Exchange
     from gatecheck.sse import SSEEvent
 
@@ -35,19 +34,13 @@ MIN_CONTENT_EVENTS = 4
 """Fewer content events than this cannot show whether a stream streams."""
 
 
-@dataclass(frozen=True)
-class StreamCapture:
-    """One streamed exchange: its events, the undelivered tail, and the assembled answer."""
+class StreamCapture(Capture["AssembledChat"]):
+    """One streamed chat exchange: its events, the undelivered tail, and the assembled answer."""
 
-    exchange: Exchange
-    events: list[SSEEvent]
-    tail: bytes
-    decode_error: str | None
-    chat: AssembledChat
-
-    def violations(self, *rules: str) -> list[Violation]:
-        """The assembler's violations with one of ``rules``."""
-        return [v for v in self.chat.violations if v.rule in rules]
+    @property
+    def chat(self) -> AssembledChat:
+        """The assembled answer."""
+        return self.assembled
 
     @property
     def done_t_ns(self) -> int | None:
@@ -63,14 +56,8 @@ def capture(ctx: CheckContext, body: dict[str, Any]) -> StreamCapture:
 def decode_capture(exchange: Exchange, reasoning_field: str) -> StreamCapture:
     """Decode and assemble a streamed exchange (never raises on bad bytes)."""
     from gatecheck.assemble import ChatStreamAssembler
-    from gatecheck.sse import decode_chunks
 
-    decoded = decode_chunks(exchange.chunks)
-    assembler = ChatStreamAssembler(reasoning_field=reasoning_field)
-    for event in decoded.events:
-        assembler.add(event)
-    error = None if decoded.error is None else str(decoded.error)
-    return StreamCapture(exchange, decoded.events, decoded.tail, error, assembler.finish())
+    return StreamCapture.of(exchange, ChatStreamAssembler(reasoning_field=reasoning_field))
 
 
 def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:

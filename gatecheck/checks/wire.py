@@ -1,4 +1,4 @@
-"""Small readers shared by the checks: headers, JSON bodies, wire excerpts, schema failures.
+"""Small readers shared by the checks: headers, JSON bodies, stream captures, wire excerpts, schema failures.
 
 A failure quotes what came back; these helpers keep every quote short, escaped and honest (raw
 bytes shown as bytes, so a missing blank line or a stray CR is visible).
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from gatecheck.checks.base import Failure
 
@@ -21,6 +22,55 @@ if TYPE_CHECKING:
 
 EXCERPT_BYTES = 600
 _MISSING = object()
+
+
+class _Assembled(Protocol):
+    """An assembled stream (``AssembledChat``, ``AssembledMessage``): the answer and its violations."""
+
+    @property
+    def violations(self) -> list[Violation]: ...
+
+
+AssembledT = TypeVar("AssembledT", bound=_Assembled)
+_AssembledT_co = TypeVar("_AssembledT_co", bound=_Assembled, covariant=True)
+
+
+class StreamAssembler(Protocol[_AssembledT_co]):
+    """``ChatStreamAssembler`` or ``MessageStreamAssembler``: events in, the assembled stream out."""
+
+    def add(self, event: SSEEvent) -> None: ...
+
+    def finish(self) -> _AssembledT_co: ...
+
+
+@dataclass(frozen=True)
+class Capture(Generic[AssembledT]):
+    """One streamed exchange, decoded once with the project's SSE decoder and assembled once.
+
+    ``tail`` is the unterminated end the decoder discarded; ``decode_error`` says why decoding
+    stopped early (the events before it are kept and assembled).
+    """
+
+    exchange: Exchange
+    events: list[SSEEvent]
+    tail: bytes
+    decode_error: str | None
+    assembled: AssembledT
+
+    @classmethod
+    def of(cls, exchange: Exchange, assembler: StreamAssembler[AssembledT]) -> Self:
+        """Decode ``exchange``'s body and assemble its events (never raises on bad bytes)."""
+        from gatecheck.sse import decode_chunks
+
+        decoded = decode_chunks(exchange.chunks)
+        for event in decoded.events:
+            assembler.add(event)
+        error = None if decoded.error is None else str(decoded.error)
+        return cls(exchange, decoded.events, decoded.tail, error, assembler.finish())
+
+    def violations(self, *rules: str) -> list[Violation]:
+        """The assembler's violations with one of ``rules``."""
+        return [v for v in self.assembled.violations if v.rule in rules]
 
 
 def excerpt(data: bytes | str, limit: int = EXCERPT_BYTES) -> str:
