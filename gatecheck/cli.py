@@ -1,8 +1,8 @@
 """The ``gatecheck`` command: a thin front over the core library.
 
-Each subcommand lives in ``gatecheck.commands.<name>`` and exposes ``HELP`` (one line),
-``configure(parser)`` and ``run(args) -> int``; modules are imported only when their command runs,
-so ``gatecheck serve`` never imports locust.
+Each subcommand lives in ``gatecheck.commands.<name>`` and exposes ``configure(parser)`` and
+``run(args) -> int``; its one-line help is in ``COMMANDS`` below (the one place it is written), so
+modules are imported only when their command runs and ``gatecheck serve`` never imports locust.
 """
 
 from __future__ import annotations

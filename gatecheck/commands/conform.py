@@ -26,8 +26,6 @@ from gatecheck.checks import AREAS, CHECKS, Cost, load_all
 from gatecheck.config import Target, add_target_arguments, targets_from_args
 from gatecheck.results import CheckResult
 
-HELP = "run the conformance suite against a target"
-
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 NO_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:asyncio", "--capture=no")

@@ -15,8 +15,6 @@ from pathlib import Path
 from gatecheck.commands import conform
 from gatecheck.errors import ConfigError
 
-HELP = "check and load the embedded reference gateway, write the reports"
-
 _LOAD_TTFT_MS = 50.0
 _LOAD_ITL_MS = 10.0
 _LOAD_OUTPUT_TOKENS = 32

@@ -26,8 +26,6 @@ from gatecheck.load.options import LOAD_OPTIONS, forwarded_arguments
 from gatecheck.load.summary import read_summary
 from gatecheck.redaction import Secret
 
-HELP = "run a locust load test against a target"
-
 _TARGET_FLAGS = (
     ("rpm", "--rpm"),
     ("tpm", "--tpm"),

@@ -20,8 +20,6 @@ from gatecheck.reference.config import DEMO_KEY, ERROR_DIALECTS, GatewayConfig, 
 from gatecheck.reference.faults import FAULTS
 from gatecheck.reference.runner import bind, new_loop, start_site, stop_site, url_of
 
-HELP = "run the reference gateway (the embedded default target)"
-
 KEYS_ENV = "GATECHECK_SERVE_API_KEYS"
 """Comma-separated keys accepted in addition to those given with --api-key."""
 

@@ -14,8 +14,6 @@ from pathlib import Path
 from gatecheck.load.slo import compare, evaluate, load_slo
 from gatecheck.load.summary import read_summary
 
-HELP = "gate a saved load summary against SLO objectives"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The summary to gate, the SLO file, an optional baseline."""
