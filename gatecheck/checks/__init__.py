@@ -6,8 +6,9 @@
 
 Family modules: ``chat`` (non-streaming), ``tools`` (tool calling, JSON mode), ``stream``
 (streaming chat), ``anthropic`` (/v1/messages), ``errors`` (auth, status codes, error bodies),
-``ratelimit``, ``aux`` (models, balance, images, search), ``fuzz``. The framework is in ``base``
-(Failure, Check, registry, decorators), ``context`` (Session, CheckContext) and ``runner``.
+``ratelimit``, ``auxiliary`` (the ``aux`` area: models, balance, images, search), ``fuzz``. The
+framework is in ``base`` (Failure, Check, registry, decorators), ``context`` (Session,
+CheckContext) and ``runner``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,18 @@ from gatecheck.checks.base import (
 from gatecheck.checks.context import CheckContext, RateLimitSetup, RunSettings, Session
 from gatecheck.checks.runner import applicable, format_failure, order_checks, run_check, run_checks, select
 
-FAMILIES: tuple[str, ...] = ("chat", "tools", "stream", "anthropic", "errors", "ratelimit", "aux", "fuzz")
+FAMILIES: tuple[str, ...] = (
+    "chat",
+    "tools",
+    "stream",
+    "anthropic",
+    "errors",
+    "ratelimit",
+    "auxiliary",
+    "fuzz",
+)
+"""The family modules in registration order; ``auxiliary`` holds the ``aux`` area (``AUX`` is a reserved
+file name on Windows)."""
 
 __all__ = [
     "AREAS",
