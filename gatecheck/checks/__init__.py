@@ -13,12 +13,11 @@ CheckContext) and ``runner``.
 
 from __future__ import annotations
 
-import importlib
-
 from gatecheck.checks.base import (
     AREAS,
     CHECKS,
     EXTRA_MARKERS,
+    FAMILIES,
     OBSERVATIONS,
     Check,
     CheckGroup,
@@ -27,6 +26,7 @@ from gatecheck.checks.base import (
     NotChecked,
     PlanSettings,
     check,
+    load_all,
     observation,
     plan_cost,
     profile_rule,
@@ -34,19 +34,6 @@ from gatecheck.checks.base import (
 )
 from gatecheck.checks.context import CheckContext, RateLimitSetup, RunSettings, Session
 from gatecheck.checks.runner import applicable, format_failure, order_checks, run_check, run_checks, select
-
-FAMILIES: tuple[str, ...] = (
-    "chat",
-    "tools",
-    "stream",
-    "anthropic",
-    "errors",
-    "ratelimit",
-    "auxiliary",
-    "fuzz",
-)
-"""The family modules in registration order; ``auxiliary`` holds the ``aux`` area (``AUX`` is a reserved
-file name on Windows)."""
 
 __all__ = [
     "AREAS",
@@ -77,10 +64,3 @@ __all__ = [
     "run_checks",
     "select",
 ]
-
-
-def load_all() -> dict[str, Check]:
-    """Import every family module so all checks are registered; returns the registry."""
-    for family in FAMILIES:
-        importlib.import_module(f"gatecheck.checks.{family}")
-    return CHECKS

@@ -11,6 +11,7 @@ check apply only under profiles that state that rule.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,19 @@ EXTRA_MARKERS: dict[str, str] = {
     "slow": "waits out a rate-limit window (Retry-After)",
     "costly": "spends many tokens (TPM burst) on a real target",
 }
+
+FAMILIES: tuple[str, ...] = (
+    "chat",
+    "tools",
+    "stream",
+    "anthropic",
+    "errors",
+    "ratelimit",
+    "auxiliary",
+    "fuzz",
+)
+"""The family modules in registration order; ``auxiliary`` holds the ``aux`` area (``AUX`` is a reserved
+file name on Windows)."""
 
 
 @dataclass(eq=False)
@@ -243,8 +257,6 @@ class CheckGroup:
 
     def checks(self) -> list[Check]:
         """The registered checks of these areas, in registration order."""
-        from gatecheck.checks import load_all
-
         return [c for c in load_all().values() if c.area in self.areas]
 
 
@@ -274,3 +286,10 @@ def with_severity(failure: Failure, severities: Mapping[str, str]) -> Failure | 
 def _first_line(func: Callable[..., Any]) -> str:
     doc = inspect.getdoc(func) or ""
     return doc.splitlines()[0] if doc else ""
+
+
+def load_all() -> dict[str, Check]:
+    """Import every family module so all checks are registered; returns the registry."""
+    for family in FAMILIES:
+        importlib.import_module(f"gatecheck.checks.{family}")
+    return CHECKS

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, with_severity
+from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, load_all, with_severity
 from gatecheck.checks.context import Session
 from gatecheck.curl import to_curl
 from gatecheck.profiles import Profile
@@ -30,8 +30,6 @@ def applicable(check: Check, profile: Profile) -> bool:
 
 def select(ids: Iterable[str] | None = None, *, profile: Profile | None = None) -> list[Check]:
     """Registered checks by id (all when ``ids`` is None), keeping only those the profile applies."""
-    from gatecheck.checks import load_all
-
     load_all()
     if ids is None:
         chosen = list(CHECKS.values())
