@@ -12,9 +12,9 @@ from collections.abc import Callable
 import httpx
 
 from gatecheck.checks import RateLimitSetup, RunSettings, Session
+from gatecheck.checks.pacing import Pacer
 from gatecheck.client import Client, Exchange, Request
 from gatecheck.config import Target
-from gatecheck.pacing import Pacer
 from gatecheck.profiles import load_profile
 from gatecheck.redaction import Secret
 from gatecheck.schemas import default_store

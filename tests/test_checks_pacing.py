@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gatecheck.pacing import Pacer, PacingTimeout
+from gatecheck.checks.pacing import Pacer, PacingTimeout
 
 
 class Clock:

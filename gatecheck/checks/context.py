@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatecheck._headers import parse_retry_after
 from gatecheck.checks.base import OBSERVATIONS, Check, Failure, NotChecked
-from gatecheck.pacing import Pacer, PacingTimeout
+from gatecheck.checks.pacing import Pacer, PacingTimeout
 from gatecheck.redaction import Secret
 
 if TYPE_CHECKING:

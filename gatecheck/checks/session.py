@@ -15,9 +15,9 @@ from typing import Any
 
 from gatecheck.checks.base import PlanSettings
 from gatecheck.checks.context import RateLimitSetup, RunSettings, Session
+from gatecheck.checks.pacing import Pacer
 from gatecheck.client import Client
 from gatecheck.config import Target
-from gatecheck.pacing import Pacer
 from gatecheck.profiles import load_profile
 from gatecheck.redaction import Secret
 from gatecheck.schemas import default_store
