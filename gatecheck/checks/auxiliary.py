@@ -13,7 +13,7 @@ from gatecheck.checks.base import Cost, Failure, check, requires
 from gatecheck.checks.chat import check_usage, usage_of
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.images import image_problem
-from gatecheck.checks.wire import as_dict, excerpt, json_object, require_status, schema_failure
+from gatecheck.checks.wire import are_numbers, as_dict, excerpt, json_object, require_status, schema_failure
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -65,15 +65,16 @@ def aux_balance(ctx: CheckContext) -> None:
     body = _valid_body(ctx, exchange, "gateway.balance", "the balance")
     key = as_dict(body.get("api_key"))
     for period in ("daily", "monthly"):
-        budget, used, remaining = (key.get(f"{period}_{f}") for f in ("budget", "used", "remaining"))
-        if not all(isinstance(v, int | float) for v in (budget, used, remaining)):
+        values = [key.get(f"{period}_{f}") for f in ("budget", "used", "remaining")]
+        if not are_numbers(values):
             continue
-        if abs(budget - used - remaining) > MONEY_TOLERANCE:  # type: ignore[operator]
+        budget, used, remaining = values
+        if abs(budget - used - remaining) > MONEY_TOLERANCE:
             ctx.record(
                 Failure(
                     title=f"{period}_remaining is not {period}_budget - {period}_used",
                     rule="balance-arithmetic",
-                    expected=f"{period}_remaining = {budget} - {used} = {budget - used:.2f}",  # type: ignore[operator]
+                    expected=f"{period}_remaining = {budget} - {used} = {budget - used:.2f}",
                     received=f"{period}_remaining {remaining}",
                     exchange=exchange,
                 )

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import as_dict, describe, excerpt, json_object, require_status, schema_failure
+from gatecheck.checks.wire import (
+    are_numbers,
+    as_dict,
+    describe,
+    excerpt,
+    json_object,
+    require_status,
+    schema_failure,
+)
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -231,8 +239,8 @@ def nonstream_max_tokens(ctx: CheckContext) -> None:
 
 def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, rule: str) -> None:
     """Record failures unless usage has integer counts and total = prompt + completion."""
-    counts = {k: usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+    tokens = [usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    if not are_numbers(tokens, counts=True):
         ctx.record(
             Failure(
                 title="usage is missing or incomplete",
@@ -243,13 +251,13 @@ def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, ru
             )
         )
         return
-    prompt, done, total = counts["prompt_tokens"], counts["completion_tokens"], counts["total_tokens"]
-    if total != prompt + done:  # type: ignore[operator]
+    prompt, done, total = tokens
+    if total != prompt + done:
         ctx.record(
             Failure(
                 title="usage.total_tokens is not prompt_tokens + completion_tokens",
                 rule=f"{rule}-total",
-                expected=f"total_tokens = {prompt} + {done} = {prompt + done}",  # type: ignore[operator]
+                expected=f"total_tokens = {prompt} + {done} = {prompt + done}",
                 received=f"total_tokens {total}",
                 exchange=exchange,
             )

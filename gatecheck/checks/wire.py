@@ -7,9 +7,9 @@ bytes shown as bytes, so a missing blank line or a stray CR is visible).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeGuard, TypeVar
 
 from gatecheck.checks.base import Failure
 
@@ -83,6 +83,16 @@ def excerpt(data: bytes | str, limit: int = EXCERPT_BYTES) -> str:
 def as_dict(value: Any) -> dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one (for reading optional nested fields)."""
     return value if isinstance(value, dict) else {}
+
+
+def are_numbers(values: Sequence[object], *, counts: bool = False) -> TypeGuard[Sequence[float]]:
+    """Whether every value read from a body is a number, so a check may do arithmetic on them.
+
+    With ``counts``, each must be a whole number of at least 0 (a JSON ``true`` is not a count).
+    """
+    if counts:
+        return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+    return all(isinstance(v, int | float) for v in values)
 
 
 def header(exchange: Exchange, name: str) -> str | None:
