@@ -17,7 +17,7 @@ from gatecheck.checks.wire import (
     is_json,
     json_object,
     json_of,
-    report_violations,
+    report_capture,
     require_status,
     schema_failure,
 )
@@ -32,6 +32,8 @@ STREAMING = "002 Messages Streaming; Anthropic streaming"
 
 class MessageCapture(Capture["AssembledMessage"]):
     """One streamed /v1/messages exchange: its events and the assembled message."""
+
+    rule_prefix = "anthropic"
 
     @property
     def message(self) -> AssembledMessage:
@@ -110,20 +112,6 @@ def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:
     if invalid is not None:
         ctx.record(invalid)
     return capture_
-
-
-def report(
-    ctx: CheckContext, capture_: MessageCapture, rules: tuple[str, ...], title: str, expected: str
-) -> None:
-    """Record one failure per violation of ``rules``, quoting its raw bytes."""
-    report_violations(
-        ctx,
-        capture_.violations(*rules),
-        capture_.exchange,
-        prefix="anthropic",
-        title=title,
-        expected=expected,
-    )
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))
@@ -228,21 +216,23 @@ def anthropic_stop_reason_max_tokens(ctx: CheckContext) -> None:
 def anthropic_stream_events_valid(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """Every event's data is JSON valid against anthropic.stream.event."""
     capture_ = opened(ctx, anthropic_stream)
-    report(
+    report_capture(
         ctx,
         capture_,
         ("invalid-json", "not-an-object", "malformed"),
         "an event's data is not a JSON object",
         "JSON object data in every event",
     )
-    report(ctx, capture_, ("unknown-event",), "an event of an unknown type", "the documented event types")
+    report_capture(
+        ctx, capture_, ("unknown-event",), "an event of an unknown type", "the documented event types"
+    )
 
 
 @check("anthropic", f"{STREAMING} (message_start first, message_stop last)", markers=("stream",))
 @requires("anthropic", "streaming")
 def anthropic_stream_order(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """message_start comes first and once; message_stop comes last."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, anthropic_stream),
         (
@@ -261,7 +251,7 @@ def anthropic_stream_order(ctx: CheckContext, anthropic_stream: MessageCapture) 
 @requires("anthropic", "streaming")
 def anthropic_stream_event_names(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """Each event's SSE ``event:`` name equals its ``data.type``."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, anthropic_stream),
         ("event-name-mismatch",),
@@ -278,7 +268,7 @@ def anthropic_stream_event_names(ctx: CheckContext, anthropic_stream: MessageCap
 @requires("anthropic", "streaming")
 def anthropic_stream_blocks(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """Each block runs start, deltas of its own type, stop, with one index; indices count 0, 1, 2..."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, anthropic_stream),
         (
@@ -301,7 +291,7 @@ def anthropic_stream_blocks(ctx: CheckContext, anthropic_stream: MessageCapture)
 @requires("anthropic", "streaming")
 def anthropic_stream_message_delta(ctx: CheckContext, anthropic_stream: MessageCapture) -> None:
     """message_delta carries stop_reason and usage, and output_tokens never decreases."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, anthropic_stream),
         ("message-delta-missing", "stop-reason-missing", "usage-decreased"),

@@ -17,7 +17,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import check_usage, completion, first_message
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import Capture, describe, excerpt, first_invalid_event, header, report_violations
+from gatecheck.checks.wire import Capture, describe, excerpt, first_invalid_event, header, report_capture
 
 if TYPE_CHECKING:
     from gatecheck.assemble import AssembledChat
@@ -36,6 +36,8 @@ MIN_CONTENT_EVENTS = 4
 
 class StreamCapture(Capture["AssembledChat"]):
     """One streamed chat exchange: its events, the undelivered tail, and the assembled answer."""
+
+    rule_prefix = "stream"
 
     @property
     def chat(self) -> AssembledChat:
@@ -95,15 +97,6 @@ def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
     if invalid is not None:
         ctx.record(invalid)
     return capture_
-
-
-def report(
-    ctx: CheckContext, capture_: StreamCapture, rules: Iterable[str], title: str, expected: str
-) -> None:
-    """Record one failure per violation of ``rules``, quoting its raw bytes."""
-    report_violations(
-        ctx, capture_.violations(*rules), capture_.exchange, prefix="stream", title=title, expected=expected
-    )
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))
@@ -183,7 +176,7 @@ def stream_sse_framing(ctx: CheckContext, basic_stream: StreamCapture) -> None:
 @requires("streaming")
 def stream_chunks_valid(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """Every payload but [DONE] is a JSON object valid against openai.chat.chunk."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, basic_stream),
         ("invalid-json", "not-an-object", "malformed"),
@@ -196,7 +189,7 @@ def stream_chunks_valid(ctx: CheckContext, basic_stream: StreamCapture) -> None:
 @requires("streaming")
 def stream_chunk_object(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """object is chat.completion.chunk in every chunk."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, basic_stream),
         ("object-wrong",),
@@ -209,7 +202,7 @@ def stream_chunk_object(ctx: CheckContext, basic_stream: StreamCapture) -> None:
 @requires("streaming")
 def stream_identity_constant(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """id, created and model are the same in every chunk."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, basic_stream),
         ("id-changed", "created-changed", "model-changed"),
@@ -223,14 +216,14 @@ def stream_identity_constant(ctx: CheckContext, basic_stream: StreamCapture) -> 
 def stream_role_first(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """delta.role appears in a choice's first delta only (and says assistant)."""
     capture_ = opened(ctx, basic_stream)
-    report(
+    report_capture(
         ctx,
         capture_,
         ("role-not-first",),
         "delta.role appears after the first chunk",
         "role in the first delta only",
     )
-    report(
+    report_capture(
         ctx, capture_, ("role-missing",), "the first delta has no role", 'role "assistant" in the first delta'
     )
     for index, choice in capture_.chat.choices.items():
@@ -251,7 +244,7 @@ def stream_role_first(ctx: CheckContext, basic_stream: StreamCapture) -> None:
 def stream_finish_reason_once(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """Each choice has exactly one non-null finish_reason, a documented value, and nothing after it."""
     capture_ = opened(ctx, basic_stream)
-    report(
+    report_capture(
         ctx,
         capture_,
         ("finish-reason-repeated", "finish-reason-missing", "content-after-finish"),
@@ -280,7 +273,7 @@ def stream_finish_reason_once(ctx: CheckContext, basic_stream: StreamCapture) ->
 @requires("streaming")
 def stream_done_last(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """The stream ends with ``data: [DONE]`` and nothing follows it."""
-    report(
+    report_capture(
         ctx,
         opened(ctx, basic_stream),
         ("missing-done", "data-after-done"),
@@ -317,7 +310,7 @@ def stream_closes_after_done(ctx: CheckContext, basic_stream: StreamCapture) -> 
 def stream_usage_final(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     """With include_usage, usage comes once, on the last chunk, with total = prompt + completion."""
     capture_ = opened(ctx, basic_stream)
-    report(
+    report_capture(
         ctx,
         capture_,
         ("usage-not-last", "usage-repeated"),
@@ -325,7 +318,7 @@ def stream_usage_final(ctx: CheckContext, basic_stream: StreamCapture) -> None:
         "usage on exactly one chunk: the last before [DONE]",
     )
     if ctx.profile.stream_usage == "separate-chunk":
-        report(
+        report_capture(
             ctx,
             capture_,
             ("usage-with-choices",),
@@ -350,7 +343,7 @@ def stream_usage_final(ctx: CheckContext, basic_stream: StreamCapture) -> None:
 def stream_tool_call_deltas(ctx: CheckContext, tool_stream: StreamCapture) -> None:
     """Tool-call deltas have contiguous indices, id/type/name on the first fragment only, JSON arguments."""
     capture_ = opened(ctx, tool_stream)
-    report(
+    report_capture(
         ctx,
         capture_,
         (
@@ -379,7 +372,7 @@ def stream_tool_call_deltas(ctx: CheckContext, tool_stream: StreamCapture) -> No
 def stream_reasoning_order(ctx: CheckContext, reasoning_stream: StreamCapture) -> None:
     """A reasoning model streams its reasoning deltas before any content."""
     capture_ = opened(ctx, reasoning_stream)
-    report(
+    report_capture(
         ctx,
         capture_,
         ("reasoning-after-content",),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeGuard, TypeVar
 
 from gatecheck.checks.base import Failure
 
@@ -50,6 +50,9 @@ class Capture(Generic[AssembledT]):
     ``tail`` is the unterminated end the decoder discarded; ``decode_error`` says why decoding
     stopped early (the events before it are kept and assembled).
     """
+
+    rule_prefix: ClassVar[str]
+    """The prefix of the failure rules its violations are reported under (``stream-``, ``anthropic-``)."""
 
     exchange: Exchange
     events: list[SSEEvent]
@@ -223,3 +226,17 @@ def report_violations(
                 exchange=exchange,
             )
         )
+
+
+def report_capture(
+    ctx: CheckContext, capture: Capture[Any], rules: Iterable[str], title: str, expected: str
+) -> None:
+    """Record one failure per violation of ``rules`` in a capture, quoting its raw bytes."""
+    report_violations(
+        ctx,
+        capture.violations(*rules),
+        capture.exchange,
+        prefix=capture.rule_prefix,
+        title=title,
+        expected=expected,
+    )
