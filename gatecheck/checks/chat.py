@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import as_dict, describe, excerpt, json_object, require_status, schema_failure
+from gatecheck.checks.wire import as_dict, describe, excerpt, json_object, require_status, schema_failures
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -37,10 +37,9 @@ def validated_completion(
 ) -> dict[str, Any]:
     """``completion`` plus schema validation (recorded, not fatal: the other rules still get checked)."""
     body = completion(exchange, what)
-    found = schema_failure(
+    for found in schema_failures(
         ctx.store, "openai.chat.response", body, rule="chat-schema", what=what, exchange=exchange
-    )
-    if found is not None:
+    ):
         ctx.record(found)
     return body
 
