@@ -3,6 +3,13 @@
 Schemas are draft-07 and refer to each other by relative ``$ref`` against their ``$id``
 (``https://gatecheck.invalid/schemas/<name>.json``); the registry below resolves those refs
 from the local files only, never from the network.
+
+A subschema may carry ``"x-rule"``: the id of the rule (``gatecheck/rules.toml``) its constraints
+belong to, when that is not the rule of the schema as a whole (typically an OpenAI-only constraint
+in a schema derived from the documents). Either a rule id for every keyword of the subschema, or
+an object mapping keywords to rule ids (``{"maxItems": "request-protocol-constraint"}``). Each
+``SchemaIssue`` carries the rule of the innermost annotation on its path (None when there is none:
+the caller's rule applies), so a finding is graded by the provenance of the constraint it breaks.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from gatecheck.errors import SchemaNotFound
 
 ID_PREFIX = "https://gatecheck.invalid/schemas/"
 _VALUE_LIMIT = 200
+NULL_OPTIONAL_RULE = "null-optional-field"
+"""The rule of a null where an optional field may only be absent (OpenAI omits it; the SDKs accept null)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,7 @@ class SchemaIssue:
     message: str
     schema_path: str
     value: str
+    rule: str | None = None
 
     def __str__(self) -> str:
         return f"at {self.path}: {self.message} (schema rule {self.schema_path}; value {self.value})"
@@ -138,9 +148,65 @@ class SchemaStore:
                 message=_truncated(e.message),
                 schema_path="/".join(str(p) for p in e.absolute_schema_path),
                 value=_short(e.instance),
+                rule=self.rule_at(name, list(e.absolute_schema_path))
+                or (NULL_OPTIONAL_RULE if self._null_for_optional(name, e) else None),
             )
             for e in ordered
         ]
+
+    def rule_at(self, name: str, schema_path: list[str | int]) -> str | None:
+        """The rule of the innermost ``x-rule`` annotation along ``schema_path`` in schema ``name``."""
+        found: str | None = None
+        for node, key in self._walk(name, schema_path):
+            annotation = node.get("x-rule") if isinstance(node, dict) else None
+            if isinstance(annotation, str):
+                found = annotation
+            elif isinstance(annotation, dict) and isinstance(annotation.get(str(key)), str):
+                found = annotation[str(key)]
+        return found
+
+    def _walk(self, name: str, schema_path: list[str | int]) -> Iterator[tuple[JSON, str | int]]:
+        """(node, key) along ``schema_path``: each node visited and the key taken from it.
+
+        The path is jsonschema's ``absolute_schema_path``: it runs through ``$ref`` without naming
+        it, so a key missing from a node that has a ``$ref`` is looked up in the referenced schema.
+        """
+        root: JSON = self.get(name)
+        node: JSON = root
+        for key in schema_path:
+            while isinstance(node, dict) and key not in node and isinstance(node.get("$ref"), str):
+                root, node = self._deref(root, node["$ref"])
+            yield node, key
+            if isinstance(node, dict):
+                node = node.get(str(key))
+            elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+                node = node[key]
+            else:
+                return
+
+    def _null_for_optional(self, name: str, error: jsonschema.ValidationError) -> bool:
+        """True for a null refused (by type, const or enum) in a property its object does not require."""
+        path = list(error.absolute_schema_path)
+        if (
+            error.validator not in ("type", "const", "enum")
+            or error.instance is not None
+            or len(path) < 3
+            or path[-3] != "properties"
+        ):
+            return False
+        owner = [node for node, _ in self._walk(name, path)][-3]
+        required = owner.get("required", []) if isinstance(owner, dict) else []
+        return path[-2] not in required
+
+    def _deref(self, root: JSON, ref: str) -> tuple[JSON, JSON]:
+        """(document, subschema) a ``$ref`` points at: another file's root, or a local pointer."""
+        location, _, pointer = ref.partition("#")
+        if location:
+            root = self.get(location.rsplit("/", 1)[-1].removesuffix(".json"))
+        node = root
+        for part in (p for p in pointer.split("/") if p):
+            node = node.get(part) if isinstance(node, dict) else None
+        return root, node
 
     def is_valid(self, name: str, instance: JSON) -> bool:
         """True when ``instance`` satisfies schema ``name``."""

@@ -101,19 +101,29 @@ def test_a_failure_names_rule_source_expectation_what_came_and_a_curl_without_th
 def test_failures_are_graded_deduplicated_and_turned_into_a_verdict() -> None:
     def twice_and_a_warning(ctx: CheckContext) -> None:
         for _ in range(2):
-            ctx.record(Failure(title="same", rule="r1", expected="a", received="b"))
-        ctx.record(Failure(title="minor", rule="r2", expected="a", received="b", severity="warn"))
+            ctx.record(Failure(title="same", rule="stream-missing-done", expected="a", received="b"))
+        ctx.record(Failure(title="minor", rule="stream-burst", expected="a", received="b"))
 
     result = run_check(make_session(), made(twice_and_a_warning))
     assert result.verdict == "FAIL"
     assert result.message.count("FAIL: same") == 1
     assert "WARN: minor" in result.message
-    assert result.extra["rules"] == ["r1", "r2"]
+    assert "Rule: stream-burst (judgement)" in result.message
+    assert result.extra["rules"] == ["stream-burst", "stream-missing-done"]
+
+
+def test_a_finding_of_an_unregistered_rule_fails_and_says_so() -> None:
+    def unregistered(ctx: CheckContext) -> None:
+        ctx.record(Failure(title="odd", rule="no-such-rule", expected="a", received="b"))
+
+    result = run_check(make_session(), made(unregistered))
+    assert result.verdict == "FAIL"
+    assert "Rule: no-such-rule (unregistered rule)" in result.message
 
 
 def test_warnings_alone_give_warn_and_a_profile_can_ignore_a_rule() -> None:
     def warns(ctx: CheckContext) -> None:
-        ctx.record(Failure(title="w", rule="stream-burst", expected="a", received="b", severity="warn"))
+        ctx.record(Failure(title="w", rule="stream-burst", expected="a", received="b"))
 
     def role_missing(ctx: CheckContext) -> None:
         ctx.record(Failure(title="no role", rule="stream-role-missing", expected="a", received="b"))

@@ -46,13 +46,39 @@ def failure(rule: str) -> Failure:
     return Failure(title="t", rule=rule, expected="e", received="r")
 
 
-def test_a_profile_grades_a_rule_as_warning_or_drops_it() -> None:
-    lenient = load_profile("lenient")
-    assert with_severity(failure("stream-nonstream-differ"), lenient.severity).severity == "warn"  # type: ignore[union-attr]
-    assert with_severity(failure("stream-role-missing"), lenient.severity) is None
-    assert (
-        with_severity(failure("stream-nonstream-differ"), load_profile("gateway").severity).severity == "fail"
-    )  # type: ignore[union-attr]
+def graded(rule: str, profile: str) -> str:
+    made = with_severity(failure(rule), load_profile(profile))
+    return "ignore" if made is None else made.severity
+
+
+def test_profiles_grade_a_finding_by_its_rules_provenance() -> None:
+    # documented: stream-missing-done; protocol: stream-created-changed; sdk: stream-invalid-json;
+    # judgement: stream-nonstream-differ
+    assert [graded(r, "gateway") for r in ("stream-missing-done", "stream-created-changed")] == [
+        "fail",
+        "warn",
+    ]
+    assert [graded(r, "gateway") for r in ("stream-invalid-json", "stream-nonstream-differ")] == [
+        "fail",
+        "warn",
+    ]
+    assert graded("stream-created-changed", "openai") == "fail"
+    assert graded("stream-nonstream-differ", "openai") == "warn"
+    assert [graded(r, "lenient") for r in ("stream-missing-done", "stream-invalid-json")] == ["warn", "fail"]
+
+
+def test_a_profile_overrides_the_grade_of_one_rule() -> None:
+    assert graded("stream-role-missing", "lenient") == "ignore"
+    assert graded("tool-choice-finish-stop", "openai") == "warn"
+
+
+def test_a_null_optional_field_and_an_openai_only_constraint_never_fail_under_gateway_or_lenient() -> None:
+    for rule in ("null-optional-field", "request-protocol-constraint"):
+        assert (graded(rule, "gateway"), graded(rule, "lenient"), graded(rule, "openai")) == (
+            "warn",
+            "warn",
+            "fail",
+        )
 
 
 def test_an_unknown_profile_names_the_valid_ones() -> None:
@@ -66,11 +92,12 @@ VALID = {
     "stream_usage": '"last-chunk"',
     "reasoning_field": '"reasoning"',
 }
+GRADING = '\n[grading]\ndocumented = "fail"\nsdk = "fail"\nprotocol = "warn"\njudgement = "warn"\n'
 
 
-def profile_text(**changes: str) -> str:
+def profile_text(grading: str = GRADING, **changes: str) -> str:
     """A profile file: the valid settings with ``changes`` applied."""
-    return "\n".join(f"{key} = {value}" for key, value in {**VALID, **changes}.items())
+    return "\n".join(f"{key} = {value}" for key, value in {**VALID, **changes}.items()) + grading
 
 
 @pytest.mark.parametrize(
@@ -80,8 +107,11 @@ def profile_text(**changes: str) -> str:
         (profile_text(stream_usage='"sometimes"'), "stream_usage"),
         (profile_text(reasoning_field='"thoughts"'), "reasoning_field"),
         (profile_text(colour='"red"'), "colour"),
-        (profile_text() + "\n[rules]\nunknown_rule = true", "unknown_rule"),
+        (profile_text(grading="") + "\n[rules]\nunknown_rule = true", "unknown_rule"),
         (profile_text() + '\n[severity]\nstream-burst = "panic"', "stream-burst"),
+        (profile_text() + '\n[severity]\nno-such-rule = "warn"', "no-such-rule"),
+        (profile_text(grading='\n[grading]\ndocumented = "fail"\n'), "grading.protocol"),
+        (profile_text(grading=GRADING.replace('"warn"', '"maybe"', 1)), "grading.protocol"),
         ("not toml [", "TOML"),
     ],
 )

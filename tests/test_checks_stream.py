@@ -16,6 +16,7 @@ from gatecheck.checks import CHECKS, load_all, run_check
 from gatecheck.checks.stream import decode_capture
 from gatecheck.client import Exchange
 from gatecheck.results import CheckResult
+from gatecheck.rules import rules
 
 load_all()
 
@@ -120,7 +121,8 @@ def test_usage_on_the_finish_chunk_is_fine_for_the_gateway_profile_not_for_opena
 )
 def test_each_broken_rule_fails_its_check_and_quotes_the_wire(check_id: str, broken: Any, rule: str) -> None:
     result = judge(check_id, stream_exchange(broken(clean_chunks())))
-    assert result.verdict == "FAIL", result.message
+    # graded by the rule's provenance: documented and sdk rules fail, OpenAI-only (protocol) ones warn
+    assert result.verdict == ("WARN" if rules()[rule].provenance == "protocol" else "FAIL"), result.message
     assert rule in result.extra["rules"]
     assert "Received: " in result.message and "b'" in result.message  # raw bytes, escaped
     assert "Reproduce with:" in result.message
@@ -162,7 +164,7 @@ def test_a_burst_is_a_warning_and_a_paced_stream_passes() -> None:
     assert paced.verdict == "PASS"
 
 
-def test_streamed_and_plain_answers_must_agree_unless_the_profile_allows_it() -> None:
+def test_streamed_and_plain_answers_that_differ_are_a_warning() -> None:
     streamed = "".join(WORDS)
     twin = stream_exchange(
         [
@@ -172,13 +174,12 @@ def test_streamed_and_plain_answers_must_agree_unless_the_profile_allows_it() ->
         ],
         content_type="application/json",
     )
-    assert (
-        judge("stream_matches_nonstream", stream_exchange(wire(clean_chunks())), twin=twin).verdict == "FAIL"
-    )
-    lenient = judge(
-        "stream_matches_nonstream", stream_exchange(wire(clean_chunks())), twin=twin, profile="openai"
-    )
-    assert lenient.verdict == "WARN"
+    # temperature 0 is not a promise of determinism: our judgement, a warning under every profile
+    for profile in ("gateway", "openai"):
+        differ = judge(
+            "stream_matches_nonstream", stream_exchange(wire(clean_chunks())), twin=twin, profile=profile
+        )
+        assert differ.verdict == "WARN", differ.message
     same = stream_exchange(
         [
             json.dumps(

@@ -13,13 +13,13 @@ from gatecheck.checks.wire import (
     as_dict,
     describe,
     excerpt,
-    first_invalid_event,
+    invalid_events,
     is_json,
     json_object,
     json_of,
     report_capture,
     require_status,
-    schema_failure,
+    schema_failures,
 )
 
 if TYPE_CHECKING:
@@ -50,10 +50,9 @@ def message_body(ctx: CheckContext, exchange: Exchange, what: str) -> dict[str, 
     """The 200 body validated against anthropic.messages.response (schema issues recorded)."""
     require_status(exchange, 200, rule="anthropic-status", what=what)
     body = json_object(exchange, rule="anthropic-not-json", what=what)
-    found = schema_failure(
+    for found in schema_failures(
         ctx.store, "anthropic.messages.response", body, rule="anthropic-schema", what=what, exchange=exchange
-    )
-    if found is not None:
+    ):
         ctx.record(found)
     return body
 
@@ -101,15 +100,14 @@ def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:
             received=f"error {json.dumps(capture_.message.error)}; wire {excerpt(raw)}",
             exchange=capture_.exchange,
         )
-    invalid = first_invalid_event(
+    for invalid in invalid_events(
         ctx.store,
         capture_.events,
         "anthropic.stream.event",
         rule="anthropic-event-schema",
         what="an event",
         exchange=capture_.exchange,
-    )
-    if invalid is not None:
+    ):
         ctx.record(invalid)
     return capture_
 

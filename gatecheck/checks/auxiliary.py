@@ -13,7 +13,7 @@ from gatecheck.checks.base import Cost, Failure, check, requires
 from gatecheck.checks.chat import check_usage, usage_of
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.images import image_problem
-from gatecheck.checks.wire import are_numbers, as_dict, excerpt, json_object, require_status, schema_failure
+from gatecheck.checks.wire import are_numbers, as_dict, excerpt, json_object, require_status, schema_failures
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -27,8 +27,9 @@ IMAGE_PROMPT = "A white cat sitting on a windowsill"
 def _valid_body(ctx: CheckContext, exchange: Exchange, schema: str, what: str) -> dict[str, Any]:
     require_status(exchange, 200, rule=f"{schema}-status", what=what)
     body = json_object(exchange, rule=f"{schema}-not-json", what=what)
-    found = schema_failure(ctx.store, schema, body, rule=f"{schema}-schema", what=what, exchange=exchange)
-    if found is not None:
+    for found in schema_failures(
+        ctx.store, schema, body, rule=f"{schema}-schema", what=what, exchange=exchange
+    ):
         ctx.record(found)
     return body
 

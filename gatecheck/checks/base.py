@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
+    from gatecheck.profiles import Profile
 
 Severity = Literal["fail", "warn"]
 
@@ -59,7 +60,9 @@ class Failure(Exception):
     """One broken rule, with everything a reader needs to judge it and reproduce it.
 
     Raised from a check it ends the check; passed to ``CheckContext.record`` it is noted and the
-    check goes on. ``rule`` is a stable id that profiles map to a severity.
+    check goes on. ``rule`` is a registered rule id (``gatecheck/rules.toml``): its provenance
+    decides, through the profile, the ``severity`` the runner grades the failure with; checks do
+    not set the severity themselves.
     """
 
     title: str
@@ -148,6 +151,7 @@ class Check:
     requires: frozenset[str] = frozenset()
     profile_rules: tuple[str, ...] = ()
     markers: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
 
     def own_cost(self, settings: PlanSettings) -> Cost:
         """Requests the check sends itself, beyond its shared observations."""
@@ -182,9 +186,19 @@ def observation(cost: CostSpec) -> Callable[[F], F]:
 
 
 def check(
-    area: str, citation: str, *, cost: CostSpec = Cost(), markers: Iterable[str] = ()
+    area: str,
+    citation: str,
+    *,
+    cost: CostSpec = Cost(),
+    markers: Iterable[str] = (),
+    rules: Iterable[str] = (),
 ) -> Callable[[Callable[..., None]], Check]:
-    """Register ``func`` as a check; apply it *outermost* (above ``requires``/``profile_rule``)."""
+    """Register ``func`` as a check; apply it *outermost* (above ``requires``/``profile_rule``).
+
+    ``rules`` are the ids (``gatecheck/rules.toml``) of every rule the check can report: the
+    check owns them, ``--list`` shows them with their provenance, and the runner notes a finding
+    of any other rule as a gatecheck bug (one root cause, one finding, in the check that owns it).
+    """
     if area not in AREAS:
         raise ValueError(f"unknown area {area!r}; areas: {', '.join(AREAS)}")
     extra = tuple(markers)
@@ -212,6 +226,7 @@ def check(
             requires=frozenset(getattr(func, "_gatecheck_requires", ())),
             profile_rules=tuple(getattr(func, "_gatecheck_profile_rules", ())),
             markers=extra,
+            rules=tuple(rules),
         )
         CHECKS[made.id] = made
         return made
@@ -273,11 +288,12 @@ def plan_cost(checks: Iterable[Check], settings: PlanSettings) -> Cost:
     return Cost(total.requests, min(total.output_tokens, total.requests * settings.max_output_tokens))
 
 
-def with_severity(failure: Failure, severities: Mapping[str, str]) -> Failure | None:
-    """The failure as the profile grades it: its severity replaced, or None when the profile ignores it."""
-    graded = severities.get(failure.rule)
-    if graded is None:
-        return failure
+def with_severity(failure: Failure, profile: Profile) -> Failure | None:
+    """The failure as the profile grades its rule: severity set, or None when the profile ignores it."""
+    try:
+        graded = profile.severity_of(failure.rule)
+    except KeyError:  # an unregistered rule is a gatecheck bug (tests/test_rules.py): never hide it
+        graded = "fail"
     if graded == "ignore":
         return None
     return replace(failure, severity="warn" if graded == "warn" else "fail")

@@ -18,7 +18,7 @@ from gatecheck.checks.wire import (
     excerpt,
     json_object,
     require_status,
-    schema_failure,
+    schema_failures,
 )
 
 if TYPE_CHECKING:
@@ -45,10 +45,9 @@ def validated_completion(
 ) -> dict[str, Any]:
     """``completion`` plus schema validation (recorded, not fatal: the other rules still get checked)."""
     body = completion(exchange, what)
-    found = schema_failure(
+    for found in schema_failures(
         ctx.store, "openai.chat.response", body, rule="chat-schema", what=what, exchange=exchange
-    )
-    if found is not None:
+    ):
         ctx.record(found)
     return body
 

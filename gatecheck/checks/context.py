@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gatecheck._headers import parse_retry_after
 from gatecheck.checks.base import OBSERVATIONS, Check, Failure, NotChecked
@@ -125,6 +125,21 @@ class CheckContext:
     def record(self, failure: Failure) -> None:
         """Note a failure and let the check go on."""
         self.failures.append(failure)
+
+    def owned_by(self, owner: str, failure: Failure) -> NoReturn:
+        """End the check on a root cause ``owner`` reports: that check fails, any other is not checked.
+
+        For what a check needs but does not judge (a shared stream that was answered 500, cut or
+        stalled): the finding is the owner's alone, the others say why they could not judge.
+        """
+        if self.check.id == owner:
+            raise failure
+        raise NotChecked(f"not checked: {failure.title} ({owner} reports it)")
+
+    def record_if_owner(self, owner: str, failure: Failure) -> None:
+        """Record ``failure`` only in the check ``owner``; in any other check it is the owner's finding."""
+        if self.check.id == owner:
+            self.record(failure)
 
     def observe(self, name: str) -> Any:
         """The value of observation ``name``, produced once per session and charged to it."""

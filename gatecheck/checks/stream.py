@@ -17,7 +17,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import check_usage, completion, first_message
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import Capture, describe, excerpt, first_invalid_event, header, report_capture
+from gatecheck.checks.wire import Capture, describe, excerpt, header, invalid_events, report_capture
 
 if TYPE_CHECKING:
     from gatecheck.assemble import AssembledChat
@@ -86,15 +86,14 @@ def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
             received=f"error {json.dumps(capture_.chat.error)}; wire {excerpt(raw)}",
             exchange=exchange,
         )
-    invalid = first_invalid_event(
+    for invalid in invalid_events(
         ctx.store,
         capture_.events,
         "openai.chat.chunk",
         rule="stream-chunk-schema",
         what="a chunk",
         exchange=exchange,
-    )
-    if invalid is not None:
+    ):
         ctx.record(invalid)
     return capture_
 
@@ -407,7 +406,6 @@ def stream_really_streams(ctx: CheckContext, basic_stream: StreamCapture) -> Non
                 rule="stream-burst",
                 expected=f"content events arriving over time (first to last >= {BURST_SPREAD_NS / 1e6:g} ms)",
                 received=f"{len(times)} content events within {spread / 1e6:.3f} ms",
-                severity="warn",
                 exchange=capture_.exchange,
             )
         )

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gatecheck.assemble import Violation
     from gatecheck.checks.context import CheckContext
     from gatecheck.client import Exchange
-    from gatecheck.schemas import SchemaStore
+    from gatecheck.schemas import SchemaIssue, SchemaStore
     from gatecheck.sse import SSEEvent
 
 EXCERPT_BYTES = 600
@@ -151,45 +151,61 @@ def require_status(exchange: Exchange, expected: int, *, rule: str, what: str) -
         )
 
 
-def schema_failure(
+def schema_failures(
     store: SchemaStore, schema: str, instance: Any, *, rule: str, what: str, exchange: Exchange | None
-) -> Failure | None:
-    """A Failure naming the best schema issue (and how many more), or None when ``instance`` is valid."""
-    issues = store.issues(schema, instance)
-    if not issues:
-        return None
-    more = f" (+{len(issues) - 1} more issues)" if len(issues) > 1 else ""
-    return Failure(
-        title=f"{what} does not match schema {schema}",
-        rule=rule,
-        expected=f"an instance valid against schemas/{schema}.json",
-        received=f"{issues[0]}{more}",
-        exchange=exchange,
-    )
+) -> list[Failure]:
+    """One Failure per rule the instance's schema issues break (``rule`` for unannotated ones).
 
-
-def first_invalid_event(
-    store: SchemaStore, events: Iterable[SSEEvent], schema: str, *, rule: str, what: str, exchange: Exchange
-) -> Failure | None:
-    """A failure for the first event whose data is JSON but invalid against ``schema``, quoting its bytes.
-
-    Data that is not JSON (``[DONE]``, garbage) is left to the checks that own those rules.
+    An issue under an ``x-rule`` annotation belongs to that rule (and its provenance), so an
+    OpenAI-only constraint or a null optional field is graded apart from the documented schema.
     """
+    by_rule: dict[str, list[SchemaIssue]] = {}
+    for issue in store.issues(schema, instance):
+        by_rule.setdefault(issue.rule or rule, []).append(issue)
+    return [
+        Failure(
+            title=f"{what} does not match schema {schema}",
+            rule=rule_id,
+            expected=f"an instance valid against schemas/{schema}.json",
+            received=f"{found[0]}" + (f" (+{len(found) - 1} more issues)" if len(found) > 1 else ""),
+            exchange=exchange,
+        )
+        for rule_id, found in by_rule.items()
+    ]
+
+
+def invalid_events(
+    store: SchemaStore, events: Iterable[SSEEvent], schema: str, *, rule: str, what: str, exchange: Exchange
+) -> list[Failure]:
+    """One failure per rule broken by events whose data is JSON but invalid against ``schema``.
+
+    Each quotes the first event that broke the rule (its bytes) and counts the others. Data that
+    is not JSON (``[DONE]``, garbage) is left to the checks that own those rules.
+    """
+    first: dict[str, tuple[SchemaIssue, SSEEvent]] = {}
+    count: dict[str, int] = {}
     for event in events:
         try:
             data = json.loads(event.data)
         except ValueError:
             continue
-        issues = store.issues(schema, data)
-        if issues:
-            return Failure(
+        for issue in store.issues(schema, data):
+            rule_id = issue.rule or rule
+            first.setdefault(rule_id, (issue, event))
+            count[rule_id] = count.get(rule_id, 0) + 1
+    failures = []
+    for rule_id, (issue, event) in first.items():
+        more = f"; and {count[rule_id] - 1} more issues" if count[rule_id] > 1 else ""
+        failures.append(
+            Failure(
                 title=f"{what} does not match schema {schema}",
-                rule=rule,
+                rule=rule_id,
                 expected=f"every event valid against schemas/{schema}.json",
-                received=f"{issues[0]}; wire {excerpt(event.raw)}",
+                received=f"{issue}; wire {excerpt(event.raw)}{more}",
                 exchange=exchange,
             )
-    return None
+        )
+    return failures
 
 
 def report_violations(

@@ -137,10 +137,16 @@ def plan_target(target: Target, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def check_list() -> str:
-    """Every check: id, area, what it checks and where the rule is documented."""
+    """Every check: id, area, what it checks, where it is documented, and its rules' provenance."""
+    from gatecheck.rules import rule
+
     load_all()
     width = max(len(c) for c in CHECKS)
-    return "\n".join(f"{c.id:<{width}}  {c.area:<9}  {c.doc}  [{c.citation}]" for c in CHECKS.values())
+    lines = []
+    for c in CHECKS.values():
+        lines.append(f"{c.id:<{width}}  {c.area:<9}  {c.doc}  [{c.citation}]")
+        lines += [f"{'':<{width}}    rule {r} ({rule(r).provenance}: {rule(r).source})" for r in c.rules]
+    return "\n".join(lines)
 
 
 class ConformFront:

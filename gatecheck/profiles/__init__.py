@@ -3,8 +3,10 @@
 A profile is a TOML file in this directory (``gateway``, ``openai``, ``lenient``). It picks the
 error dialect, the rate-limit header dialect, where stream usage may appear, the reasoning field
 name, the rules that apply (``[rules]``) and how severe each deviation is (``[severity]``: a failure
-rule id mapped to ``"warn"``, ``"fail"`` or ``"ignore"``). Profiles are data so a reader can see,
-in one place, every judgement call a verdict depends on.
+rule id mapped to ``"warn"``, ``"fail"`` or ``"ignore"``). How hard a finding is graded follows
+its rule's provenance first (``[grading]``: documented, protocol, sdk, judgement -> fail, warn or
+ignore; see ``gatecheck.rules``), then a per-rule ``[severity]`` override. Profiles are data
+so a reader can see, in one place, every judgement call a verdict depends on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from gatecheck.errors import ConfigError
+from gatecheck.rules import PROVENANCES, rule, rules
 
 PROFILE_DIR = Path(__file__).resolve().parent
 
@@ -38,6 +41,7 @@ _KEYS = (
     "stream_usage",
     "reasoning_field",
     "rules",
+    "grading",
     "severity",
 )
 
@@ -53,11 +57,19 @@ class Profile:
     stream_usage: StreamUsage
     reasoning_field: str
     rules: frozenset[str]
+    grading: Mapping[str, str]
     severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def has_rule(self, rule: str) -> bool:
         """True when the profile states ``rule`` (a ``[rules]`` key set to true)."""
         return rule in self.rules
+
+    def severity_of(self, rule_id: str) -> str:
+        """fail, warn or ignore for a finding of ``rule_id``: its override, else its provenance's grade."""
+        override = self.severity.get(rule_id)
+        if override is not None:
+            return override
+        return self.grading[rule(rule_id).provenance]
 
 
 def profile_names(directory: Path = PROFILE_DIR) -> tuple[str, ...]:
@@ -82,14 +94,26 @@ def _build(name: str, data: Mapping[str, Any]) -> Profile:
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(f"profile {name}", unknown[0], ", ".join(_KEYS))
-    rules = data.get("rules", {})
-    for rule, value in rules.items():
-        if rule not in RULES or not isinstance(value, bool):
-            raise ConfigError(f"profile {name}: rules.{rule}", value, f"true/false for {', '.join(RULES)}")
+    stated = data.get("rules", {})
+    for key, value in stated.items():
+        if key not in RULES or not isinstance(value, bool):
+            raise ConfigError(f"profile {name}: rules.{key}", value, f"true/false for {', '.join(RULES)}")
+    grading = data.get("grading", {})
+    for provenance in PROVENANCES:
+        if grading.get(provenance) not in SEVERITIES:
+            raise ConfigError(
+                f"profile {name}: grading.{provenance}", grading.get(provenance), ", ".join(SEVERITIES)
+            )
+    extra = sorted(set(grading) - set(PROVENANCES))
+    if extra:
+        raise ConfigError(f"profile {name}: grading", extra[0], ", ".join(PROVENANCES))
     severity = data.get("severity", {})
-    for rule, value in severity.items():
+    known = rules()
+    for rule_id, value in severity.items():
+        if rule_id not in known:
+            raise ConfigError(f"profile {name}: severity", rule_id, "a rule id of gatecheck/rules.toml")
         if value not in SEVERITIES:
-            raise ConfigError(f"profile {name}: severity.{rule}", value, ", ".join(SEVERITIES))
+            raise ConfigError(f"profile {name}: severity.{rule_id}", value, ", ".join(SEVERITIES))
     return Profile(
         name=name,
         description=str(data.get("description", "")),
@@ -97,7 +121,8 @@ def _build(name: str, data: Mapping[str, Any]) -> Profile:
         ratelimit_dialect=_choice(name, data, "ratelimit_dialect", RATELIMIT_DIALECTS),  # type: ignore[arg-type]
         stream_usage=_choice(name, data, "stream_usage", STREAM_USAGE),  # type: ignore[arg-type]
         reasoning_field=_choice(name, data, "reasoning_field", REASONING_FIELDS),
-        rules=frozenset(rule for rule, on in rules.items() if on),
+        rules=frozenset(key for key, on in stated.items() if on),
+        grading=MappingProxyType({p: grading[p] for p in PROVENANCES}),
         severity=MappingProxyType(dict(severity)),
     )
 
