@@ -122,7 +122,8 @@ def test_each_broken_rule_fails_its_check_and_quotes_the_wire(check_id: str, bro
     result = judge(check_id, stream_exchange(broken(clean_chunks())))
     assert result.verdict == "FAIL", result.message
     assert rule in result.extra["rules"]
-    assert "Received: " in result.message and "b'" in result.message  # raw bytes, escaped
+    assert "Received: " in result.message and '"data: ' in result.message  # the wire, as a JSON string
+    assert "b'" not in result.message
     assert "Reproduce with:" in result.message
 
 
