@@ -13,9 +13,9 @@ from dataclasses import replace
 
 from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, with_severity
 from gatecheck.checks.context import Session
-from gatecheck.curl import to_curl
+from gatecheck.curl import body_file, to_curl
 from gatecheck.profiles import Profile
-from gatecheck.redaction import redact
+from gatecheck.redaction import redact, redacting
 from gatecheck.results import CheckResult, Verdict
 
 _INDENT = "    "
@@ -49,7 +49,15 @@ def missing_capabilities(check: Check, session: Session) -> list[str]:
 
 
 def run_check(session: Session, check: Check) -> CheckResult:
-    """Run one check and grade it; never raises for anything the target does."""
+    """Run one check and grade it; never raises for anything the target does.
+
+    The session's keys are masked in every quote made meanwhile, before any cut (``redacting``).
+    """
+    with redacting(session.secrets):
+        return _run_check(session, check)
+
+
+def _run_check(session: Session, check: Check) -> CheckResult:
     started = time.perf_counter()
     missing = missing_capabilities(check, session)
     if missing:
@@ -70,7 +78,7 @@ def run_check(session: Session, check: Check) -> CheckResult:
     verdict = verdict_of(graded)
     extra["rules"] = sorted({f.rule for f in graded})
     message = "\n\n".join(format_failure(f, check.citation) for f in graded)
-    return _result(session, check, verdict, message, started, extra)
+    return replace(_result(session, check, verdict, message, started, extra), files=failure_files(graded))
 
 
 def run_checks(session: Session, checks: Sequence[Check]) -> list[CheckResult]:
@@ -120,6 +128,12 @@ def format_failure(failure: Failure, citation: str = "") -> str:
         command = to_curl(failure.exchange.request, max_body=MAX_CURL_BODY)
         lines += ["  Reproduce with:", _INDENT + _indent(command, _INDENT)]
     return "\n".join(lines)
+
+
+def failure_files(failures: Iterable[Failure]) -> dict[str, bytes]:
+    """The request bodies ``format_failure`` left out of its curl commands, by the file name they name."""
+    saved = (body_file(f.exchange.request, MAX_CURL_BODY) for f in failures if f.exchange is not None)
+    return dict(item for item in saved if item is not None)
 
 
 def _indent(text: str, prefix: str = _INDENT) -> str:
