@@ -61,12 +61,13 @@ Anthropic Messages streams (:class:`MessageStreamAssembler`):
 from __future__ import annotations
 
 import json
-import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, NoReturn, TypeGuard
 
 from gatecheck._types import JSONObject
+from gatecheck.quote import as_json
+from gatecheck.redaction import clip
 from gatecheck.sse import SSEEvent
 
 __all__ = [
@@ -163,10 +164,7 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
-_REPR = reprlib.Repr()
-_REPR.maxlevel = 3
-_REPR.maxstring = 120
-_REPR.maxother = 120
+_SHORT_LIMIT = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +176,7 @@ class Violation:
     index: int | None
     """Position of the event in the stream (0-based, in ``add`` order); None for an empty stream."""
     raw: bytes
-    """That event's raw bytes, at most QUOTE_LIMIT of them."""
+    """That event's raw bytes, at most QUOTE_LIMIT of them, keys masked before the cut."""
 
 
 class ParsedEvent(NamedTuple):
@@ -282,8 +280,8 @@ def _text(value: object) -> str | None:
 
 
 def _short(value: object) -> str:
-    """A bounded repr for messages: few levels and items, so deep or huge payloads cost nothing."""
-    return _REPR.repr(value)
+    """A bounded JSON quote for messages (keys masked before the cut), so huge payloads cost nothing."""
+    return as_json(value, _SHORT_LIMIT)
 
 
 class _Recorder:
@@ -301,12 +299,12 @@ class _Recorder:
         return self.count - 1
 
     def add(self, rule: str, message: str, index: int | None, raw: bytes) -> None:
-        self.violations.append(Violation(rule, message, index, raw[:QUOTE_LIMIT]))
+        self.violations.append(Violation(rule, message, index, clip(raw, QUOTE_LIMIT)))
 
     def at_end(self, rule: str, message: str) -> Violation:
         """A whole-stream violation, pointing at the last event (none for an empty stream)."""
         index = self.count - 1 if self.count else None
-        return Violation(rule, message, index, self.last_raw[:QUOTE_LIMIT])
+        return Violation(rule, message, index, clip(self.last_raw, QUOTE_LIMIT))
 
     def payload(self, index: int, event: SSEEvent) -> JSONObject | None:
         """The event's data as a JSON object, or None after recording why not."""
@@ -407,7 +405,7 @@ class ChatStreamAssembler:
     def _check_header(self, index: int, event: SSEEvent, chunk: JSONObject) -> None:
         """object must be chat.completion.chunk; id, created and model must not change."""
         if chunk.get("object") != _CHUNK_OBJECT:
-            message = f"object is {_short(chunk.get('object'))}, expected {_CHUNK_OBJECT!r}"
+            message = f"object is {_short(chunk.get('object'))}, expected {_short(_CHUNK_OBJECT)}"
             self._log.add("object-wrong", message, index, event.raw)
         for key in _HEADER_KEYS:
             if key not in chunk:
@@ -486,7 +484,7 @@ class ChatStreamAssembler:
         content = _text(delta.get("content"))
         reasoning = _text(delta.get(self.reasoning_field))
         if state.finish_reason is not None and (content or reasoning or delta.get("tool_calls")):
-            message = f"choice {state.index}: delta content after finish_reason {state.finish_reason!r}"
+            message = f"choice {state.index}: delta content after finish_reason {_short(state.finish_reason)}"
             self._log.add("content-after-finish", message, index, event.raw)
         if reasoning is not None:
             if state.content:
@@ -538,7 +536,8 @@ class ChatStreamAssembler:
         if reason is None:
             return
         if state.finish_reason is not None:
-            message = f"choice {state.index}: finish_reason {_short(reason)} after {state.finish_reason!r}"
+            earlier = _short(state.finish_reason)
+            message = f"choice {state.index}: finish_reason {_short(reason)} after {earlier}"
             self._log.add("finish-reason-repeated", message, index, event.raw)
             return
         state.finish_reason = reason if isinstance(reason, str) else str(reason)
@@ -624,7 +623,7 @@ class MessageStreamAssembler:
             return
         self._events.append(ParsedEvent(index, event.t_ns, payload))
         if event.event != kind:
-            message = f"SSE event name {event.event!r} but data.type {kind!r}"
+            message = f"SSE event name {_short(event.event)} but data.type {_short(kind)}"
             self._log.add("event-name-mismatch", message, index, event.raw)
         if kind == "ping":
             return
@@ -632,7 +631,7 @@ class MessageStreamAssembler:
             self._log.add("message-stop-not-last", f"{kind} after message_stop", index, event.raw)
         handler = self._HANDLERS.get(kind)
         if handler is None:
-            self._log.add("unknown-event", f"unknown event type {kind!r}", index, event.raw)
+            self._log.add("unknown-event", f"unknown event type {_short(kind)}", index, event.raw)
             return
         if not self._started and kind not in ("message_start", "error") and not self._early_event_seen:
             self._early_event_seen = True
@@ -712,7 +711,7 @@ class MessageStreamAssembler:
         kind = delta.get("type")
         allowed = _BLOCK_DELTAS.get(block.kind or "")
         if allowed is not None and kind not in allowed:
-            message = f"block {block.index} is {block.kind!r} but got a {_short(kind)} delta"
+            message = f"block {block.index} is {_short(block.kind)} but got a {_short(kind)} delta"
             self._log.add("delta-type-mismatch", message, index, event.raw)
             return
         _apply_delta(block, delta)
@@ -805,7 +804,7 @@ class MessageStreamAssembler:
             if not block.stopped:
                 message = f"block {block.index} was never stopped"
                 found.append(
-                    Violation("block-not-stopped", message, block.first, block.first_raw[:QUOTE_LIMIT])
+                    Violation("block-not-stopped", message, block.first, clip(block.first_raw, QUOTE_LIMIT))
                 )
         return found
 
@@ -839,7 +838,8 @@ def _assembled_block(block: _BlockState) -> tuple[JSONObject, Violation | None]:
                 out["input"] = value
             elif block.kind in _TOOL_BLOCKS:
                 message = f"block {block.index}: input {_short(partial_json)} is not JSON: {error}"
-                problem = Violation("tool-input-invalid", message, block.last, block.last_raw[:QUOTE_LIMIT])
+                quote = clip(block.last_raw, QUOTE_LIMIT)
+                problem = Violation("tool-input-invalid", message, block.last, quote)
             continue
         start = out.get(target)
         out[target] = (start if isinstance(start, str) else "") + "".join(parts)

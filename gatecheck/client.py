@@ -71,6 +71,11 @@ _CUT_OFF: tuple[ErrorKind, ...] = ("protocol", "network")
 """Errors that, once a response has started, mean the server cut the body off."""
 
 
+def auth_header(style: str, key: str) -> Headers:
+    """The header that carries ``key`` in auth style ``style`` ("x-api-key", else Bearer)."""
+    return {"x-api-key": key} if style == "x-api-key" else {"Authorization": f"Bearer {key}"}
+
+
 @dataclass(frozen=True, repr=False)
 class Exchange:
     """One request with its response: status, headers, raw chunks with arrival times, errors.
@@ -332,12 +337,7 @@ class Client:
         else:
             key_env = OTHER_KEY_ENV
         style = self.target.auth if auth == "default" else auth
-        header = (
-            {"x-api-key": key.reveal()}
-            if style == "x-api-key"
-            else {"Authorization": f"Bearer {key.reveal()}"}
-        )
-        return key, key_env, header
+        return key, key_env, auth_header(style, key.reveal())
 
     def send(
         self,

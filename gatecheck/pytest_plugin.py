@@ -18,15 +18,18 @@ A conformance module declares ``NAME = CheckGroup("area", ...)``; each such attr
 its area (and ``slow``/``costly``). With no base URL the embedded reference gateway is started on
 first use and stopped at the end of the session. Verdicts: FAIL fails the item with the formatted
 failure, SKIP skips it with the reason, WARN passes it, shown as ``W``/``warned`` and listed with
-its message in a "gatecheck warnings" section (JUnit: a ``verdict`` property). With
-``--report-dir``, JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
-written there at the end. ``gatecheck conform`` drives the same plugin through two hooks of its
-own: ``pytest_gatecheck_target`` (give the target) and ``pytest_gatecheck_result`` (receive each
-verdict).
+its message in a "gatecheck warnings" section. With ``--report-dir`` (checked writable before
+anything runs), JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
+written there at the end. The JUnit file (this one or any ``--junitxml``) carries the target's
+name in its suite and class names and shows each WARN as a ``gatecheck.warning`` property and a
+``<system-out>`` line (``gatecheck.report.junit``). ``gatecheck conform`` drives the same plugin
+through two hooks of its own: ``pytest_gatecheck_target`` (give the target) and
+``pytest_gatecheck_result`` (receive each verdict).
 """
 
 from __future__ import annotations
 
+import os
 import random
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -54,6 +57,8 @@ from gatecheck.config import TARGET_OPTIONS, Target, load_target
 from gatecheck.errors import ConfigError
 from gatecheck.profiles import Profile, load_profile
 from gatecheck.redaction import Secret
+from gatecheck.report.conformance import JUNIT_FILE, check_writable, write_files
+from gatecheck.report.junit import annotate_junit
 from gatecheck.results import CheckResult
 
 DEFAULT_FUZZ_EXAMPLES = 10
@@ -214,9 +219,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{area}: {text}")
     options = read_options(config)
     config.stash[STATE] = SuiteState(options)
+    if options.report_dir is not None and not config.option.collectonly:
+        try:
+            check_writable(options.report_dir)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"gatecheck: {exc}") from None
     if options.report_dir is not None and not config.option.xmlpath:
-        from gatecheck.report import JUNIT_FILE
-
         config.option.xmlpath = str(options.report_dir / JUNIT_FILE)
 
 
@@ -371,4 +379,25 @@ def run_info(state: SuiteState) -> dict[str, object]:
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is not None:
-        state.close()
+        try:
+            finish_junit(config, state)
+        finally:
+            state.close()
+
+
+def finish_junit(config: pytest.Config, state: SuiteState) -> None:
+    """Put the target's name and the WARNs into the JUnit file pytest wrote (``annotate_junit``).
+
+    Runs at unconfigure, after pytest's own writer. Without a report directory, the request
+    bodies the failures' curl commands read are saved next to the JUnit file instead.
+    """
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if not xmlpath or hasattr(config, "workerinput"):
+        return
+    path = Path(os.path.expandvars(xmlpath)).expanduser().absolute()
+    if not path.is_file():
+        return
+    secrets = list(state.secrets)
+    annotate_junit(path, state.options.target.name, state.results, secrets)
+    if state.options.report_dir is None:
+        write_files(state.results, path.parent, secrets)

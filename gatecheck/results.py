@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Verdict = Literal["PASS", "WARN", "FAIL", "SKIP"]
@@ -15,7 +16,8 @@ class CheckResult:
 
     ``message`` is empty on PASS; on FAIL/WARN it holds the rule, where it is documented, what was
     expected, what came back and a "Reproduce with:" curl command (key as an env reference); on SKIP
-    the honest reason.
+    the honest reason. ``files`` are written next to the reports (name -> bytes, keys masked): the
+    request bodies too large to inline in a curl command, which the message names.
     """
 
     check_id: str
@@ -26,7 +28,8 @@ class CheckResult:
     message: str = ""
     duration_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (the conformance results file's record)."""
-        return asdict(self)
+        """A JSON-ready dict (the conformance results file's record; ``files`` are not in it)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "files"}

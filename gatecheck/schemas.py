@@ -15,6 +15,7 @@ the caller's rule applies), so a finding is graded by the provenance of the cons
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -28,6 +29,8 @@ from referencing.jsonschema import DRAFT7
 from gatecheck._resources import data_dir
 from gatecheck._types import JSON, JSONObject
 from gatecheck.errors import SchemaNotFound
+from gatecheck.quote import as_json
+from gatecheck.redaction import clip_text
 
 ID_PREFIX = "https://gatecheck.invalid/schemas/"
 _VALUE_LIMIT = 200
@@ -88,12 +91,46 @@ def _lineage(error: jsonschema.ValidationError) -> Iterator[jsonschema.Validatio
         current = current.parent
 
 
-def _short(value: JSON) -> str:
-    return _truncated(json.dumps(value, ensure_ascii=False, default=str))
+def _short(value: object) -> str:
+    """A value as bounded JSON, keys masked before the cut (``gatecheck.quote``)."""
+    return as_json(value, _VALUE_LIMIT)
 
 
-def _truncated(text: str) -> str:
-    return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 3] + "..."
+_MESSAGES = {
+    "type": "{instance} is not of type {expected}",
+    "enum": "{instance} is not one of {expected}",
+    "const": "{expected} was expected",
+    "minimum": "{instance} is less than the minimum of {expected}",
+    "maximum": "{instance} is greater than the maximum of {expected}",
+    "exclusiveMinimum": "{instance} is less than or equal to the minimum of {expected}",
+    "exclusiveMaximum": "{instance} is greater than or equal to the maximum of {expected}",
+    "minLength": "{instance} is shorter than {expected} characters",
+    "maxLength": "{instance} is longer than {expected} characters",
+    "minItems": "{instance} has fewer than {expected} items",
+    "maxItems": "{instance} has more than {expected} items",
+    "pattern": "{instance} does not match {expected}",
+    "multipleOf": "{instance} is not a multiple of {expected}",
+}
+"""jsonschema's sentences for the common keywords, with JSON values (its own use Python reprs)."""
+
+
+def issue_message(error: jsonschema.ValidationError) -> str:
+    """The issue in words, values as JSON (``null``, ``"stop"``), never a Python repr."""
+    rule, expected, instance = error.validator, error.validator_value, error.instance
+    if rule == "required" and isinstance(expected, list):
+        missing = next((p for p in expected if repr(p) in error.message), None)
+        return f"{_short(missing)} is a required property"
+    if rule == "additionalProperties" and isinstance(instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        patterns = schema.get("patternProperties", {})
+        known = schema.get("properties", {})
+        extra = [k for k in instance if k not in known and not any(re.search(p, k) for p in patterns)]
+        return f"additional properties are not allowed ({_short(extra)} unexpected)"
+    template = _MESSAGES.get(str(rule))
+    if template is None:
+        cut = len(error.message) > _VALUE_LIMIT
+        return clip_text(error.message, _VALUE_LIMIT) + ("..." if cut else "")
+    return template.format(instance=_short(instance), expected=_short(expected))
 
 
 class SchemaStore:
@@ -145,7 +182,7 @@ class SchemaStore:
         return [
             SchemaIssue(
                 path=_json_path(e.absolute_path),
-                message=_truncated(e.message),
+                message=issue_message(e),
                 schema_path="/".join(str(p) for p in e.absolute_schema_path),
                 value=_short(e.instance),
                 rule=self.rule_at(name, list(e.absolute_schema_path))

@@ -262,7 +262,7 @@ def test_a_violation_quotes_its_event_and_says_where_it_is() -> None:
     (violation,) = result.violations
     assert (violation.rule, violation.index) == ("content-after-finish", 2)
     assert violation.raw == wire(long_content)[:QUOTE_LIMIT]
-    assert "finish_reason 'stop'" in violation.message
+    assert 'finish_reason "stop"' in violation.message  # values quoted as JSON
 
 
 def test_whole_stream_rules_point_at_the_last_event() -> None:

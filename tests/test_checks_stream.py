@@ -124,7 +124,8 @@ def test_each_broken_rule_fails_its_check_and_quotes_the_wire(check_id: str, bro
     # graded by the rule's provenance: documented and sdk rules fail, OpenAI-only (protocol) ones warn
     assert result.verdict == ("WARN" if rules()[rule].provenance == "protocol" else "FAIL"), result.message
     assert rule in result.extra["rules"]
-    assert "Received: " in result.message and "b'" in result.message  # raw bytes, escaped
+    assert "Received: " in result.message and '"data: ' in result.message  # the wire, as a JSON string
+    assert "b'" not in result.message
     assert "Reproduce with:" in result.message
 
 

@@ -1,12 +1,15 @@
-"""Shared check helpers: a broken rule is one finding, however many chunks repeat it."""
+"""Shared check helpers: a broken rule is one finding, however many chunks repeat it; quotes are JSON."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pytest
 
 from gatecheck.assemble import Violation
 from gatecheck.checks.base import Failure
-from gatecheck.checks.wire import report_violations
+from gatecheck.checks.wire import as_json, excerpt, report_violations
 from gatecheck.client import Exchange, Request
 
 
@@ -48,3 +51,44 @@ def test_each_rule_gets_its_own_failure() -> None:
 
 def test_no_violation_no_failure() -> None:
     assert _report([]) == []
+
+
+# ---------------------------------------------------------------- quotes are JSON (gatecheck.quote)
+
+
+def test_an_excerpt_is_a_json_string_that_keeps_invisible_bytes_visible() -> None:
+    wire = '\ufeffdata: {"a": "é\u2028"}\r\n\x00'.encode() + b"\xff"
+    shown = excerpt(wire)
+    assert shown == '"\\ufeffdata: {\\"a\\": \\"é\\u2028\\"}\\r\\n\\u0000\\\\xff"'
+    assert json.loads(shown).startswith("\ufeffdata: ")  # it reads back as JSON
+
+
+def test_a_cut_excerpt_says_how_long_the_whole_was_and_never_splits_a_character() -> None:
+    assert excerpt("ab€".encode(), 3) == '"ab"... (5 bytes in all)'
+    assert excerpt(b"abc", 3) == '"abc"'
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, "null"),
+        (True, "true"),
+        ("stop", '"stop"'),
+        ([0, None, "x"], '[0, null, "x"]'),
+        ({"k": {"n": 1.5}}, '{"k": {"n": 1.5}}'),
+        (b"raw \xff", r'"raw \\xff"'),  # bytes decoded; what is not UTF-8 as \xNN
+    ],
+)
+def test_values_are_shown_as_json(value: object, shown: str) -> None:
+    assert as_json(value) == shown
+
+
+def test_as_json_is_bounded_in_length_and_depth() -> None:
+    assert as_json("x" * 1000, 20) == '"' + "x" * 19 + "..."
+    deep: list[object] = []
+    cursor = deep
+    for _ in range(5000):  # deeper than json.dumps could recurse
+        cursor.append([])
+        cursor = cursor[0]  # type: ignore[assignment]
+    shown = as_json(deep, 200)
+    assert "[...]" in shown and len(shown) <= 203

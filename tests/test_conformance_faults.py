@@ -9,6 +9,7 @@ fails here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,17 @@ from gatecheck.results import CheckResult
 
 FAST = RunSettings(fuzz_examples=3, fuzz_seed=1, close_grace_s=0.5)
 """A stream left open is judged after half a second."""
+
+PYTHON_REPR = re.compile(r"""\bb['"]|\b(?:None|True|False)\b|\[?'[^'\s]*'(?:, |\])""")
+"""``b'...'``, ``None``, ``True``, ``['a', 'b']``: a Python repr where a message must show JSON."""
+JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def our_words(message: str) -> str:
+    """A message without its JSON string literals (quoted wire text) and its curl commands."""
+    prose = "\n".join(line for line in message.splitlines() if not line.lstrip().startswith(("curl ", "# ")))
+    return JSON_STRING.sub('""', prose)
+
 
 TARGET = Target(name="faulty", total_timeout=2.0)
 """The embedded gateway, with a 2 s bound on any exchange (a stream kept open ends there)."""
@@ -55,3 +67,4 @@ def test_the_fault_is_caught_by_its_checks(fault: str) -> None:
         message = results[check_id].message
         assert message.startswith(f"{verdict}: ") or f"\n\n{verdict}: " in message, message
         assert "Rule: " in message and "Documented in: " in message and "Expected: " in message
+        assert PYTHON_REPR.search(our_words(message)) is None, message

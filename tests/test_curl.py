@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from gatecheck.client import Request
-from gatecheck.curl import BODY_FILE, to_curl
+from gatecheck.curl import BODY_FILE_PREFIX, body_file, to_curl
 from gatecheck.redaction import Secret
 
 KEY = "curl-test-key"
@@ -136,20 +136,42 @@ def test_no_key_no_reference() -> None:
     assert "$" not in command
 
 
-def test_max_body_replaces_a_huge_body_with_a_file_and_a_note() -> None:
+def test_max_body_replaces_a_huge_body_with_a_file_the_command_reads() -> None:
     body = json.dumps({"content": "x" * 500}).encode()
-    note, command = to_curl(make_request(body), max_body=100).split("\n")
-    assert note.startswith("# request body left out")
-    assert BODY_FILE in note
-    assert command.endswith(f"--data-binary @{BODY_FILE}")
+    request = make_request(body)
+    note, command = to_curl(request, max_body=100).split("\n")
+    saved = body_file(request, max_body=100)
+    assert saved is not None
+    name, content = saved
+    assert name.startswith(BODY_FILE_PREFIX) and name.endswith(".json")
+    assert content == body  # exact: the repro sends what was sent
+    assert note.startswith("# the request body (") and name in note
+    assert command.endswith(f"--data-binary @{name}")
     assert "xxxx" not in command
-    assert "\n" not in to_curl(make_request(body), max_body=len(body))
+    assert "\n" not in to_curl(request, max_body=len(body))
+    assert body_file(request, max_body=len(body)) is None
+
+
+def test_the_body_file_name_follows_the_content() -> None:
+    one, two = (json.dumps({"content": c * 500}).encode() for c in "xy")
+    names = {body_file(make_request(b), max_body=10)[0] for b in (one, one, two)}  # type: ignore[index]
+    assert len(names) == 2
+
+
+def test_a_body_file_masks_the_keys() -> None:
+    body = json.dumps({"content": "x" * 500, "echo": KEY}).encode()
+    saved = body_file(make_request(body), max_body=100)
+    assert saved is not None
+    assert KEY.encode() not in saved[1] and b'"echo": "***"' in saved[1]
 
 
 def test_a_body_that_is_not_text_goes_to_a_file() -> None:
-    note, command = to_curl(make_request(b"\xff\xfe binary")).split("\n")
+    request = make_request(b"\xff\xfe binary")
+    note, command = to_curl(request).split("\n")
+    saved = body_file(request)
+    assert saved is not None and saved[0].endswith(".bin") and saved[1] == b"\xff\xfe binary"
     assert "not UTF-8" in note
-    assert command.endswith(f"--data-binary @{BODY_FILE}")
+    assert command.endswith(f"--data-binary @{saved[0]}")
 
 
 def test_get_without_body_has_no_data() -> None:

@@ -21,10 +21,11 @@ from gatecheck.results import CheckResult
 from gatecheck.schemas import default_store
 
 CANARY = "canary-" + secrets.token_hex(12)
-# Built at run time: a credential nobody declared, in the two shapes gateways echo back.
+# Values that merely look like credentials but are no key of the run: evidence, shown as received.
 UNDECLARED_TOKEN = "tok" + secrets.token_hex(10)
 UNDECLARED_SK = "sk-" + secrets.token_hex(12)
 
+ESCAPED_CANARY = CANARY.replace("-", "\\u002d")
 HOSTILE = "<script>alert(\"x\")</script> & &amp; 'quoted' ```not a fence``` `tick`"
 CURL = 'curl -sS -N https://gw.example/v1/chat/completions -H "Authorization: Bearer $GATECHECK_API_KEY"'
 FAIL_MESSAGE = (
@@ -36,6 +37,8 @@ FAIL_MESSAGE = (
 LEAKY_MESSAGE = (
     f'rule: auth.invalid_key\nreceived: {{"error": {{"message": "bad key {CANARY}"}}}}\n'
     f"echoed header: Authorization: Bearer {UNDECLARED_TOKEN}\nlog: {UNDECLARED_SK}\n"
+    f"escaped: {ESCAPED_CANARY} {CANARY.replace('-', '%2D')}\n"
+    "title: /v1/messages with Authorization: Bearer answered 401\n"
     f"Reproduce with:\n  {CURL}"
 )
 WARN_MESSAGE = f"rule: stream.bursty\nfirst and last content bytes in one read\n{HOSTILE}"
@@ -148,13 +151,11 @@ def test_writes_the_three_reports_and_returns_their_paths(written: Written) -> N
     assert all(p.is_file() and p.stat().st_size > 0 for p in written.paths.values())
 
 
-def test_no_output_contains_a_known_or_undeclared_key(written: Written) -> None:
+def test_no_output_contains_a_known_key_in_any_form(written: Written) -> None:
     # Only names in the failure output: pytest would otherwise print the page, canaries and all.
+    forms = (CANARY, ESCAPED_CANARY, CANARY.replace("-", "%2D"), CANARY[:-1])
     leaks = [
-        (kind, secret[:6])
-        for kind, text in written.texts.items()
-        for secret in (CANARY, UNDECLARED_TOKEN, UNDECLARED_SK)
-        if secret in text
+        (kind, i) for kind, text in written.texts.items() for i, form in enumerate(forms) if form in text
     ]
     assert leaks == []
     for kind, text in written.texts.items():
@@ -165,6 +166,13 @@ def test_no_output_contains_a_known_or_undeclared_key(written: Written) -> None:
         "matrix.md",
         "results.json",
     ]
+
+
+def test_only_keys_are_masked_the_rest_is_the_wire(written: Written) -> None:
+    text = written.texts["markdown"]
+    assert f"Authorization: Bearer {UNDECLARED_TOKEN}" in text  # not a key of this run
+    assert UNDECLARED_SK in text
+    assert "Authorization: Bearer answered 401" in text
 
 
 def test_json_validates_against_the_schema(written: Written) -> None:
@@ -377,3 +385,27 @@ def test_public_surface() -> None:
         "summary_table",
         "write_reports",
     ]
+
+
+def test_request_bodies_are_written_next_to_the_reports_keys_masked(tmp_path: Path) -> None:
+    body = b'{"messages": "' + b"x" * 20_000 + f'", "echo": "{CANARY}"}}'.encode()
+    record = CheckResult(
+        "errors.big", "errors", "FAIL", "alpha", message="FAIL", files={"request-body-0.json": body}
+    )
+    twice = CheckResult(
+        "errors.big2", "errors", "FAIL", "alpha", message="FAIL", files={"request-body-0.json": body}
+    )
+    write_reports([record, twice], tmp_path, run_info={"secrets": [Secret(CANARY)]})
+    saved = (tmp_path / "request-body-0.json").read_bytes()
+    assert saved == body.replace(CANARY.encode(), b"***")
+    assert "files" not in json.loads((tmp_path / "results.json").read_text())["results"][0]
+
+
+@pytest.mark.parametrize("name", ["../escape.json", "sub/dir.json", ".hidden", ""])
+def test_a_file_name_that_is_not_plain_is_refused_before_anything_is_written(
+    tmp_path: Path, name: str
+) -> None:
+    record = CheckResult("errors.big", "errors", "FAIL", "alpha", message="FAIL", files={name: b"{}"})
+    with pytest.raises(ValueError, match="not a plain file name"):
+        write_reports([record], tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()

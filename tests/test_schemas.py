@@ -253,11 +253,11 @@ def test_issue_comes_from_the_branch_the_role_selects() -> None:
     """An anyOf on role reports the chosen branch's problem, not "not valid under any"."""
     request = {"model": "m", "messages": [{"role": "tool", "content": "Sunny"}]}
     issues = STORE.issues("openai.chat.request", request)
-    assert issues[0].message == "'tool_call_id' is a required property"
+    assert issues[0].message == '"tool_call_id" is a required property'  # JSON, not a Python repr
     assert issues[0].path == "$.messages[0]"
     assert all("not valid under any" not in issue.message for issue in issues)
 
 
 def test_issue_names_the_missing_usage_field_of_a_chunk() -> None:
     chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"total_tokens": 3}}
-    assert STORE.issues("openai.chat.chunk", chunk)[0].message == "'prompt_tokens' is a required property"
+    assert STORE.issues("openai.chat.chunk", chunk)[0].message == '"prompt_tokens" is a required property'

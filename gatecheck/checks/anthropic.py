@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
@@ -11,6 +10,7 @@ from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
     Capture,
     as_dict,
+    as_json,
     describe,
     excerpt,
     invalid_events,
@@ -97,7 +97,7 @@ def opened(ctx: CheckContext, capture_: MessageCapture) -> MessageCapture:
             title="the Messages stream carried an error event",
             rule="anthropic-error-event",
             expected="a complete stream (a mid-stream upstream error is reported as such)",
-            received=f"error {json.dumps(capture_.message.error)}; wire {excerpt(raw)}",
+            received=f"error {as_json(capture_.message.error)}; wire {excerpt(raw)}",
             exchange=capture_.exchange,
         )
     for invalid in invalid_events(
@@ -184,7 +184,8 @@ def anthropic_response_valid(ctx: CheckContext, anthropic_answer: Exchange) -> N
                 title="the message's role or stop_reason does not match its usage",
                 rule="anthropic-stop-reason",
                 expected=f"role assistant; end_turn under {rq.SHORT_TOKENS} tokens, or max_tokens at the cap",
-                received=f"role {body.get('role')!r}, stop_reason {reason!r}, output_tokens {output!r}",
+                received=f"role {as_json(body.get('role'))}, stop_reason {as_json(reason)}, "
+                f"output_tokens {as_json(output)}",
                 exchange=anthropic_answer,
             )
         )
@@ -204,7 +205,7 @@ def anthropic_stop_reason_max_tokens(ctx: CheckContext) -> None:
             title="a message cut by max_tokens does not say so",
             rule="anthropic-stop-reason-max-tokens",
             expected=f'stop_reason "max_tokens", output_tokens <= {rq.CUT_TOKENS} (the count needs 20+)',
-            received=f"stop_reason {body.get('stop_reason')!r}, output_tokens {output!r}",
+            received=f"stop_reason {as_json(body.get('stop_reason'))}, output_tokens {as_json(output)}",
             exchange=exchange,
         )
 

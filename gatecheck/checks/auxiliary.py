@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -13,7 +12,15 @@ from gatecheck.checks.base import Cost, Failure, check, requires
 from gatecheck.checks.chat import check_usage, usage_of
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.images import image_problem
-from gatecheck.checks.wire import are_numbers, as_dict, excerpt, json_object, require_status, schema_failures
+from gatecheck.checks.wire import (
+    are_numbers,
+    as_dict,
+    as_json,
+    excerpt,
+    json_object,
+    require_status,
+    schema_failures,
+)
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -52,7 +59,7 @@ def aux_models_list(ctx: CheckContext) -> None:
         raise Failure(
             title=f"the model list lacks {', '.join(missing)}",
             rule="models-missing",
-            expected=f"data[].id including {sorted(wanted)}",
+            expected=f"data[].id including {as_json(sorted(wanted))}",
             received=f"{len(listed)} models: {excerpt(', '.join(sorted(str(m) for m in listed)), 300)}",
             exchange=exchange,
         )
@@ -76,7 +83,7 @@ def aux_balance(ctx: CheckContext) -> None:
                     title=f"{period}_remaining is not {period}_budget - {period}_used",
                     rule="balance-arithmetic",
                     expected=f"{period}_remaining = {budget} - {used} = {budget - used:.2f}",
-                    received=f"{period}_remaining {remaining}",
+                    received=f"{period}_remaining {as_json(remaining)}",
                     exchange=exchange,
                 )
             )
@@ -169,7 +176,7 @@ def aux_search(ctx: CheckContext) -> None:
                 title="the search completion's object is not chat.completion",
                 rule="search-shape",
                 expected='object "chat.completion", as Chat Completions',
-                received=f"object {json.dumps(answer.get('object'))}",
+                received=f"object {as_json(answer.get('object'))}",
                 exchange=exchange,
             )
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
     are_numbers,
     as_dict,
+    as_json,
     describe,
     excerpt,
     json_object,
@@ -130,7 +130,7 @@ def nonstream_identity(ctx: CheckContext, basic_answer: Exchange) -> None:
                     title=f"{spec.field} is missing or wrong",
                     rule=spec.rule,
                     expected=spec.expected,
-                    received=json.dumps(value),
+                    received=as_json(value),
                     exchange=basic_answer,
                 )
             )
@@ -189,9 +189,9 @@ def nonstream_stop(ctx: CheckContext) -> None:
     if rq.STOP_SEQUENCE in content:
         ctx.record(
             Failure(
-                title=f"the stop sequence {rq.STOP_SEQUENCE!r} appears in the content",
+                title=f"the stop sequence {as_json(rq.STOP_SEQUENCE)} appears in the content",
                 rule="stop-ignored",
-                expected=f"content ending before {rq.STOP_SEQUENCE!r} (the stop text is not returned)",
+                expected=f"content ending before {as_json(rq.STOP_SEQUENCE)} (the stop text is not returned)",
                 received=f"content {excerpt(content)}",
                 exchange=exchange,
             )
@@ -200,10 +200,10 @@ def nonstream_stop(ctx: CheckContext) -> None:
     if reason != "stop":
         ctx.record(
             Failure(
-                title=f"finish_reason is {reason!r} after a stop sequence",
+                title=f"finish_reason is {as_json(reason)} after a stop sequence",
                 rule="stop-finish-reason",
                 expected='finish_reason "stop"',
-                received=f"finish_reason {reason!r}, content {excerpt(content)}",
+                received=f"finish_reason {as_json(reason)}, content {excerpt(content)}",
                 exchange=exchange,
             )
         )
@@ -230,7 +230,7 @@ def nonstream_max_tokens(ctx: CheckContext) -> None:
                     title=f"{field}={rq.CUT_TOKENS} was not honoured",
                     rule="max-tokens-ignored",
                     expected=f'completion_tokens <= {rq.CUT_TOKENS}, finish_reason "length" (20 asked for)',
-                    received=f"completion_tokens {used!r}, finish_reason {reason!r}",
+                    received=f"completion_tokens {as_json(used)}, finish_reason {as_json(reason)}",
                     exchange=exchange,
                 )
             )
@@ -245,7 +245,7 @@ def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, ru
                 title="usage is missing or incomplete",
                 rule=f"{rule}-missing",
                 expected="usage with integer prompt_tokens, completion_tokens and total_tokens",
-                received=f"usage {json.dumps(usage) if usage else 'absent'}",
+                received=f"usage {as_json(usage) if usage else 'absent'}",
                 exchange=exchange,
             )
         )
@@ -257,7 +257,7 @@ def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, ru
                 title="usage.total_tokens is not prompt_tokens + completion_tokens",
                 rule=f"{rule}-total",
                 expected=f"total_tokens = {prompt} + {done} = {prompt + done}",
-                received=f"total_tokens {total}",
+                received=f"total_tokens {as_json(total)}",
                 exchange=exchange,
             )
         )
@@ -277,7 +277,7 @@ def _check_choices(ctx: CheckContext, body: dict[str, Any], n: int, exchange: Ex
                 title=f"expected {n} choice(s) indexed 0..{n - 1}",
                 rule="choices-indexed",
                 expected=f"{n} choices with index {list(range(n))}",
-                received=f"{len(choices)} choices with index {[c.get('index') for c in choices]}",
+                received=f"{len(choices)} choices with index {as_json([c.get('index') for c in choices])}",
                 exchange=exchange,
             )
         )
@@ -286,10 +286,10 @@ def _check_choices(ctx: CheckContext, body: dict[str, Any], n: int, exchange: Ex
         if role != "assistant":
             ctx.record(
                 Failure(
-                    title=f"choice {choice.get('index')} has message.role {role!r}",
+                    title=f"choice {choice.get('index')} has message.role {as_json(role)}",
                     rule="message-role",
                     expected='message.role "assistant"',
-                    received=f"message.role {role!r}",
+                    received=f"message.role {as_json(role)}",
                     exchange=exchange,
                 )
             )
@@ -303,10 +303,10 @@ def _check_finish_reason(
     if reason not in FINISH_REASONS:
         ctx.record(
             Failure(
-                title=f"finish_reason {reason!r} is not a documented value",
+                title=f"finish_reason {as_json(reason)} is not a documented value",
                 rule="finish-reason-enum",
                 expected=f"one of {', '.join(FINISH_REASONS)}",
-                received=f"finish_reason {reason!r}",
+                received=f"finish_reason {as_json(reason)}",
                 exchange=exchange,
             )
         )
@@ -319,10 +319,11 @@ def _check_finish_reason(
     if inconsistent:
         ctx.record(
             Failure(
-                title=f"finish_reason {reason!r} does not match what happened",
+                title=f"finish_reason {as_json(reason)} does not match what happened",
                 rule="finish-reason-consistent",
                 expected=f"tool_calls exactly with tool calls; length only at max_tokens={max_tokens}",
-                received=f"finish_reason {reason!r}, tool calls: {has_calls}, completion_tokens {used!r}",
+                received=f"finish_reason {as_json(reason)}, tool calls: {as_json(has_calls)}, "
+                f"completion_tokens {as_json(used)}",
                 exchange=exchange,
             )
         )

@@ -15,7 +15,8 @@ from gatecheck.checks.base import Cost, Failure, check, profile_rule
 from gatecheck.checks.chat import validated_completion
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.negative import NegativeCase, negative_cases
-from gatecheck.checks.wire import describe, excerpt, header, is_json, json_of
+from gatecheck.checks.wire import as_json, describe, excerpt, header, is_json, json_of
+from gatecheck.client import auth_header
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -139,10 +140,10 @@ def _check_dialect(
     if expected_code is not None and error.get("code") != expected_code:
         ctx.record(
             Failure(
-                title=f"the error code for {what} is {error.get('code')!r}",
+                title=f"the error code for {what} is {as_json(error.get('code'))}",
                 rule="error-code",
-                expected=f"code {expected_code!r} for HTTP {exchange.status} ({ERROR_CODES})",
-                received=f"code {error.get('code')!r}",
+                expected=f"code {as_json(expected_code)} for HTTP {exchange.status} ({ERROR_CODES})",
+                received=f"code {as_json(error.get('code'))}",
                 exchange=exchange,
             )
         )
@@ -161,8 +162,12 @@ def errors_missing_key(ctx: CheckContext) -> None:
 
 @check("errors", f"{ERROR_CODES} (401 UNAUTHORIZED: invalid or expired API Key)", cost=Cost(1, 0))
 def errors_invalid_key(ctx: CheckContext) -> None:
-    """A request with an invalid key gets 401 with an error body."""
-    exchange = ctx.chat(_probe_body(ctx), key=INVALID_KEY, tokens=1)
+    """A request with an invalid key gets 401 with an error body.
+
+    The wrong key is no secret: it goes as a plain header, so the repro shows the key really sent.
+    """
+    wrong = auth_header(ctx.target.auth, INVALID_KEY)
+    exchange = ctx.chat(_probe_body(ctx), auth="none", headers=wrong, tokens=1)
     check_error(ctx, exchange, 401, "a request with an invalid key", status_rule="auth-invalid-key")
 
 
@@ -180,7 +185,7 @@ def errors_unknown_model(ctx: CheckContext) -> None:
     body = {**_probe_body(ctx), "model": UNKNOWN_MODEL}
     exchange = ctx.chat(body, tokens=1)
     check_error(
-        ctx, exchange, 404, f"the unknown model {UNKNOWN_MODEL!r}", status_rule="unknown-model-status"
+        ctx, exchange, 404, f"the unknown model {as_json(UNKNOWN_MODEL)}", status_rule="unknown-model-status"
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+from gatecheck.quote import excerpt
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
@@ -31,7 +33,7 @@ def image_problem(data: bytes) -> str:
     """Why ``data`` is not a well-formed image ("" when it is one)."""
     kind = image_kind(data)
     if kind is None:
-        return f"no PNG, JPEG, WebP or GIF signature (starts {data[:16]!r})"
+        return f"no PNG, JPEG, WebP or GIF signature (starts {excerpt(data, 16)})"
     if kind == "png":
         return png_problem(data)
     if kind == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
@@ -53,13 +55,13 @@ def png_problem(data: bytes) -> str:
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         end = pos + 8 + length + 4
         if end > len(data):
-            return f"chunk {kind!r} at byte {pos} runs past the end of the data"
+            return f"chunk {excerpt(kind)} at byte {pos} runs past the end of the data"
         body = data[pos + 8 : pos + 8 + length]
         (crc,) = struct.unpack(">I", data[end - 4 : end])
         if zlib.crc32(kind + body) != crc:
-            return f"chunk {kind!r} at byte {pos} has a wrong CRC"
+            return f"chunk {excerpt(kind)} at byte {pos} has a wrong CRC"
         if not seen and kind != b"IHDR":
-            return f"the first chunk is {kind!r}, not IHDR"
+            return f"the first chunk is {excerpt(kind)}, not IHDR"
         if kind == b"IHDR":
             problem = _ihdr_problem(body)
             if problem:

@@ -13,6 +13,7 @@ itself rejects; nothing is hand-picked, and a constraint added to the schema is 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -92,7 +93,7 @@ def _bad_values(sub: JSONObject, definitions: JSONObject) -> Iterator[tuple[str,
     for branch in _branches(sub, definitions):
         yield from _bounds(branch)
         if "enum" in branch:
-            yield f"not one of {branch['enum']}", INVALID_TEXT
+            yield f"not one of {json.dumps(branch['enum'])}", INVALID_TEXT
         if branch.get("minLength", 0) >= 1:
             yield f"shorter than minLength {branch['minLength']}", ""
         if branch.get("minItems", 0) >= 1:

@@ -23,7 +23,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, PlanSettings, check, observation
 from gatecheck.checks.context import MAX_RETRY_WAIT_S, CheckContext
 from gatecheck.checks.errors import check_error_body
-from gatecheck.checks.wire import describe, header
+from gatecheck.checks.wire import as_json, describe, header
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -136,7 +136,7 @@ def ratelimit_retry_after(ctx: CheckContext, rpm_burst: Burst) -> None:
                 title="a 429 has no valid Retry-After",
                 rule="ratelimit-retry-after-missing",
                 expected="Retry-After: delta-seconds (or an HTTP date)",
-                received=f"Retry-After {value!r}; {describe(exchange, 200)}",
+                received=f"Retry-After {as_json(value)}; {describe(exchange, 200)}",
                 exchange=exchange,
             )
 
@@ -153,7 +153,8 @@ def ratelimit_headers(ctx: CheckContext, rpm_burst: Burst) -> None:
                 title="a 429 lacks the rate-limit headers (or they say requests remain)",
                 rule="ratelimit-headers-missing",
                 expected=f"{rlh.expected_headers(dialect)}, Remaining 0 (profile {ctx.profile.name})",
-                received=f"limit {info.limit!r}, remaining {info.remaining!r}; {dict(exchange.headers)}",
+                received=f"limit {as_json(info.limit)}, remaining {as_json(info.remaining)}; "
+                f"headers {as_json(dict(exchange.headers))}",
                 exchange=exchange,
             )
 

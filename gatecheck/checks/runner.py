@@ -13,9 +13,9 @@ from dataclasses import replace
 
 from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, load_all, with_severity
 from gatecheck.checks.context import Session
-from gatecheck.curl import to_curl
+from gatecheck.curl import body_file, to_curl
 from gatecheck.profiles import Profile
-from gatecheck.redaction import redact
+from gatecheck.redaction import redact, redacting
 from gatecheck.results import CheckResult, Verdict
 from gatecheck.rules import rule
 
@@ -48,7 +48,15 @@ def missing_capabilities(check: Check, session: Session) -> list[str]:
 
 
 def run_check(session: Session, check: Check) -> CheckResult:
-    """Run one check and grade it; never raises for anything the target does."""
+    """Run one check and grade it; never raises for anything the target does.
+
+    The session's keys are masked in every quote made meanwhile, before any cut (``redacting``).
+    """
+    with redacting(session.secrets):
+        return _run_check(session, check)
+
+
+def _run_check(session: Session, check: Check) -> CheckResult:
     started = time.perf_counter()
     missing = missing_capabilities(check, session)
     if missing:
@@ -72,7 +80,7 @@ def run_check(session: Session, check: Check) -> CheckResult:
     if undeclared:  # a gatecheck bug: the check reports a rule it does not own (tests assert none)
         extra["undeclared_rules"] = undeclared
     message = "\n\n".join(format_failure(f, check.citation) for f in graded)
-    return _result(session, check, verdict, message, started, extra)
+    return replace(_result(session, check, verdict, message, started, extra), files=failure_files(graded))
 
 
 def run_checks(session: Session, checks: Sequence[Check]) -> list[CheckResult]:
@@ -129,6 +137,12 @@ def _provenance(rule_id: str) -> str:
         return rule(rule_id).provenance
     except KeyError:
         return "unregistered rule"
+
+
+def failure_files(failures: Iterable[Failure]) -> dict[str, bytes]:
+    """The request bodies ``format_failure`` left out of its curl commands, by the file name they name."""
+    saved = (body_file(f.exchange.request, MAX_CURL_BODY) for f in failures if f.exchange is not None)
+    return dict(item for item in saved if item is not None)
 
 
 def _indent(text: str, prefix: str = _INDENT) -> str:

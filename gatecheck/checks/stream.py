@@ -17,7 +17,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import check_usage, completion, first_message
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import Capture, describe, excerpt, header, invalid_events, report_capture
+from gatecheck.checks.wire import Capture, as_json, describe, excerpt, header, invalid_events, report_capture
 
 if TYPE_CHECKING:
     from gatecheck.assemble import AssembledChat
@@ -83,7 +83,7 @@ def opened(ctx: CheckContext, capture_: StreamCapture) -> StreamCapture:
             title="the stream carried a mid-stream error event",
             rule="stream-error-event",
             expected="a complete stream (a mid-stream upstream error is reported as such)",
-            received=f"error {json.dumps(capture_.chat.error)}; wire {excerpt(raw)}",
+            received=f"error {as_json(capture_.chat.error)}; wire {excerpt(raw)}",
             exchange=exchange,
         )
     for invalid in invalid_events(
@@ -229,10 +229,10 @@ def stream_role_first(ctx: CheckContext, basic_stream: StreamCapture) -> None:
         if choice.role not in (None, "assistant"):
             ctx.record(
                 Failure(
-                    title=f"choice {index} streams role {choice.role!r}",
+                    title=f"choice {index} streams role {as_json(choice.role)}",
                     rule="stream-role-wrong",
                     expected='role "assistant"',
-                    received=f"role {choice.role!r}",
+                    received=f"role {as_json(choice.role)}",
                     exchange=capture_.exchange,
                 )
             )
@@ -262,7 +262,7 @@ def stream_finish_reason_once(ctx: CheckContext, basic_stream: StreamCapture) ->
                     title=f"choice {index} ends with an undocumented finish_reason",
                     rule="stream-finish-reason-enum",
                     expected="one of stop, length, tool_calls, content_filter",
-                    received=f"finish_reason {choice.finish_reason!r}",
+                    received=f"finish_reason {as_json(choice.finish_reason)}",
                     exchange=capture_.exchange,
                 )
             )

@@ -11,7 +11,8 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, check, observation, requires
 from gatecheck.checks.chat import first_message, validated_completion
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import as_dict, excerpt
+from gatecheck.checks.wire import as_dict, as_json
+from gatecheck.schemas import issue_message
 
 if TYPE_CHECKING:
     from gatecheck.client import Exchange
@@ -43,7 +44,7 @@ def tools_choice_none(ctx: CheckContext) -> None:
                 title='tool_choice "none" was answered with a tool call',
                 rule="tool-choice-none",
                 expected="a text answer, no tool_calls, finish_reason other than tool_calls",
-                received=f"tool_calls {excerpt(json.dumps(message.get('tool_calls')))}, finish {reason!r}",
+                received=f"tool_calls {as_json(message.get('tool_calls'))}, finish {as_json(reason)}",
                 exchange=exchange,
             )
         )
@@ -64,7 +65,7 @@ def tools_choice_auto(ctx: CheckContext) -> None:
                 title='tool_choice "auto" gave neither content nor tool calls',
                 rule="tool-choice-auto-empty",
                 expected="content or tool_calls",
-                received=f"message {excerpt(json.dumps(message))}",
+                received=f"message {as_json(message)}",
                 exchange=exchange,
             )
         )
@@ -81,7 +82,7 @@ def tools_choice_required(ctx: CheckContext, required_tool_answer: Exchange) -> 
             title='tool_choice "required" was answered without a tool call',
             rule="tool-choice-required",
             expected="at least one tool call",
-            received=f"message {excerpt(json.dumps(message))}",
+            received=f"message {as_json(message)}",
             exchange=required_tool_answer,
         )
     _check_finish(ctx, body, required_tool_answer)
@@ -103,7 +104,7 @@ def tools_choice_named(ctx: CheckContext) -> None:
             title="the named tool_choice did not force get_local_time",
             rule="tool-choice-named",
             expected="tool calls of get_local_time only",
-            received=f"tool calls of {names or 'nothing'}",
+            received=f"tool calls of {as_json(names) if names else 'nothing'}",
             exchange=exchange,
         )
     _check_calls(ctx, message, body, exchange, allowed={"get_local_time"})
@@ -143,7 +144,7 @@ def json_object_mode(ctx: CheckContext) -> None:
             title="JSON mode did not return a JSON object",
             rule="json-mode-object",
             expected="message.content that parses as a JSON object",
-            received=f"content {excerpt(str(content))}",
+            received=f"content {as_json(content)}",
             exchange=exchange,
         )
 
@@ -161,7 +162,7 @@ def json_schema_output(ctx: CheckContext) -> None:
             title="the structured output does not satisfy the requested json_schema",
             rule="json-schema-output",
             expected=f"content valid against {json.dumps(rq.PERSON_SCHEMA)}",
-            received=f"{problem}; content {excerpt(str(content))}",
+            received=f"{problem}; content {as_json(content)}",
             exchange=exchange,
         )
 
@@ -174,7 +175,7 @@ def schema_problem(schema: dict[str, Any], value: Any) -> str:
     if error is None:
         return ""
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-    return f"at {where}: {error.message}"
+    return f"at {where}: {issue_message(error)}"
 
 
 _UNPARSABLE = object()
@@ -195,10 +196,10 @@ def _check_finish(ctx: CheckContext, body: dict[str, Any], exchange: Exchange) -
         return
     ctx.record(
         Failure(
-            title=f"a tool call ended with finish_reason {reason!r}",
+            title=f"a tool call ended with finish_reason {as_json(reason)}",
             rule="tool-choice-finish-stop" if reason == "stop" else "tool-call-finish-reason",
             expected='finish_reason "tool_calls" (OpenAI says "stop" for a forced call: profiles may warn)',
-            received=f"finish_reason {reason!r}",
+            received=f"finish_reason {as_json(reason)}",
             exchange=exchange,
         )
     )
@@ -218,7 +219,7 @@ def _check_calls(
                     title=f"tool call {position} is malformed",
                     rule="tool-call-shape",
                     expected=f'an id, type "function" and a name among {sorted(allowed)}',
-                    received=excerpt(json.dumps(call)),
+                    received=as_json(call),
                     exchange=exchange,
                 )
             )
@@ -231,7 +232,7 @@ def _check_calls(
                     title=f"the arguments of tool call {position} ({name}) break its parameters schema",
                     rule="tool-arguments-invalid",
                     expected=f"arguments: a JSON string valid against {json.dumps(schema)}",
-                    received=f"{problem}; arguments {excerpt(str(function.get('arguments')))}",
+                    received=f"{problem}; arguments {as_json(function.get('arguments'))}",
                     exchange=exchange,
                 )
             )

@@ -1,7 +1,8 @@
 """Small readers shared by the checks: headers, JSON bodies, stream captures, wire excerpts, schema failures.
 
-A failure quotes what came back; these helpers keep every quote short, escaped and honest (raw
-bytes shown as bytes, so a missing blank line or a stray CR is visible).
+A failure quotes what came back; these helpers keep every quote short, escaped and honest: wire
+bytes and values are shown as JSON (a missing blank line, a stray CR or a BOM stays visible), and
+every key is masked before a quote is cut (``gatecheck.quote``, re-exported here for the checks).
 """
 
 from __future__ import annotations
@@ -12,6 +13,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeGuard, TypeVar
 
 from gatecheck.checks.base import Failure
+from gatecheck.quote import EXCERPT_BYTES, as_json, excerpt
+
+__all__ = [
+    "EXCERPT_BYTES",
+    "Capture",
+    "StreamAssembler",
+    "are_numbers",
+    "as_dict",
+    "as_json",
+    "describe",
+    "excerpt",
+    "header",
+    "invalid_events",
+    "is_json",
+    "json_object",
+    "json_of",
+    "report_capture",
+    "report_violations",
+    "require_status",
+    "schema_failures",
+]
 
 if TYPE_CHECKING:
     from gatecheck.assemble import Violation
@@ -20,7 +42,6 @@ if TYPE_CHECKING:
     from gatecheck.schemas import SchemaIssue, SchemaStore
     from gatecheck.sse import SSEEvent
 
-EXCERPT_BYTES = 600
 _MISSING = object()
 
 
@@ -74,13 +95,6 @@ class Capture(Generic[AssembledT]):
     def violations(self, *rules: str) -> list[Violation]:
         """The assembler's violations with one of ``rules``."""
         return [v for v in self.assembled.violations if v.rule in rules]
-
-
-def excerpt(data: bytes | str, limit: int = EXCERPT_BYTES) -> str:
-    """A printable quote of wire bytes: Python bytes notation, truncated with a note of the total."""
-    raw = data.encode("utf-8", "replace") if isinstance(data, str) else data
-    shown = repr(raw[:limit])
-    return shown if len(raw) <= limit else f"{shown}... ({len(raw)} bytes in all)"
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pytest
 from gatecheck._resources import data_dir
 from gatecheck.checks import AREAS, CHECKS, Cost, load_all
 from gatecheck.config import Target, add_target_arguments, targets_from_args
+from gatecheck.report.conformance import check_writable
 from gatecheck.results import CheckResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     targets = targets_from_args(args)
     if args.plan:
         return max(plan_target(target, args, sys.stdout) for target in targets)
+    if args.report_dir is not None:
+        check_writable(args.report_dir)  # a ConfigError (exit 2) now, not a traceback after the run
     started = datetime.now(UTC)
     results: list[CheckResult] = []
     secrets: list[Any] = []

@@ -1,31 +1,23 @@
-"""The report writers' safety net: no key reaches a report file, whoever forgot to redact it.
+"""The report writers' safety net: no known key reaches a report file, whoever forgot to redact it.
 
-Two layers, both here: known secrets (the caller's ``run_info["secrets"]``) are replaced wherever
-they occur (``gatecheck.redaction.redact``), and values that look like credentials (a bearer token
-or ``x-api-key`` header value that is not a ``$VARIABLE`` reference, an ``sk-`` key) are masked
-even when nobody declared them, because gateways echo keys back in error bodies and checks quote
-those bodies.
+Every string from the results and the run info is scrubbed of the run's keys (the caller's
+``run_info["secrets"]`` and the targets' keys) before rendering, and every rendered page again
+before it is written; request bodies saved next to the reports too. Only keys are masked, in any
+form ``gatecheck.redaction`` knows (plain, JSON-, percent- or HTML-escaped): everything else a
+report quotes is the wire as received, so ``Authorization: Bearer answered`` stays as it was.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 
 from gatecheck._types import JSON
-from gatecheck.redaction import REDACTED, Secret, redact
-
-_HEADER_VALUE = r"""(?P<keep>{name}["']?\s*[:=]\s*["']?\s*{scheme})(?P<secret>[^\s"'$\\*][^\s"',;\\]*)"""
-_CREDENTIAL_PATTERNS = (
-    re.compile(_HEADER_VALUE.format(name=r"\bauthorization", scheme=r"(?:bearer|basic)\s+"), re.IGNORECASE),
-    re.compile(_HEADER_VALUE.format(name=r"\bx-api-key", scheme=""), re.IGNORECASE),
-    re.compile(r"(?P<keep>\bsk-)(?P<secret>[A-Za-z0-9_-]{16,})"),
-)
+from gatecheck.redaction import Secret, redact, redact_bytes
 
 
 class Redactor:
-    """Masks known secrets and credential-looking values in text and in JSON-like data."""
+    """Masks known secrets in text, bytes and JSON-like data."""
 
     def __init__(self, secrets: Iterable[object]) -> None:
         self._secrets: list[Secret | str] = []
@@ -36,20 +28,13 @@ class Redactor:
                 )
             self._secrets.append(secret)
 
-    def known(self, text: str) -> str:
-        """``text`` with every known secret masked: the last pass over a rendered page.
-
-        Patterns are not applied there: they could match across escaped markup (``&#x27;``) and
-        every string that reaches a page has already been through :meth:`text`.
-        """
+    def text(self, text: str) -> str:
+        """``text`` with every known secret masked."""
         return redact(text, self._secrets)
 
-    def text(self, text: str) -> str:
-        """``text`` with every known secret and every credential-looking value masked."""
-        text = self.known(text)
-        for pattern in _CREDENTIAL_PATTERNS:
-            text = pattern.sub(lambda m: m["keep"] + REDACTED, text)
-        return text
+    def content(self, data: bytes) -> bytes:
+        """``data`` with every known secret masked (a saved request body)."""
+        return redact_bytes(data, self._secrets)
 
     def data(self, value: object) -> JSON:
         """``value`` as plain JSON data with every string (keys included) passed through :meth:`text`.

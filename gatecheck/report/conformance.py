@@ -1,18 +1,21 @@
 """Writing a conformance run's reports: ``results.json``, ``matrix.md`` and ``matrix.html``.
 
-One call writes all three from the same results, for one target or several side by side. Keys
-are kept out twice over: every string from the results and the run info is redacted before
-rendering (known secrets and credential-looking values; before escaping, which could hide a key
-from the redactor), and every rendered page is searched again for the known secrets before it
-is written.
+One call writes all three from the same results, for one target or several side by side, plus
+the request bodies the failure messages' curl commands read from a file (``CheckResult.files``).
+Keys are kept out twice over: every string from the results and the run info is redacted before
+rendering (before escaping, which could hide a key from a plain search), and every rendered page
+and saved body is scrubbed again before it is written. ``check_writable`` is the early test that
+turns an unusable report directory into a configuration error before a run starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from gatecheck.errors import ConfigError
 from gatecheck.redaction import Secret
 from gatecheck.report._html import render_html
 from gatecheck.report._json import render_json, results_document
@@ -43,11 +46,14 @@ def write_reports(
     ``targets`` (mappings or ``Target`` objects: name, base_url and profile are shown, api_key and
     api_key_2 only masked) and ``secrets`` (``Secret`` or str values to keep out of every file;
     never written themselves). Raises ValueError for an unknown run_info key, a verdict outside
-    VERDICTS or results the schema rejects, before anything is written.
+    VERDICTS, results the schema rejects or a file name that is not plain, before anything is
+    written. Every result's ``files`` are saved there too (``write_files``).
     """
     info_in = run_info or {}
     parsed = parse_run_info(info_in, (r.target for r in results))
-    redactor = Redactor(_known_secrets(info_in))
+    known = _known_secrets(info_in)
+    redactor = Redactor(known)
+    _files(results)
     info = _redact_info(parsed, redactor)
     clean = [_redact_result(result, redactor) for result in results]
     matrix = build_matrix(clean, (t.name for t in info.targets))
@@ -56,10 +62,52 @@ def write_reports(
         "markdown": render_markdown(matrix, info),
         "html": render_html(matrix, info),
     }
-    report_dir.mkdir(parents=True, exist_ok=True)
+    write_files(results, report_dir, known)
     return {
-        kind: _write(report_dir / REPORT_FILES[kind], redactor.known(text)) for kind, text in pages.items()
+        kind: _write(report_dir / REPORT_FILES[kind], redactor.text(text)) for kind, text in pages.items()
     }
+
+
+def write_files(
+    results: Iterable[CheckResult], directory: Path, secrets: Iterable[object] = ()
+) -> list[Path]:
+    """Save every result's ``files`` (request bodies the curl commands read) in ``directory``.
+
+    Each is scrubbed of ``secrets`` again first. Raises ValueError, before writing anything, for
+    a name that is not a plain file name.
+    """
+    files = _files(results)
+    redactor = Redactor(secrets)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / name for name in files]
+    for path, content in zip(paths, files.values(), strict=True):
+        path.write_bytes(redactor.content(content))
+    return paths
+
+
+def _files(results: Iterable[CheckResult]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for result in results:
+        for name, content in result.files.items():
+            if not name or Path(name).name != name or name.startswith("."):
+                raise ValueError(f"CheckResult.files: {name!r} is not a plain file name")
+            files.setdefault(name, content)
+    return files
+
+
+def check_writable(report_dir: Path, flag: str = "--report-dir") -> None:
+    """Create ``report_dir`` if needed and prove a file can be written there, else ``ConfigError``.
+
+    Called before a run, so an unusable directory costs one line and exit 2, not a traceback
+    after every request was sent.
+    """
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=report_dir):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(flag, str(report_dir), f"a directory gatecheck can write to ({reason})") from None
 
 
 def _known_secrets(run_info: Mapping[str, object]) -> list[object]:
