@@ -262,6 +262,7 @@ def conformance_run(litellm_proxy: Server, keys: dict[str, str], timings: dict[s
         text=True,
         timeout=SUITE_TIMEOUT_S,
         stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
     )
     timings["suite_s"] = time.monotonic() - started
     output = run.stdout + run.stderr
