@@ -1,0 +1,66 @@
+"""LiteLLM's proxy, a gateway we did not write, through the whole conformance suite (issue 9, item 6).
+
+Every check's verdict is compared with the table recorded in ``litellm_verdicts.toml``, so a change
+that turns a verdict (a false alarm fixed, a check made stricter, another LiteLLM) is seen and the
+table is updated on purpose. docs/real-gateways.md gives each verdict its wire evidence and says
+which FAILs are LiteLLM's real deviations. The harness is in this folder's conftest.py.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gatecheck.schemas import default_store
+
+if importlib.util.find_spec("litellm") is None:
+    pytest.skip("LiteLLM is not installed: run tox -e realworld", allow_module_level=True)
+
+TABLE = tomllib.loads((Path(__file__).parent / "litellm_verdicts.toml").read_text(encoding="utf-8"))
+
+
+def test_litellm_is_the_recorded_version() -> None:
+    assert importlib.metadata.version("litellm") == TABLE["litellm"], "tox.ini and the table disagree"
+
+
+def test_the_suite_ran_to_the_end(conformance_run) -> None:
+    results = conformance_run.results
+    assert default_store().is_valid("gatecheck.conformance-results", results)
+    failed = any(r["verdict"] == "FAIL" for r in results["results"])
+    assert conformance_run.exit_code == (1 if failed else 0), conformance_run.output[-3000:]
+    assert (conformance_run.report_dir / "junit.xml").is_file()
+
+
+def test_every_verdict_is_the_recorded_one(conformance_run) -> None:
+    now = {r["check_id"]: r for r in conformance_run.results["results"]}
+    recorded = {check: _allowed(verdicts) for check, verdicts in TABLE["verdicts"].items()}
+    changes = [
+        f"{check}: recorded {' or '.join(recorded.get(check, ['absent']))}, now {_describe(now.get(check))}"
+        for check in sorted(recorded.keys() | now.keys())
+        if now.get(check, {}).get("verdict") not in recorded.get(check, [])
+    ]
+    header = "verdicts turned (update litellm_verdicts.toml and docs/real-gateways.md):"
+    assert not changes, "\n".join([header, *changes])
+
+
+def _allowed(recorded: str | list[str]) -> list[str]:
+    """A recorded verdict, or the verdicts a timing-dependent check was seen to give."""
+    return [recorded] if isinstance(recorded, str) else recorded
+
+
+def _describe(result: dict[str, str] | None) -> str:
+    """A result's verdict and the first line of its message, for the list of changes."""
+    if result is None:
+        return "absent"
+    first = (result.get("message") or "").splitlines()[:1]
+    return result["verdict"] + (f" ({first[0]})" if first else "")
+
+
+def test_no_key_in_any_report_or_log(conformance_run, keys: dict[str, str]) -> None:
+    written = [p for p in conformance_run.report_dir.parent.rglob("*") if p.is_file()]
+    leaks = [(p.name, name) for p in written for name, key in keys.items() if key.encode() in p.read_bytes()]
+    assert written and not leaks, leaks
