@@ -25,6 +25,7 @@ from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation,
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.errors import GATEWAY_CODES, INVALID_KEY, UNKNOWN_MODEL
 from gatecheck.checks.wire import (
+    EXCERPT_BYTES,
     Capture,
     as_dict,
     describe,
@@ -87,6 +88,16 @@ ANTHROPIC_ERROR_TYPES = {
 
 MAX_STOP_CHARS = 12
 _WORD = re.compile(r"\w{3,}")
+
+
+def as_json(value: object, limit: int = EXCERPT_BYTES) -> str:
+    """A value as JSON for a quote (``null``, ``"end_turn"``), cut at ``limit`` characters.
+
+    The JSON notation main's ``gatecheck.quote.as_json`` gives every quote (it also masks keys):
+    at the merge this is that function.
+    """
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters in all)"
 
 
 class MessageCapture(Capture["AssembledMessage"]):
@@ -234,7 +245,7 @@ def broken_stream(capture_: MessageCapture) -> Failure | None:
             title="the Messages stream carried an error event",
             rule="anthropic-error-event",
             expected="a complete stream (a mid-stream upstream error is reported as such)",
-            received=f"error {json.dumps(capture_.message.error)}; wire {excerpt(raw)}",
+            received=f"error {as_json(capture_.message.error)}; wire {excerpt(raw)}",
             exchange=exchange,
         )
     if exchange.error is not None and not capture_.message.stopped:
@@ -452,7 +463,7 @@ def anthropic_error_envelope(ctx: CheckContext, anthropic_no_max_tokens: Exchang
         ("a request without max_tokens", anthropic_no_max_tokens),
         ("an invalid key", send_message(ctx, body, key=INVALID_KEY, tokens=1)),
         (
-            f"the unknown model {UNKNOWN_MODEL!r}",
+            f"the unknown model {as_json(UNKNOWN_MODEL)}",
             send_message(ctx, {**body, "model": UNKNOWN_MODEL}, tokens=1),
         ),
     )
@@ -490,9 +501,9 @@ def judge_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> None:
     if anthropic and expected_type is not None and error.get("type") != expected_type:
         ctx.record(
             Failure(
-                title=f"the error type for {what} on /v1/messages is {error.get('type')!r}",
+                title=f"the error type for {what} on /v1/messages is {as_json(error.get('type'))}",
                 rule="anthropic-error-type",
-                expected=f"error.type {expected_type!r} for HTTP {exchange.status} (Anthropic errors)",
+                expected=f"error.type {as_json(expected_type)} for HTTP {exchange.status} (Anthropic errors)",
                 received=excerpt(exchange.body),
                 exchange=exchange,
             )
@@ -501,9 +512,9 @@ def judge_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> None:
     if gateway and expected_code is not None and error.get("code") != expected_code:
         ctx.record(
             Failure(
-                title=f"the error code for {what} on /v1/messages is {error.get('code')!r}",
+                title=f"the error code for {what} on /v1/messages is {as_json(error.get('code'))}",
                 rule="anthropic-error-code",
-                expected=f"error.code {expected_code!r} for HTTP {exchange.status} (002 Error Codes)",
+                expected=f"error.code {as_json(expected_code)} for HTTP {exchange.status} (002 Error Codes)",
                 received=excerpt(exchange.body),
                 exchange=exchange,
             )
@@ -572,7 +583,7 @@ def anthropic_response_valid(ctx: CheckContext, anthropic_answer: Exchange) -> N
                 title="the message's stop_reason does not agree with its usage",
                 rule="anthropic-stop-reason",
                 expected=f"output_tokens <= max_tokens {cap}, stop_reason max_tokens only at the cap",
-                received=f"{problem} (stop_reason {reason!r})",
+                received=f"{problem} (stop_reason {as_json(reason)})",
                 exchange=anthropic_answer,
             )
         )
@@ -614,22 +625,23 @@ def anthropic_stop_reason_max_tokens(
             title="a message has more output tokens than its max_tokens",
             rule="anthropic-max-tokens-exceeded",
             expected=f"output_tokens <= max_tokens {cap}",
-            received=f"output_tokens {output}, stop_reason {reason!r}",
+            received=f"output_tokens {output}, stop_reason {as_json(reason)}",
             exchange=anthropic_cut,
         )
     if reason == "max_tokens":
         return
     if output < cap:
         raise NotChecked(
-            f"not checked: capped at {cap}, the answer ended by itself ({reason!r}) after {output} tokens "
-            f"although the same request unconstrained took {longest}: the model answered differently"
+            f"not checked: capped at {cap}, the answer ended by itself ({as_json(reason)}) after "
+            f"{output} tokens although the same request unconstrained took {longest}: the model "
+            "answered differently"
         )
     raise Failure(
         title="a message cut by max_tokens does not say so",
         rule="anthropic-stop-reason-max-tokens",
         expected=f'stop_reason "max_tokens": output_tokens reached max_tokens {cap}, and the same request '
         f"unconstrained takes {longest}",
-        received=f"stop_reason {reason!r}, output_tokens {output}",
+        received=f"stop_reason {as_json(reason)}, output_tokens {output}",
         exchange=anthropic_cut,
     )
 
@@ -655,22 +667,23 @@ def anthropic_stop_sequences(ctx: CheckContext, anthropic_answer: Exchange) -> N
     body = {**rq.anthropic_body(ctx.target.models.chat), "stop_sequences": [stop]}
     exchange = send_message(ctx, body)
     stopped = message_json(
-        ctx, exchange, f"the Messages request with stop_sequences [{stop!r}]", owner=ctx.check.id
+        ctx, exchange, f"the Messages request with stop_sequences [{as_json(stop)}]", owner=ctx.check.id
     )
     got, reason, sequence = text_of(stopped), stopped.get("stop_reason"), stopped.get("stop_sequence")
-    received = f"text {excerpt(got, 200)}, stop_reason {reason!r}, stop_sequence {sequence!r}"
+    received = f"text {excerpt(got, 200)}, stop_reason {as_json(reason)}, stop_sequence {as_json(sequence)}"
     if stop in got:
         raise Failure(
             title="the answer runs past its stop sequence",
             rule="anthropic-stop-sequence-ignored",
-            expected=f"the text ends before {stop!r} (stop_sequences [{stop!r}]), which is not returned",
+            expected=f"the text ends before {as_json(stop)} (stop_sequences [{as_json(stop)}]), "
+            "which is not returned",
             received=received,
             exchange=exchange,
         )
     reported = Failure(
         title="an answer ended by its stop sequence does not say so",
         rule="anthropic-stop-sequence-reported",
-        expected=f'stop_reason "stop_sequence" and stop_sequence {stop!r}',
+        expected=f'stop_reason "stop_sequence" and stop_sequence {as_json(stop)}',
         received=received,
         exchange=exchange,
     )
@@ -682,8 +695,8 @@ def anthropic_stop_sequences(ctx: CheckContext, anthropic_answer: Exchange) -> N
     if got.rstrip() == before:
         raise reported
     raise NotChecked(
-        f"not checked: with stop_sequences [{stop!r}] the answer ({reason!r}) differs from the unconstrained "
-        f"one and never reached {stop!r}: {excerpt(got, 120)}"
+        f"not checked: with stop_sequences [{as_json(stop)}] the answer ({as_json(reason)}) differs "
+        f"from the unconstrained one and never reached {as_json(stop)}: {excerpt(got, 120)}"
     )
 
 
@@ -744,17 +757,16 @@ def mapping_verdict(row: str, message: Ending, chat: Ending) -> str | None:
             f"tokens for max_tokens {message.cap})"
         )
     if chat.reason not in FINISH_TO_STOP:
-        return f"{row}: chat finish_reason {chat.reason!r} has no row in 002's mapping"
+        return f"{row}: chat finish_reason {as_json(chat.reason)} has no row in 002's mapping"
     if chat.state == "under" and chat.reason != "stop":
-        return (
-            f"{row}: chat says {chat.reason!r} under its cap (a chat completion finding, not the mapping's)"
-        )
+        reason = as_json(chat.reason)
+        return f"{row}: chat says {reason} under its cap (a chat completion finding, not the mapping's)"
     if row == "natural" and (
         message.reason not in STOP_REASONS or (message.reason == "max_tokens" and message.state == "under")
     ):
-        return f"{row}: stop_reason {message.reason!r} ({ANSWER_OWNER} reports it)"
+        return f"{row}: stop_reason {as_json(message.reason)} ({ANSWER_OWNER} reports it)"
     if row == "cut" and message.state == "at" and message.reason != "max_tokens":
-        return f"{row}: stop_reason {message.reason!r} at the cap ({CUT_OWNER} reports it)"
+        return f"{row}: stop_reason {as_json(message.reason)} at the cap ({CUT_OWNER} reports it)"
     return None
 
 
@@ -793,12 +805,14 @@ def anthropic_finish_reason_mapping(
         if message.reason != expected:
             ctx.record(
                 Failure(
-                    title=f"/v1/messages says {message.reason!r} where chat completions say {chat.reason!r}",
+                    title=f"/v1/messages says {as_json(message.reason)} where chat completions say "
+                    f"{as_json(chat.reason)}",
                     rule="anthropic-finish-reason-mapping",
-                    expected=f"stop_reason {expected!r} for finish_reason {chat.reason!r} ({MAPPING}), "
+                    expected=f"stop_reason {as_json(expected)} for finish_reason {as_json(chat.reason)} "
+                    f"({MAPPING}), "
                     f"the same request ending the same way ({row}: {chat.tokens} and {message.tokens} "
                     f"tokens, max_tokens {message.cap})",
-                    received=f"stop_reason {message.reason!r}; finish_reason {chat.reason!r}",
+                    received=f"stop_reason {as_json(message.reason)}; finish_reason {as_json(chat.reason)}",
                     exchange=exchange,
                 )
             )
@@ -965,7 +979,7 @@ def anthropic_stream_input_tokens(
             title="message_start does not carry the request's input_tokens",
             rule="anthropic-stream-input-tokens",
             expected=f"message_start usage.input_tokens {expected}, as the same request not streamed counts",
-            received=f"message_start usage {json.dumps(message.start_usage)}{later}",
+            received=f"message_start usage {as_json(message.start_usage)}{later}",
             exchange=anthropic_stream.exchange,
         )
 
@@ -1003,8 +1017,8 @@ def anthropic_tool_use(ctx: CheckContext) -> None:
                 rule="anthropic-tool-use-missing",
                 expected="a tool_use block calling get_weather "
                 '(tool_choice {"type": "tool", "name": "get_weather"})',
-                received=f"content {excerpt(json.dumps(message.content), 300)}, "
-                f"stop_reason {message.stop_reason!r}",
+                received=f"content {as_json(message.content, 300)}, "
+                f"stop_reason {as_json(message.stop_reason)}",
                 exchange=capture_.exchange,
             )
         )
@@ -1023,7 +1037,7 @@ def anthropic_tool_use(ctx: CheckContext) -> None:
                     title="a tool_use block's input is not a JSON object",
                     rule="anthropic-tool-input-invalid",
                     expected="input: a JSON object (the tool's input_schema is an object)",
-                    received=f"input {excerpt(json.dumps(block.get('input')), 200)}",
+                    received=f"input {as_json(block.get('input'), 200)}",
                     exchange=capture_.exchange,
                 )
             )
@@ -1033,7 +1047,7 @@ def anthropic_tool_use(ctx: CheckContext) -> None:
                 title="a message ending with a tool call does not say stop_reason tool_use",
                 rule="anthropic-tool-use-stop-reason",
                 expected='stop_reason "tool_use" after the tool_use block',
-                received=f"stop_reason {message.stop_reason!r}",
+                received=f"stop_reason {as_json(message.stop_reason)}",
                 exchange=capture_.exchange,
             )
         )
