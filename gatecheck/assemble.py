@@ -240,6 +240,9 @@ class AssembledMessage:
     stop_reason: str | None
     stop_sequence: str | None
     usage: JSONObject
+    """The usage as it stood at the end: message_start's, updated by every message_delta."""
+    start_usage: JSONObject | None
+    """message_start's usage as sent (its input_tokens: what a client billing at the start reads)."""
     events: list[ParsedEvent]
     """Every JSON event payload (pings and errors included), in order."""
     stopped: bool
@@ -601,6 +604,7 @@ class MessageStreamAssembler:
         self._events: list[ParsedEvent] = []
         self._message: JSONObject = {}
         self._usage: JSONObject = {}
+        self._start_usage: JSONObject | None = None
         self._output_tokens: int | None = None
         self._blocks: dict[int, _BlockState] = {}
         self._stop_reason: str | None = None
@@ -655,6 +659,7 @@ class MessageStreamAssembler:
             stop_reason=self._stop_reason,
             stop_sequence=self._stop_sequence,
             usage=dict(self._usage),
+            start_usage=self._start_usage,
             events=list(self._events),
             stopped=self._stopped,
             error=self._error,
@@ -675,7 +680,9 @@ class MessageStreamAssembler:
             self._stop_reason = message["stop_reason"]
         if isinstance(message.get("stop_sequence"), str):
             self._stop_sequence = message["stop_sequence"]
-        self._take_usage(index, event, message.get("usage"))
+        usage = message.get("usage")
+        self._start_usage = dict(usage) if isinstance(usage, dict) else None
+        self._take_usage(index, event, usage)
 
     def _on_block_start(self, index: int, event: SSEEvent, payload: JSONObject) -> None:
         number = self._block_index(index, event, payload)

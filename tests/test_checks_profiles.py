@@ -104,6 +104,7 @@ def profile_text(grading: str = GRADING, **changes: str) -> str:
     ("text", "field"),
     [
         (profile_text(error_dialect='"xml"'), "error_dialect"),
+        (profile_text(messages_error_dialect='"openai"'), "messages_error_dialect"),
         (profile_text(stream_usage='"sometimes"'), "stream_usage"),
         (profile_text(reasoning_field='"thoughts"'), "reasoning_field"),
         (profile_text(colour='"red"'), "colour"),

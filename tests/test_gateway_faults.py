@@ -30,6 +30,7 @@ from _gateway_helpers import (
 )
 
 from gatecheck.reference import DEMO_KEY, FAULTS, TINY_MODEL, RunningGateway
+from gatecheck.schemas import default_store
 
 Check = Callable[[RunningGateway], bool]
 
@@ -440,6 +441,81 @@ def _usage_grows(gw: RunningGateway) -> bool:
 @probe("anthropic-stop-reason-wrong")
 def _stop_reason_max_tokens(gw: RunningGateway) -> bool:
     return bool(post(gw, MESSAGES, message_body(max_tokens=2)).json()["stop_reason"] == "max_tokens")
+
+
+@probe("anthropic-end-turn-as-stop-sequence")
+def _natural_end_turn(gw: RunningGateway) -> bool:
+    return bool(post(gw, MESSAGES, message_body("hello there")).json()["stop_reason"] == "end_turn")
+
+
+@probe("anthropic-input-tokens-zero")
+def _start_input_tokens(gw: RunningGateway) -> bool:
+    whole = post(gw, MESSAGES, message_body("hello there world")).json()["usage"]["input_tokens"]
+    start = message_events(gw)[0][1]["message"]["usage"]["input_tokens"]
+    return bool(start == whole > 0)
+
+
+@probe("anthropic-error-openai-envelope")
+def _anthropic_error_envelope(gw: RunningGateway) -> bool:
+    body = post(gw, MESSAGES, {"model": "deepseek-v4-flash", "messages": user("hi")}).json()
+    return default_store().is_valid("anthropic.error", body) and default_store().is_valid(
+        "error.gateway", body
+    )
+
+
+MESSAGE_TOOL = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
+
+
+@probe("anthropic-tool-stop-reason-wrong")
+def _tool_use_stop_reason(gw: RunningGateway) -> bool:
+    body = post(gw, MESSAGES, message_body("weather in Oslo", tools=[MESSAGE_TOOL])).json()
+    return bool(body["content"][0]["type"] == "tool_use" and body["stop_reason"] == "tool_use")
+
+
+@probe("anthropic-tool-input-invalid")
+def _tool_input_json(gw: RunningGateway) -> bool:
+    events = message_events(gw, tools=[MESSAGE_TOOL])
+    fragments = [d["delta"]["partial_json"] for _, d in events if d["type"] == "content_block_delta"]
+    try:
+        return isinstance(json.loads("".join(fragments)), dict)
+    except ValueError:
+        return False
+
+
+@probe("anthropic-ignore-stop-sequences")
+def _stop_sequences(gw: RunningGateway) -> bool:
+    return (
+        "12"
+        not in post(gw, MESSAGES, message_body(COUNT, stop_sequences=["12"])).json()["content"][0]["text"]
+    )
+
+
+@probe("anthropic-stop-sequence-unreported")
+def _stop_sequence_named(gw: RunningGateway) -> bool:
+    body = post(gw, MESSAGES, message_body(COUNT, stop_sequences=["12"])).json()
+    return bool(body["stop_reason"] == "stop_sequence" and body["stop_sequence"] == "12")
+
+
+@probe("anthropic-temperature-lax")
+def _temperature_range(gw: RunningGateway) -> bool:
+    return post(gw, MESSAGES, message_body(temperature=1.5)).status_code == 400
+
+
+@probe("anthropic-top-p-lax")
+def _top_p_range(gw: RunningGateway) -> bool:
+    return post(gw, MESSAGES, message_body(top_p=1.5)).status_code == 400
+
+
+@probe("anthropic-system-blocks-rejected")
+def _system_blocks(gw: RunningGateway) -> bool:
+    system = [{"type": "text", "text": "Be brief."}]
+    return post(gw, MESSAGES, message_body(system=system)).status_code == 200
+
+
+@probe("anthropic-content-blocks-rejected")
+def _content_blocks(gw: RunningGateway) -> bool:
+    blocks = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
+    return post(gw, MESSAGES, message_body(messages=blocks)).status_code == 200
 
 
 # --- auxiliary endpoints -------------------------------------------------------------------

@@ -44,6 +44,7 @@ OWNED = (
     "anthropic.stream.ping",
     "anthropic.stream.error",
     "anthropic.stream.event",
+    "anthropic.error",
     "gateway.balance",
     "gateway.images.request",
     "gateway.images.response",

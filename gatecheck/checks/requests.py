@@ -170,12 +170,35 @@ def tool_result_turn(model: str) -> JSONObject:
     )
 
 
+ANTHROPIC_SYSTEM = "You are a helpful assistant."
+ANTHROPIC_QUESTION = "In one short sentence: what is a rainbow?"
+
+ANTHROPIC_WEATHER_TOOL: JSONObject = {
+    "name": "get_weather",
+    "description": "Get weather information for a city",
+    "input_schema": WEATHER_TOOL["function"]["parameters"],
+}
+"""000's get_weather in Anthropic's tool shape (name, description, input_schema)."""
+
+
 def anthropic_body(model: str, *, max_tokens: int = SHORT_TOKENS, text: str = "", **extra: Any) -> JSONObject:
-    """An Anthropic Messages request (002 Messages Request Example)."""
+    """An Anthropic Messages request (002 Messages Request Example), at temperature 0."""
     return {
         "model": model,
         "max_tokens": max_tokens,
-        "system": "You are a helpful assistant.",
-        "messages": [{"role": "user", "content": text or "In one short sentence: what is a rainbow?"}],
+        "system": ANTHROPIC_SYSTEM,
+        "messages": [{"role": "user", "content": text or ANTHROPIC_QUESTION}],
+        "temperature": 0,
         **extra,
     }
+
+
+def anthropic_tool_body(model: str) -> JSONObject:
+    """The weather question with get_weather forced (Anthropic's tool_choice {type: tool})."""
+    return anthropic_body(
+        model,
+        max_tokens=64,
+        text=WEATHER_PROMPT,
+        tools=[ANTHROPIC_WEATHER_TOOL],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    )

@@ -1,12 +1,13 @@
 """Conformance profiles: which of the documents' disagreeing rules a target is held to.
 
 A profile is a TOML file in this directory (``gateway``, ``openai``, ``lenient``). It picks the
-error dialect, the rate-limit header dialect, where stream usage may appear, the reasoning field
-name, the rules that apply (``[rules]``) and how severe each deviation is (``[severity]``: a failure
-rule id mapped to ``"warn"``, ``"fail"`` or ``"ignore"``). How hard a finding is graded follows
-its rule's provenance first (``[grading]``: documented, protocol, sdk, judgement -> fail, warn or
-ignore; see ``gatecheck.rules``), then a per-rule ``[severity]`` override. Profiles are data
-so a reader can see, in one place, every judgement call a verdict depends on.
+error dialect (and the envelope of /v1/messages errors), the rate-limit header dialect, where
+stream usage may appear, the reasoning field name, the rules that apply (``[rules]``) and how
+severe each deviation is (``[severity]``: a failure rule id mapped to ``"warn"``, ``"fail"`` or
+``"ignore"``). How hard a finding is graded follows its rule's provenance first (``[grading]``:
+documented, protocol, sdk, judgement -> fail, warn or ignore; see ``gatecheck.rules``), then a
+per-rule ``[severity]`` override. Profiles are data so a reader can see, in one place, every
+judgement call a verdict depends on.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ PROFILE_DIR = Path(__file__).resolve().parent
 ErrorDialect = Literal["gateway", "openai", "any"]
 RateLimitDialect = Literal["x-ratelimit", "openai", "anthropic", "ietf", "any"]
 StreamUsage = Literal["last-chunk", "separate-chunk"]
+MessagesErrorDialect = Literal["gateway", "anthropic", "either"]
 
 ERROR_DIALECTS: tuple[str, ...] = ("gateway", "openai", "any")
 RATELIMIT_DIALECTS: tuple[str, ...] = ("x-ratelimit", "openai", "anthropic", "ietf", "any")
 STREAM_USAGE: tuple[str, ...] = ("last-chunk", "separate-chunk")
+MESSAGES_ERROR_DIALECTS: tuple[str, ...] = ("gateway", "anthropic", "either")
 REASONING_FIELDS: tuple[str, ...] = ("reasoning_content", "reasoning")
 SEVERITIES: tuple[str, ...] = ("fail", "warn", "ignore")
 RULES: tuple[str, ...] = ("x_api_key_everywhere",)
@@ -37,6 +40,7 @@ RULES: tuple[str, ...] = ("x_api_key_everywhere",)
 _KEYS = (
     "description",
     "error_dialect",
+    "messages_error_dialect",
     "ratelimit_dialect",
     "stream_usage",
     "reasoning_field",
@@ -59,6 +63,8 @@ class Profile:
     rules: frozenset[str]
     grading: Mapping[str, str]
     severity: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    messages_error_dialect: MessagesErrorDialect = "either"
+    """The envelope of /v1/messages errors: 002's, Anthropic's, or either (absent from a file: either)."""
 
     def has_rule(self, rule: str) -> bool:
         """True when the profile states ``rule`` (a ``[rules]`` key set to true)."""
@@ -124,6 +130,12 @@ def _build(name: str, data: Mapping[str, Any]) -> Profile:
         rules=frozenset(key for key, on in stated.items() if on),
         grading=MappingProxyType({p: grading[p] for p in PROVENANCES}),
         severity=MappingProxyType(dict(severity)),
+        messages_error_dialect=_choice(  # type: ignore[arg-type]
+            name,
+            {"messages_error_dialect": "either", **data},
+            "messages_error_dialect",
+            MESSAGES_ERROR_DIALECTS,
+        ),
     )
 
 

@@ -260,6 +260,72 @@ _FAULTS = [
         "stop_reason is max_tokens when cut by max_tokens",
         "002 finish_reason Mapping",
     ),
+    Fault(
+        "anthropic-end-turn-as-stop-sequence",
+        "anthropic",
+        "a natural end says stop_reason end_turn (chat completions' stop), not stop_sequence",
+        "002 finish_reason Mapping",
+    ),
+    Fault(
+        "anthropic-input-tokens-zero",
+        "anthropic",
+        "message_start carries the request's input_tokens, not 0",
+        "Anthropic streaming; 002 Messages Streaming",
+    ),
+    Fault(
+        "anthropic-error-openai-envelope",
+        "anthropic",
+        "a /v1/messages error is in 002's envelope or Anthropic's, not OpenAI's",
+        "002 Error Codes; 002 Messages (Anthropic compatible)",
+    ),
+    Fault(
+        "anthropic-tool-stop-reason-wrong",
+        "anthropic",
+        "a message ending with a tool call says stop_reason tool_use",
+        "Anthropic tool use",
+    ),
+    Fault(
+        "anthropic-tool-input-invalid",
+        "anthropic",
+        "a tool_use block's input_json_delta fragments concatenate to JSON",
+        "Anthropic streaming",
+    ),
+    Fault(
+        "anthropic-ignore-stop-sequences",
+        "anthropic",
+        "generation ends before a stop sequence, which is not returned",
+        "002 Messages Parameters (stop_sequences)",
+    ),
+    Fault(
+        "anthropic-stop-sequence-unreported",
+        "anthropic",
+        "an answer ended by a stop sequence says stop_reason stop_sequence and names it",
+        "Anthropic Messages",
+    ),
+    Fault(
+        "anthropic-temperature-lax",
+        "anthropic",
+        "temperature above 1 gets 400 on /v1/messages",
+        "002 Messages Parameters (temperature 0-1)",
+    ),
+    Fault(
+        "anthropic-top-p-lax",
+        "anthropic",
+        "top_p above 1 gets 400 on /v1/messages",
+        "002 Messages Parameters (top_p 0-1)",
+    ),
+    Fault(
+        "anthropic-system-blocks-rejected",
+        "anthropic",
+        "system given as content blocks is accepted",
+        "002 Messages Parameters (system: string or content blocks)",
+    ),
+    Fault(
+        "anthropic-content-blocks-rejected",
+        "anthropic",
+        "message content given as content blocks is accepted",
+        "002 Messages Parameters (messages.content: string or content blocks)",
+    ),
     # --- auxiliary endpoints -----------------------------------------------------------------
     Fault(
         "models-missing-model",

@@ -26,14 +26,20 @@ class MessageAnswer:
     input_tokens: int
     completion: Completion
 
-    def stop_reason(self, *, wrong_for_length: bool = False) -> str:
+    def stop_reason(self, faults: MessageFaults) -> str:
         """002's mapping: stop -> end_turn or stop_sequence, length -> max_tokens, tools -> tool_use."""
         finish = self.completion.finish
         if finish == "length":
-            return "end_turn" if wrong_for_length else "max_tokens"
+            return "end_turn" if faults.stop_reason_wrong else "max_tokens"
         if finish == "tool_calls":
-            return "tool_use"
-        return "stop_sequence" if self.completion.stop_sequence is not None else "end_turn"
+            return "end_turn" if faults.tool_stop_reason_wrong else "tool_use"
+        if self.completion.stop_sequence is not None:
+            return "end_turn" if faults.stop_sequence_unreported else "stop_sequence"
+        return "stop_sequence" if faults.end_turn_as_stop_sequence else "end_turn"
+
+    def stop_sequence(self, faults: MessageFaults) -> str | None:
+        """The stop sequence matched (None under stop-sequence-unreported)."""
+        return None if faults.stop_sequence_unreported else self.completion.stop_sequence
 
     def tool_use_id(self, index: int) -> str:
         return f"toolu_{self.id[-16:]}_{index}"
@@ -47,6 +53,11 @@ MESSAGE_FAULTS = {
     "missing_block_stop": "anthropic-missing-block-stop",
     "usage_decreases": "anthropic-usage-decreases",
     "stop_reason_wrong": "anthropic-stop-reason-wrong",
+    "input_tokens_zero": "anthropic-input-tokens-zero",
+    "tool_stop_reason_wrong": "anthropic-tool-stop-reason-wrong",
+    "tool_input_invalid": "anthropic-tool-input-invalid",
+    "stop_sequence_unreported": "anthropic-stop-sequence-unreported",
+    "end_turn_as_stop_sequence": "anthropic-end-turn-as-stop-sequence",
 }
 """MessageFaults field -> the fault mode that sets it."""
 
@@ -62,6 +73,11 @@ class MessageFaults:
     missing_block_stop: bool = False
     usage_decreases: bool = False
     stop_reason_wrong: bool = False
+    input_tokens_zero: bool = False
+    tool_stop_reason_wrong: bool = False
+    tool_input_invalid: bool = False
+    stop_sequence_unreported: bool = False
+    end_turn_as_stop_sequence: bool = False
 
 
 def message_body(answer: MessageAnswer, faults: MessageFaults = MessageFaults()) -> JSONObject:
@@ -79,8 +95,8 @@ def message_body(answer: MessageAnswer, faults: MessageFaults = MessageFaults())
         "role": "assistant",
         "model": answer.model,
         "content": content,
-        "stop_reason": answer.stop_reason(wrong_for_length=faults.stop_reason_wrong),
-        "stop_sequence": completion.stop_sequence,
+        "stop_reason": answer.stop_reason(faults),
+        "stop_sequence": answer.stop_sequence(faults),
         "usage": {"input_tokens": answer.input_tokens, "output_tokens": completion.tokens},
     }
 
@@ -126,7 +142,8 @@ class MessageStream:
                 yield step, self._block_start(index, block)
                 if index == 0:
                     yield step, self.event("ping", {"type": "ping"})
-                deltas = [{"type": "input_json_delta", "partial_json": f} for f in call.fragments]
+                fragments = call.fragments[:-1] if self.faults.tool_input_invalid else call.fragments
+                deltas = [{"type": "input_json_delta", "partial_json": f} for f in fragments]
                 step = yield from self._block_body(index, step + 1, deltas)
                 step += 1
         else:
@@ -151,7 +168,10 @@ class MessageStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self.answer.input_tokens, "output_tokens": output},
+            "usage": {
+                "input_tokens": 0 if self.faults.input_tokens_zero else self.answer.input_tokens,
+                "output_tokens": output,
+            },
         }
         return self.event("message_start", {"type": "message_start", "message": message})
 
@@ -174,8 +194,8 @@ class MessageStream:
     def _closing(self, step: int) -> Iterator[Event]:
         answer = self.answer
         delta = {
-            "stop_reason": answer.stop_reason(wrong_for_length=self.faults.stop_reason_wrong),
-            "stop_sequence": answer.completion.stop_sequence,
+            "stop_reason": answer.stop_reason(self.faults),
+            "stop_sequence": answer.stop_sequence(self.faults),
         }
         usage = {"output_tokens": answer.completion.tokens}
         yield step, self.event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})

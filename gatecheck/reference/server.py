@@ -134,7 +134,7 @@ class Gateway:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._route_errors])
         routes = [
             web.post("/v1/chat/completions", self._endpoint(self.chat_completions)),
-            web.post("/v1/messages", self._endpoint(self.messages)),
+            web.post("/v1/messages", self._endpoint(self.messages, messages=True)),
             web.post("/v1/search/completions", self._endpoint(self.search_completions)),
             web.post("/v1/images/generations", self._endpoint(self.images)),
             web.get("/v1/models", self._endpoint(self.models)),
@@ -148,20 +148,26 @@ class Gateway:
         """Tell held-open streams (sse-keep-open) to end now: the gateway is stopping."""
         self._closing = True
 
-    def _endpoint(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """Give the handler a request id and turn its ``ApiError`` (or any bug) into an error body."""
+    def _endpoint(
+        self, handler: Handler, *, messages: bool = False
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Give the handler a request id and turn its ``ApiError`` (or any bug) into an error body.
+
+        ``messages``: the endpoint is /v1/messages, whose errors are also in Anthropic's envelope.
+        """
 
         async def run(request: web.Request) -> web.StreamResponse:
             request_id = f"req-{secrets.token_hex(12)}"
             try:
                 return await handler(request, request_id)
             except E.ApiError as error:
-                return self.error_response(error, request_id)
+                return self.error_response(error, request_id, messages=messages)
             except web.HTTPException:
                 raise
             except Exception:
                 log.exception("reference gateway bug on %s %s", request.method, request.path)
-                return self.error_response(E.ApiError(E.INTERNAL, "Internal server error"), request_id)
+                bug = E.ApiError(E.INTERNAL, "Internal server error")
+                return self.error_response(bug, request_id, messages=messages)
 
         return run
 
@@ -178,8 +184,12 @@ class Gateway:
                 raise
             return self.error_response(E.ApiError(kind, exc.reason), f"req-{secrets.token_hex(12)}")
 
-    def error_response(self, error: E.ApiError, request_id: str) -> web.Response:
-        """The error in the configured dialect (or as plain text under ``error-body-plain-text``)."""
+    def error_response(self, error: E.ApiError, request_id: str, *, messages: bool = False) -> web.Response:
+        """The error in the configured dialect (or as plain text under ``error-body-plain-text``).
+
+        On /v1/messages (``messages``) the body is also Anthropic's envelope, or OpenAI's alone under
+        ``anthropic-error-openai-envelope``.
+        """
         kind = error.kind
         if "error-5xx-on-invalid" in self._faults and kind.status == 400 and kind is not E.CONTEXT_LENGTH:
             kind = E.INTERNAL
@@ -187,9 +197,15 @@ class Gateway:
         headers = {**error.headers, "x-request-id": request_id}
         if "error-body-plain-text" in self._faults:
             return web.Response(status=kind.status, text=f"error: {error.message}", headers=headers)
-        body = E.error_body(
-            error, self.config.errors, request_id, with_request_id="error-no-request-id" not in self._faults
-        )
+        with_request_id = "error-no-request-id" not in self._faults
+        if messages and "anthropic-error-openai-envelope" in self._faults:
+            body = E.error_body(error, "openai", request_id)
+        elif messages:
+            body = E.messages_error_body(
+                error, self.config.errors, request_id, with_request_id=with_request_id
+            )
+        else:
+            body = E.error_body(error, self.config.errors, request_id, with_request_id=with_request_id)
         return _json_response(body, status=kind.status, headers=headers)
 
     # --- shared request steps ----------------------------------------------------------------
@@ -210,19 +226,19 @@ class Gateway:
         return key
 
     async def read_json(
-        self, request: web.Request, schema: str, defaults: JSONObject | None = None
+        self, request: web.Request, schema: str, bend: Callable[[JSONObject], JSONObject] | None = None
     ) -> JSONObject:
         """The body parsed and validated against ``schema``; 400 naming the field otherwise.
 
-        ``defaults`` fill missing top-level fields before validation (for a fault mode).
+        ``bend`` rewrites a JSON object body before validation (how a fault mode reads requests).
         """
         raw = await request.read()
         try:
             body: JSON = json.loads(raw)
         except ValueError as exc:
             raise E.ApiError(E.INVALID_JSON, f"Malformed JSON body: {exc}") from None
-        if defaults and isinstance(body, dict):
-            body = {**defaults, **body}
+        if bend is not None and isinstance(body, dict):
+            body = bend(body)
         self._validators[schema].check(body)
         if not isinstance(body, dict):
             raise E.ApiError(E.INVALID_PARAMS, "The request body must be a JSON object", param="body")
@@ -375,10 +391,7 @@ class Gateway:
     async def messages(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """POST /v1/messages (Anthropic-compatible), streaming or not."""
         key = self.authenticate(request)
-        optional = "anthropic-max-tokens-optional" in self._faults
-        body = await self.read_json(
-            request, "anthropic.messages.request", {"max_tokens": 4096} if optional else None
-        )
+        body = await self.read_json(request, "anthropic.messages.request", self._bend_messages_request)
         t0 = arrived_at(request)  # the read that completed the body
         model = self.model_for(body, key, "chat")
         prompt = anthropic_prompt(body)
@@ -393,7 +406,8 @@ class Gateway:
         midstream = model.id == MIDSTREAM_ERROR_MODEL
         if not stream:
             if midstream:
-                return self.error_response(E.ApiError(E.UPSTREAM, "Upstream model service error"), request_id)
+                upstream = E.ApiError(E.UPSTREAM, "Upstream model service error")
+                return self.error_response(upstream, request_id, messages=True)
             await sleep_until(self._answer_deadline(t0, [completion]))
             return _json_response(message_body(answer, self._message_faults), headers=headers)
         renderer = MessageStream(answer, self._message_faults)
@@ -403,6 +417,29 @@ class Gateway:
             head = itertools.takewhile(lambda e: e[0] < MIDSTREAM_TOKENS, events)
             events = itertools.chain(head, [(MIDSTREAM_TOKENS - 1, error)])
         return await self.stream(request, t0, events, headers)
+
+    def _bend_messages_request(self, body: JSONObject) -> JSONObject:
+        """The Messages request as the fault modes read it, before validation (each bends one rule)."""
+        faults = self._faults
+        bent = dict(body)
+        if "anthropic-max-tokens-optional" in faults:
+            bent.setdefault("max_tokens", 4096)
+        for name, fault in (("temperature", "anthropic-temperature-lax"), ("top_p", "anthropic-top-p-lax")):
+            value = bent.get(name)
+            if fault in faults and isinstance(value, int | float) and 1 < value <= 2:
+                del bent[name]  # accepted as chat completions accept it, and ignored
+        if "anthropic-ignore-stop-sequences" in faults:
+            bent.pop("stop_sequences", None)
+        if "anthropic-system-blocks-rejected" in faults and isinstance(bent.get("system"), list):
+            raise E.ApiError(E.INVALID_PARAMS, "Invalid parameter 'system': must be a string", param="system")
+        messages = bent.get("messages")
+        blocks = isinstance(messages, list) and any(
+            isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages
+        )
+        if "anthropic-content-blocks-rejected" in faults and blocks:
+            message = "Invalid parameter 'messages[].content': must be a string"
+            raise E.ApiError(E.INVALID_PARAMS, message, param="messages")
+        return bent
 
     # --- auxiliary endpoints -----------------------------------------------------------------
 
