@@ -203,6 +203,15 @@ def test_a_stream_answered_500_or_with_no_events_is_one_finding() -> None:
     assert_owned(verdicts(not_a_stream), "stream-no-events", set())
 
 
+def test_a_stream_none_of_whose_events_ends_is_one_framing_finding() -> None:
+    one_line_each = [e.replace(b"\n\n", b"\n") for e in wire(clean_chunks())]
+    results = verdicts(stream_exchange(one_line_each))
+    framing = results.pop("stream_sse_framing")
+    assert framing.verdict == "FAIL" and framing.extra["rules"] == ["sse-unterminated"], framing.message
+    for check_id, result in results.items():
+        assert result.verdict == "SKIP" and "(stream_sse_framing reports it)" in result.message, check_id
+
+
 @pytest.mark.parametrize("profile", ["gateway", "lenient"])
 def test_tool_calls_null_is_one_warning_not_twelve_failures(profile: str) -> None:
     # the double's tool-calls-null: every content delta carries "tool_calls": null, which the SDKs accept
