@@ -31,7 +31,8 @@ Chat Completions streams (:class:`ChatStreamAssembler`):
     tool-call-no-index          a tool-call fragment has no integer ``index`` (merged by position)
     tool-call-index-gap         a new tool-call index that is not the next of 0, 1, 2...
     tool-call-header-missing    a tool call's first fragment lacks ``id`` or ``function.name``
-    tool-call-header-repeated   ``id``/``type``/``function.name`` on a later fragment of a tool call
+    tool-call-header-repeated   ``id`` or ``function.name`` on a later fragment of a tool call (the OpenAI
+                                SDK concatenates them; a repeated ``type`` is harmless: it is assigned)
     tool-call-arguments-invalid a tool call's concatenated arguments are not JSON
 
 Anthropic Messages streams (:class:`MessageStreamAssembler`):
@@ -526,7 +527,7 @@ class ChatStreamAssembler:
                 message = f"{where} {number}: the first fragment lacks {' and '.join(missing)}"
                 self._log.add("tool-call-header-missing", message, index, event.raw)
         else:
-            repeated = [name for name, value in header.items() if value is not None]
+            repeated = [name for name in ("id", "name") if header[name] is not None]
             if repeated:
                 message = f"{where} {number}: {', '.join(repeated)} on a later fragment"
                 self._log.add("tool-call-header-repeated", message, index, event.raw)

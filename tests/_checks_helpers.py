@@ -13,7 +13,7 @@ import httpx
 
 from gatecheck.checks import RateLimitSetup, RunSettings, Session
 from gatecheck.checks.pacing import Pacer
-from gatecheck.client import Client, Exchange, Request
+from gatecheck.client import Client, ErrorKind, Exchange, Request
 from gatecheck.config import Target
 from gatecheck.profiles import load_profile
 from gatecheck.redaction import Secret
@@ -63,8 +63,13 @@ def stream_exchange(
     closed: bool = True,
     linger_ms: float = 0.0,
     status: int = 200,
+    error: str | None = None,
+    error_kind: ErrorKind | None = None,
 ) -> Exchange:
-    """An exchange whose body arrived as one chunk per item of ``events``, ``gaps_ms`` apart."""
+    """An exchange whose body arrived as one chunk per item of ``events``, ``gaps_ms`` apart.
+
+    Not ``closed``: reading stopped at the total timeout, unless ``error`` says what stopped it.
+    """
     request = Request(
         "POST",
         f"{BASE_URL}/v1/chat/completions",
@@ -86,5 +91,6 @@ def stream_exchange(
         t_headers_ns=start,
         t_end_ns=end,
         server_closed=closed,
-        error=None if closed else "total timeout: no end within 2 s",
+        error=error or (None if closed else "total timeout: no end within 2 s"),
+        error_kind=error_kind or (None if closed and error is None else "total_timeout"),
     )

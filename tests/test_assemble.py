@@ -290,6 +290,27 @@ def test_usage_null_on_every_chunk_is_not_usage() -> None:
     assert result.violations == []
 
 
+def test_a_repeated_type_on_later_tool_call_fragments_is_harmless() -> None:
+    # LiteLLM repeats "type": "function" on every fragment; the OpenAI SDK assigns type (id and name it
+    # concatenates), so only those are tool-call-header-repeated
+    repeated_type = _with(CLEAN_TOOLS, 2, tools(_tool_fragment(type="function")), drop=1)
+    assert chat(*repeated_type).violations == []
+
+
+def test_null_for_an_optional_field_is_absent_not_malformed() -> None:
+    # the SDKs read null and absent alike; the chunk schema reports the null (null-optional-field)
+    nulls = {"tool_calls": None, "role": None, "refusal": None, "reasoning_content": None}
+    result = chat(
+        ROLE,
+        *(chunk({**d, **nulls}) for d in ({"content": "Hel"}, {"content": "lo"})),
+        STOP,
+        USAGE_CHUNK,
+        DONE,
+    )
+    assert result.violations == []
+    assert result.choices[0].content == "Hello"
+
+
 def _with(base: list[Any], at: int, *payloads: object, drop: int = 0) -> list[Any]:
     """base with ``drop`` payloads from ``at`` replaced by ``payloads``."""
     return [*base[:at], *payloads, *base[at + drop :]]
@@ -336,7 +357,7 @@ CHAT_CASES: dict[str, tuple[list[Any], set[str]]] = {
     ),
     "tool-call-header-missing": (_with(CLEAN_TOOLS, 1, tools(dict(TOOL_HEAD, id=None)), drop=1), set()),
     "tool-call-header-repeated": (
-        _with(CLEAN_TOOLS, 2, tools(_tool_fragment(type="function")), drop=1),
+        _with(CLEAN_TOOLS, 2, tools(_tool_fragment(id="call_1")), drop=1),
         set(),
     ),
     "tool-call-arguments-invalid": (_with(CLEAN_TOOLS, 3, drop=1), set()),

@@ -136,14 +136,172 @@ def test_a_wrong_content_type_fails() -> None:
     assert result.verdict == "FAIL" and "application/json" in result.message
 
 
-def test_a_mid_stream_error_is_reported_as_such_by_every_stream_check() -> None:
+PER_EVENT = {"stream_content_type", "stream_chunks_valid", "stream_chunk_object", "stream_identity_constant"}
+"""Checks whose rule is about each chunk that arrived: they judge a partial stream."""
+
+
+def verdicts(exchange: Exchange, **kwargs: Any) -> dict[str, CheckResult]:
+    results = {check_id: judge(check_id, exchange, **kwargs) for check_id in STREAM_CHECKS}
+    for result in results.values():
+        assert "undeclared_rules" not in result.extra, result
+    return results
+
+
+def assert_owned(results: dict[str, CheckResult], rule: str, judged: set[str]) -> None:
+    """stream_completes alone reports ``rule``; ``judged`` checks PASS on what arrived, others say why not."""
+    owner = results.pop("stream_completes")
+    assert owner.verdict == "FAIL" and owner.extra["rules"] == [rule], owner.message
+    for check_id, result in results.items():
+        if check_id in judged:
+            assert result.verdict == "PASS", f"{check_id}: {result.message}"
+        else:
+            assert result.verdict == "SKIP", f"{check_id}: {result.verdict} {result.message}"
+            assert result.message.startswith("not checked: "), result.message
+
+
+def test_a_mid_stream_error_is_reported_once_and_what_arrived_is_still_judged() -> None:
     error = {"error": {"code": "UPSTREAM_ERROR", "message": "upstream failed", "request_id": "req-1"}}
-    broken = stream_exchange(wire([*clean_chunks()[:3], error], done=False))
-    for check_id in STREAM_CHECKS:
-        result = judge(check_id, broken)
-        assert result.verdict == "FAIL", check_id
-        assert result.extra["rules"] == ["stream-error-event"], check_id
-        assert "mid-stream error event" in result.message and "UPSTREAM_ERROR" in result.message
+    results = verdicts(stream_exchange(wire([*clean_chunks()[:3], error], done=False)))
+    owner = results["stream_completes"]
+    assert "mid-stream error event" in owner.message and "UPSTREAM_ERROR" in owner.message
+    assert "(stream_completes reports it)" in results["stream_done_last"].message
+    assert_owned(results, "stream-error-event", PER_EVENT | {"stream_role_first"})
+
+
+def test_a_fault_in_what_arrived_is_still_reported_when_the_stream_broke_later() -> None:
+    error = {"error": {"code": "UPSTREAM_ERROR", "message": "upstream failed", "request_id": "req-1"}}
+    chunks = clean_chunks()[:3]
+    chunks[2] = chunk({"role": "assistant", "content": " again"})
+    result = judge("stream_role_first", stream_exchange(wire([*chunks, error], done=False)))
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["stream-role-not-first"], result.message
+
+
+def test_a_stream_that_stalls_after_its_headers_is_one_finding_and_nothing_passes() -> None:
+    # the double's stall-after-headers: 200 and headers, then nothing until the read timeout
+    stalled = stream_exchange([], closed=False, error="read timeout: timed out", error_kind="read_timeout")
+    results = verdicts(stalled)
+    assert "the stream stalled after its headers" in results["stream_completes"].message
+    assert_owned(results, "stream-incomplete", set())
+
+
+def test_a_stream_cut_off_midway_is_one_finding() -> None:
+    cut = stream_exchange(
+        wire(clean_chunks()[:4], done=False),
+        error="protocol error: peer closed connection without sending complete message body",
+        error_kind="protocol",
+    )
+    results = verdicts(cut)
+    assert "the stream was cut off after 4 events" in results["stream_completes"].message
+    assert_owned(results, "stream-incomplete", PER_EVENT | {"stream_role_first"})
+
+
+def test_a_stream_answered_500_or_with_no_events_is_one_finding() -> None:
+    body = json.dumps({"error": {"code": "INTERNAL_ERROR", "message": "boom", "request_id": "r"}}).encode()
+    failed = stream_exchange([body], status=500, content_type="application/json")
+    assert_owned(verdicts(failed), "stream-status", set())
+    plain = json.dumps({"id": "x", "object": "chat.completion", "choices": []}).encode()
+    not_a_stream = stream_exchange([plain], content_type="application/json")
+    assert_owned(verdicts(not_a_stream), "stream-no-events", set())
+
+
+def test_a_stream_none_of_whose_events_ends_is_one_framing_finding() -> None:
+    one_line_each = [e.replace(b"\n\n", b"\n") for e in wire(clean_chunks())]
+    results = verdicts(stream_exchange(one_line_each))
+    framing = results.pop("stream_sse_framing")
+    assert framing.verdict == "FAIL" and framing.extra["rules"] == ["sse-unterminated"], framing.message
+    for check_id, result in results.items():
+        assert result.verdict == "SKIP" and "(stream_sse_framing reports it)" in result.message, check_id
+
+
+@pytest.mark.parametrize("profile", ["gateway", "lenient"])
+def test_tool_calls_null_is_one_warning_not_twelve_failures(profile: str) -> None:
+    # the double's tool-calls-null: every content delta carries "tool_calls": null, which the SDKs accept
+    chunks = clean_chunks()
+    for c in chunks[1:-2]:
+        c["choices"][0]["delta"]["tool_calls"] = None
+    results = verdicts(stream_exchange(wire(chunks)), profile=profile)
+    valid = results.pop("stream_chunks_valid")
+    assert valid.verdict == "WARN" and valid.extra["rules"] == ["null-optional-field"], valid.message
+    assert {r.verdict for r in results.values()} == {"PASS"}, {k: r.message for k, r in results.items()}
+
+
+def test_an_index_inside_delta_is_caught_by_the_chunk_schema() -> None:
+    # the double's index-in-delta: the OpenAI SDK's stream helper raises TypeError on it
+    chunks = clean_chunks()
+    for c in chunks[:-1]:
+        c["choices"][0]["delta"]["index"] = c["choices"][0].pop("index")
+    results = verdicts(stream_exchange(wire(chunks)))
+    valid = results.pop("stream_chunks_valid")
+    assert valid.verdict == "FAIL" and valid.extra["rules"] == ["stream-choice-no-index"], valid.message
+    assert '"index" is a required property' in valid.message
+    assert {r.verdict for r in results.values()} == {"PASS"}
+
+
+def test_model_name_instead_of_model_is_caught_by_the_chunk_schema() -> None:
+    chunks = [
+        {**{k: v for k, v in c.items() if k != "model"}, "model_name": c["model"]} for c in clean_chunks()
+    ]
+    results = verdicts(stream_exchange(wire(chunks)))
+    valid = results.pop("stream_chunks_valid")
+    assert valid.verdict == "FAIL" and valid.extra["rules"] == ["stream-chunk-identity-missing"], (
+        valid.message
+    )
+    assert {r.verdict for r in results.values()} == {"PASS"}
+
+
+def test_a_wrong_object_is_reported_by_its_own_check_only() -> None:
+    chunks = [{**c, "object": "chat.completion"} for c in clean_chunks()]
+    results = verdicts(stream_exchange(wire(chunks)))
+    assert results.pop("stream_chunk_object").verdict == "FAIL"
+    assert {r.verdict for r in results.values()} == {"PASS"}
+
+
+def test_too_few_content_events_is_not_checked_rather_than_passed() -> None:
+    full = clean_chunks()
+    short = [full[0], *full[1:3], *full[-2:]]  # role, two words, finish, usage
+    result = judge("stream_really_streams", stream_exchange(wire(short)))
+    assert result.verdict == "SKIP" and "2 content events arrived" in result.message
+
+
+def test_closing_after_done_is_not_checked_when_done_never_came() -> None:
+    missing = stream_exchange(wire(clean_chunks(), done=False))
+    assert judge("stream_done_last", missing).verdict == "FAIL"
+    result = judge("stream_closes_after_done", missing)
+    assert result.verdict == "SKIP" and "stream_done_last reports it" in result.message
+
+
+def tool_chunks(arguments: list[str], finish: str) -> list[dict[str, Any]]:
+    first = {
+        "index": 0,
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    chunks = [chunk({"role": "assistant", "content": None, "tool_calls": [first]})]
+    chunks += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}) for a in arguments]
+    chunks.append(chunk({}, finish))
+    return chunks
+
+
+def judge_tool_stream(exchange: Exchange) -> CheckResult:
+    session = make_session()
+    session.observations["tool_stream"] = decode_capture(exchange, session.profile.reasoning_field)
+    return run_check(session, CHECKS["stream_tool_call_deltas"])
+
+
+def test_tool_call_arguments_cut_by_max_tokens_are_not_malformed() -> None:
+    cut = judge_tool_stream(stream_exchange(wire(tool_chunks(['{"city": ', '"Bei'], "length"))))
+    assert cut.verdict == "PASS", cut.message
+    broken = judge_tool_stream(stream_exchange(wire(tool_chunks(['{"city": ', '"Beijing"'], "tool_calls"))))
+    assert broken.verdict == "WARN" and broken.extra["rules"] == ["stream-tool-call-arguments-invalid"]
+    not_json = judge_tool_stream(stream_exchange(wire(tool_chunks(["city=Bei"], "length"))))
+    assert not_json.verdict == "WARN", not_json.message
+
+
+def test_a_broken_tool_stream_is_reported_by_its_only_reader() -> None:
+    stalled = stream_exchange([], closed=False, error="read timeout: timed out", error_kind="read_timeout")
+    result = judge_tool_stream(stalled)
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["stream-incomplete"], result.message
 
 
 def test_a_stream_left_open_after_done_fails_and_a_prompt_close_passes() -> None:

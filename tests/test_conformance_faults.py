@@ -64,7 +64,24 @@ def test_the_fault_is_caught_by_its_checks(fault: str) -> None:
     details = "\n\n".join(f"{r.check_id}: {r.verdict}\n{r.message}" for r in results.values())
     assert got == dict(expected), f"fault {fault}: {FAULTS[fault].rule}\n{details}"
     for check_id, verdict in expected.items():
+        assert "undeclared_rules" not in results[check_id].extra, results[check_id].extra
         message = results[check_id].message
         assert message.startswith(f"{verdict}: ") or f"\n\n{verdict}: " in message, message
         assert "Rule: " in message and "Documented in: " in message and "Expected: " in message
         assert PYTHON_REPR.search(our_words(message)) is None, message
+
+
+BASIC_STREAM_CHECKS = [c.id for c in select() if c.observations == ("basic_stream",)]
+
+
+@pytest.mark.parametrize("fault", ["stream-error-event", "stream-cut", "stream-stall"])
+def test_a_broken_stream_is_one_finding_and_the_other_checks_judge_only_what_arrived(fault: str) -> None:
+    results = run_with_fault(fault, iter(BASIC_STREAM_CHECKS))
+    failed = {check_id for check_id, result in results.items() if result.verdict == "FAIL"}
+    assert failed == {"stream_completes"}, {k: r.message for k, r in results.items() if k in failed}
+    for result in results.values():
+        if result.verdict == "SKIP":
+            assert (
+                result.message.startswith("not checked: ")
+                and "(stream_completes reports it)" in result.message
+            )

@@ -156,6 +156,37 @@ def _really_streams(gw: RunningGateway) -> bool:
     return times[-1] - times[0] >= 50e6
 
 
+def _runs_to_done(gw: RunningGateway) -> bool:
+    """The chat stream is read to its end within 5 s and its last event is data: [DONE]."""
+    try:
+        streamed = stream(gw, CHAT, chat_body("one two three four five six", stream=True))
+    except httpx.HTTPError:
+        return False
+    return bool(streamed.events) and streamed.events[-1].data == "[DONE]"
+
+
+@probe("stream-error-event")
+def _no_error_event(gw: RunningGateway) -> bool:
+    return _runs_to_done(gw) and all("error" not in p for p in chat_stream(gw))
+
+
+@probe("stream-cut")
+def _not_cut(gw: RunningGateway) -> bool:
+    return _runs_to_done(gw)
+
+
+@probe("stream-stall", keep_open_seconds=10.0)
+def _not_stalled(gw: RunningGateway) -> bool:
+    timeout = httpx.Timeout(5.0, read=1.0)
+    try:
+        with httpx.stream(
+            "POST", gw.url + CHAT, json=chat_body(stream=True), headers=AUTH, timeout=timeout
+        ) as r:
+            return r.read().endswith(b"data: [DONE]\n\n")
+    except httpx.ReadTimeout:
+        return False
+
+
 # --- chunks --------------------------------------------------------------------------------
 
 

@@ -361,10 +361,10 @@ def test_a_key_echoed_every_way_reaches_no_report_file(
     for check_id in ECHO_CHECKS.split(","):
         assert REDACTED in results[check_id]["message"], check_id
     assert '"x-echo-key": "***"' in results["ratelimit_headers"]["message"]
-    assert "mid-stream error event" in results["stream_chunk_object"]["message"]
+    assert "mid-stream error event" in results["stream_completes"]["message"]
 
 
 ECHO_CHECKS = (
-    "nonstream_schema,errors_unknown_model,stream_chunk_object,stream_chunks_valid,ratelimit_headers"
+    "nonstream_schema,errors_unknown_model,stream_completes,stream_chunk_object,ratelimit_headers"
 )
 """Checks that quote a body (cut at 200 and 600), a chunk, a mid-stream error event and the headers."""

@@ -104,8 +104,14 @@ def test_schema_annotations_name_registered_rules_and_reach_the_issues() -> None
     chunk = {
         "id": "c",
         "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
         "choices": [{"index": 0, "delta": {"tool_calls": None}}],
     }
     assert [i.rule for i in store.issues("openai.chat.chunk", chunk)] == [NULL_OPTIONAL_RULE]
-    broken = {**chunk, "object": "chunk"}
-    assert {i.rule for i in store.issues("openai.chat.chunk", broken)} == {None, NULL_OPTIONAL_RULE}
+    broken = {**chunk, "id": 7, "object": "chunk"}
+    assert {i.rule for i in store.issues("openai.chat.chunk", broken)} == {
+        None,
+        NULL_OPTIONAL_RULE,
+        "stream-object-wrong",
+    }

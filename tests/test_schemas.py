@@ -260,5 +260,12 @@ def test_issue_comes_from_the_branch_the_role_selects() -> None:
 
 
 def test_issue_names_the_missing_usage_field_of_a_chunk() -> None:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": {"total_tokens": 3}}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+        "usage": {"total_tokens": 3},
+    }
     assert STORE.issues("openai.chat.chunk", chunk)[0].message == '"prompt_tokens" is a required property'

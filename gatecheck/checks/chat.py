@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
-from gatecheck.checks.base import Cost, Failure, check, observation, requires
+from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, requires
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
     are_numbers,
@@ -28,6 +30,8 @@ FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 """001 Field Reference: choices[].finish_reason."""
 
 FIELD_REF = "001 Field Reference"
+BASIC_OWNER = "nonstream_schema"
+"""The check that reports what makes the shared basic answer unreadable (a 500, a body not JSON)."""
 PARAMS = "000/001 Request Parameters"
 
 _EARLIEST_CREATED = 1_000_000_000  # 2001: anything earlier is not a Unix timestamp in seconds
@@ -43,7 +47,7 @@ def completion(exchange: Exchange, what: str = "the chat completion") -> dict[st
 def validated_completion(
     ctx: CheckContext, exchange: Exchange, what: str = "the chat completion"
 ) -> dict[str, Any]:
-    """``completion`` plus schema validation (recorded, not fatal: the other rules still get checked)."""
+    """``completion`` plus schema validation, recorded (not fatal): for the check that owns the schema."""
     body = completion(exchange, what)
     for found in schema_failures(
         ctx.store, "openai.chat.response", body, rule="chat-schema", what=what, exchange=exchange
@@ -67,10 +71,37 @@ def first_message(body: dict[str, Any], exchange: Exchange) -> dict[str, Any]:
     return message if isinstance(message, dict) else {}
 
 
+def shared_body(ctx: CheckContext, exchange: Exchange, what: str, owner: str = BASIC_OWNER) -> dict[str, Any]:
+    """The body of an answer several checks read; a 500 or a body that is not JSON is ``owner``'s finding.
+
+    One root cause, one finding: ``owner`` reports it, the other readers are "not checked".
+    """
+    try:
+        return completion(exchange, what)
+    except Failure as failure:
+        ctx.owned_by(owner, failure)
+
+
+def shared_message(
+    ctx: CheckContext, exchange: Exchange, what: str, owner: str = BASIC_OWNER
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``shared_body`` and its first message; a body without choices is ``owner``'s finding too."""
+    body = shared_body(ctx, exchange, what, owner)
+    try:
+        return body, first_message(body, exchange)
+    except Failure as failure:
+        ctx.owned_by(owner, failure)
+
+
 def usage_of(body: dict[str, Any]) -> dict[str, Any]:
     """The usage object, or an empty dict."""
     usage = body.get("usage")
     return usage if isinstance(usage, dict) else {}
+
+
+def output_cap(ctx: CheckContext, asked: int) -> int:
+    """The output limit a request asking for ``asked`` really carries (``--max-output-tokens`` caps it)."""
+    return min(asked, ctx.target.max_output_tokens)
 
 
 @observation(cost=Cost(1, rq.SHORT_TOKENS))
@@ -79,9 +110,13 @@ def basic_answer(ctx: CheckContext) -> Exchange:
     return ctx.chat(rq.basic(ctx.target.models.chat))
 
 
-@check("nonstream", f"{FIELD_REF} (Successful Response); OpenAI")
+@check(
+    "nonstream",
+    f"{FIELD_REF} (Successful Response); OpenAI",
+    rules=("chat-status", "chat-not-json", "chat-schema", "null-optional-field"),
+)
 def nonstream_schema(ctx: CheckContext, basic_answer: Exchange) -> None:
-    """A non-streaming answer is a valid chat.completion body."""
+    """A non-streaming answer is 200 with a valid chat.completion body (the shared answer's owner)."""
     validated_completion(ctx, basic_answer)
 
 
@@ -118,10 +153,14 @@ IDENTITY = (
 """001 Field Reference: the identity fields of a chat.completion."""
 
 
-@check("nonstream", f"{FIELD_REF}: id, object, created, model")
+@check(
+    "nonstream",
+    f"{FIELD_REF}: id, object, created, model",
+    rules=tuple(spec.rule for spec in IDENTITY),
+)
 def nonstream_identity(ctx: CheckContext, basic_answer: Exchange) -> None:
     """id, object "chat.completion", created (a Unix time) and model are present and right."""
-    body = validated_completion(ctx, basic_answer)
+    body = shared_body(ctx, basic_answer, "the chat completion")
     for spec in IDENTITY:
         value = body.get(spec.field)
         if not spec.ok(value):
@@ -136,33 +175,55 @@ def nonstream_identity(ctx: CheckContext, basic_answer: Exchange) -> None:
             )
 
 
-@check("nonstream", f"{FIELD_REF}: choices[].index, choices[].message.role")
+@check(
+    "nonstream",
+    f"{FIELD_REF}: choices[].index, choices[].message.role",
+    rules=("choices-indexed", "message-role"),
+)
 def nonstream_choices(ctx: CheckContext, basic_answer: Exchange) -> None:
     """choices are indexed 0..n-1 and every message has role assistant."""
-    body = validated_completion(ctx, basic_answer)
+    body, _ = shared_message(ctx, basic_answer, "the chat completion")
     _check_choices(ctx, body, 1, basic_answer)
 
 
-@check("nonstream", f"{FIELD_REF}: choices[].finish_reason")
+@check(
+    "nonstream",
+    f"{FIELD_REF}: choices[].finish_reason",
+    rules=("finish-reason-enum", "finish-reason-consistent"),
+)
 def nonstream_finish_reason(ctx: CheckContext, basic_answer: Exchange) -> None:
     """finish_reason is one of the documented values and agrees with what happened."""
-    body = validated_completion(ctx, basic_answer)
+    body, _ = shared_message(ctx, basic_answer, "the chat completion")
     usage = usage_of(body)
     for choice in _choices(body):
-        _check_finish_reason(ctx, choice, usage, rq.SHORT_TOKENS, basic_answer)
+        _check_finish_reason(ctx, choice, usage, output_cap(ctx, rq.SHORT_TOKENS), basic_answer)
 
 
-@check("nonstream", f"{FIELD_REF}: usage.prompt_tokens, completion_tokens, total_tokens")
+@check(
+    "nonstream",
+    f"{FIELD_REF}: usage.prompt_tokens, completion_tokens, total_tokens",
+    rules=("nonstream-usage-missing", "nonstream-usage-total"),
+)
 def nonstream_usage(ctx: CheckContext, basic_answer: Exchange) -> None:
     """usage is present and total_tokens = prompt_tokens + completion_tokens."""
-    check_usage(ctx, usage_of(validated_completion(ctx, basic_answer)), basic_answer, "nonstream-usage")
+    body = shared_body(ctx, basic_answer, "the chat completion")
+    check_usage(ctx, usage_of(body), basic_answer, "nonstream-usage")
 
 
-@check("nonstream", "001 Multi-Turn Conversation; 000 Message Roles", cost=Cost(1, rq.SHORT_TOKENS))
+_OWN_ANSWER_RULES = ("chat-status", "chat-not-json", "chat-choices")
+"""What a check reports about an answer to its own request (it alone reads it)."""
+
+
+@check(
+    "nonstream",
+    "001 Multi-Turn Conversation; 000 Message Roles",
+    cost=Cost(1, rq.SHORT_TOKENS),
+    rules=(*_OWN_ANSWER_RULES, "choices-indexed", "message-role"),
+)
 def nonstream_multi_turn(ctx: CheckContext) -> None:
     """system, user and assistant turns are accepted in one conversation."""
     exchange = ctx.chat(rq.multi_turn(ctx.target.models.chat))
-    body = validated_completion(ctx, exchange, "the multi-turn completion")
+    body = completion(exchange, "the multi-turn completion")
     _check_choices(ctx, body, 1, exchange)
 
 
@@ -170,70 +231,178 @@ def nonstream_multi_turn(ctx: CheckContext) -> None:
     "nonstream",
     "001 Compatibility (n > 1 candidates); 000 Request Parameters (n)",
     cost=Cost(1, 2 * rq.SHORT_TOKENS),
+    rules=(*_OWN_ANSWER_RULES, "choices-indexed", "message-role"),
 )
 @requires("n")
 def nonstream_n(ctx: CheckContext) -> None:
     """n=2 returns two choices indexed 0 and 1."""
     exchange = ctx.chat(rq.basic(ctx.target.models.chat, n=2))
-    body = validated_completion(ctx, exchange, "the n=2 completion")
+    body = completion(exchange, "the n=2 completion")
     _check_choices(ctx, body, 2, exchange)
 
 
-@check("nonstream", f"{PARAMS} (stop); OpenAI", cost=Cost(1, rq.SHORT_TOKENS))
+@dataclass(frozen=True)
+class StopPick:
+    """A stop sequence taken from the target's own answer, and where it first begins there."""
+
+    text: str
+    at: int
+
+
+MAX_STOP_CHARS = 20
+"""A word longer than this is not used as a stop sequence."""
+
+
+def pick_stop(answer: str) -> StopPick | None:
+    """A word of ``answer`` (not its first) that first occurs where it stands, nearest the middle.
+
+    Generation must end where the stop sequence first begins, so the word must not occur earlier,
+    even inside another word; near the middle leaves text on both sides to see where it ended.
+    """
+    words = [(m.start(), m.group()) for m in re.finditer(r"\S+", answer)]
+    candidates = [
+        StopPick(word, at)
+        for at, word in words[1:]
+        if len(word) <= MAX_STOP_CHARS and answer.find(word) == at
+    ]
+    middle = len(answer) / 2
+    return min(candidates, key=lambda c: (abs(c.at - middle), -len(c.text)), default=None)
+
+
+@check(
+    "nonstream",
+    f"{PARAMS} (stop); OpenAI",
+    cost=Cost(3, 3 * rq.SHORT_TOKENS),
+    rules=(*_OWN_ANSWER_RULES, "stop-ignored", "stop-finish-reason"),
+)
 def nonstream_stop(ctx: CheckContext) -> None:
-    """Generation stops before the stop sequence, which is not returned; finish_reason stop."""
-    exchange = ctx.chat(rq.counting(ctx.target.models.chat, stop=[rq.STOP_SEQUENCE]))
-    body = validated_completion(ctx, exchange, "the completion with stop")
-    message = first_message(body, exchange)
-    content = message.get("content") or ""
-    if rq.STOP_SEQUENCE in content:
+    """Generation ends where a stop sequence from the target's own answer begins; the stop is not returned.
+
+    Calibrated, no obedient model assumed: a temperature-0 answer without stop gives the stop
+    sequence (a word from inside it); a second one tells whether the target is deterministic.
+    """
+    body = rq.counting(ctx.target.models.chat)
+    free = _text_of(ctx.chat(body), "the answer without stop")
+    pick = pick_stop(free)
+    if pick is None:
+        raise NotChecked(
+            f"not checked: the answer without stop ({excerpt(free, 120)}) has no word after its first "
+            "that occurs only where it stands, to use as a stop sequence"
+        )
+    again = _text_of(ctx.chat(body), "the second answer without stop")
+    exchange = ctx.chat({**body, "stop": [pick.text]})
+    answer = completion(exchange, "the completion with stop")
+    content = first_message(answer, exchange).get("content")
+    content = content if isinstance(content, str) else ""
+    context = f"stop {as_json(pick.text)}, taken from the answer without stop {excerpt(free, 200)}"
+    if pick.text in content or (free.startswith(content) and len(content) > pick.at):
         ctx.record(
             Failure(
-                title=f"the stop sequence {as_json(rq.STOP_SEQUENCE)} appears in the content",
+                title=f"generation did not end where the stop sequence {as_json(pick.text)} begins",
                 rule="stop-ignored",
-                expected=f"content ending before {as_json(rq.STOP_SEQUENCE)} (the stop text is not returned)",
+                expected=f"content ending before {as_json(pick.text)} (the stop text is not returned); "
+                f"{context}",
                 received=f"content {excerpt(content)}",
                 exchange=exchange,
             )
         )
-    reason = _choices(body)[0].get("finish_reason")
+        return
+    if not _stopped_before(content, pick.text, (free, again)):
+        same = (
+            "although two answers without stop agreed"
+            if free == again
+            else "and the target is not deterministic"
+        )
+        raise NotChecked(
+            f"not checked: the answer with stop {excerpt(content, 120)} is no prefix of an answer without "
+            f"stop ending where {as_json(pick.text)} begins ({same}), so where generation stopped is unknown"
+        )
+    reason = _choices(answer)[0].get("finish_reason")
     if reason != "stop":
         ctx.record(
             Failure(
-                title=f"finish_reason is {as_json(reason)} after a stop sequence",
+                title=f"finish_reason is {as_json(reason)} after generation stopped at a stop sequence",
                 rule="stop-finish-reason",
-                expected='finish_reason "stop"',
+                expected=f'finish_reason "stop"; {context}',
                 received=f"finish_reason {as_json(reason)}, content {excerpt(content)}",
                 exchange=exchange,
             )
         )
 
 
+def _text_of(exchange: Exchange, what: str) -> str:
+    """The text of an answer the check calibrates with; "not checked" when it gave none."""
+    content = first_message(completion(exchange, what), exchange).get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise NotChecked(
+            f"not checked: {what} has no text to take a stop sequence from ({describe(exchange)})"
+        )
+    return content
+
+
+def _stopped_before(content: str, stop: str, unconstrained: tuple[str, ...]) -> bool:
+    """Whether ``content`` is an unconstrained answer cut at or before where ``stop`` first begins."""
+    return any(
+        stop in free and free.startswith(content) and len(content) <= free.find(stop)
+        for free in unconstrained
+    )
+
+
 @check(
     "nonstream",
-    f"{PARAMS} (max_tokens, max_completion_tokens); 004 Request Body",
+    f"{PARAMS} (max_tokens, max_completion_tokens); 004 Request Body; 002 finish_reason Mapping",
     cost=Cost(2, 2 * rq.CUT_TOKENS),
+    rules=(*_OWN_ANSWER_RULES, "max-tokens-ignored", "max-tokens-finish-reason"),
 )
 def nonstream_max_tokens(ctx: CheckContext) -> None:
-    """max_tokens and max_completion_tokens cap completion_tokens and give finish_reason length."""
-    for field in ("max_tokens", "max_completion_tokens"):
-        body = rq.counting(ctx.target.models.chat)
-        del body["max_tokens"]
-        body[field] = rq.CUT_TOKENS
-        exchange = ctx.chat(body)
-        answer = validated_completion(ctx, exchange, f"the completion with {field}={rq.CUT_TOKENS}")
-        used = usage_of(answer).get("completion_tokens")
-        reason = _choices(answer)[0].get("finish_reason") if _choices(answer) else None
-        if not isinstance(used, int) or used > rq.CUT_TOKENS or reason != "length":
-            ctx.record(
-                Failure(
-                    title=f"{field}={rq.CUT_TOKENS} was not honoured",
-                    rule="max-tokens-ignored",
-                    expected=f'completion_tokens <= {rq.CUT_TOKENS}, finish_reason "length" (20 asked for)',
-                    received=f"completion_tokens {as_json(used)}, finish_reason {as_json(reason)}",
-                    exchange=exchange,
-                )
+    """max_tokens and max_completion_tokens cap usage.completion_tokens; an answer at the cap says length.
+
+    Calibrated by the target's own usage: the model need not write more than the cap; finish_reason
+    is judged only when usage shows the cap was reached.
+    """
+    cap = output_cap(ctx, rq.CUT_TOKENS)
+    unseen = [
+        why for field in ("max_tokens", "max_completion_tokens") if (why := _judge_cap(ctx, field, cap))
+    ]
+    if len(unseen) == 2 and not ctx.failures:
+        raise NotChecked("not checked: " + "; ".join(unseen))
+
+
+def _judge_cap(ctx: CheckContext, field: str, cap: int) -> str:
+    """Send the counting prompt capped by ``field``; record what breaks the cap, or say why nothing could."""
+    body = rq.counting(ctx.target.models.chat)
+    del body["max_tokens"]
+    body[field] = cap
+    exchange = ctx.chat(body)
+    answer = completion(exchange, f"the completion with {field}={cap}")
+    first_message(answer, exchange)
+    reason = _choices(answer)[0].get("finish_reason")
+    used = usage_of(answer).get("completion_tokens")
+    if not isinstance(used, int) or isinstance(used, bool):
+        return f"{field}: the answer reports no integer usage.completion_tokens ({json.dumps(used)})"
+    if used > cap:
+        ctx.record(
+            Failure(
+                title=f"{field}={cap} was not honoured",
+                rule="max-tokens-ignored",
+                expected=f"usage.completion_tokens <= {cap}",
+                received=f"completion_tokens {used}, finish_reason {as_json(reason)}",
+                exchange=exchange,
             )
+        )
+    elif used == cap and reason != "length":
+        ctx.record(
+            Failure(
+                title=f"an answer that reached {field}={cap} does not say finish_reason length",
+                rule="max-tokens-finish-reason",
+                expected=f'finish_reason "length" (usage says the cap of {cap} tokens was reached)',
+                received=f"completion_tokens {used}, finish_reason {as_json(reason)}",
+                exchange=exchange,
+            )
+        )
+    elif used < cap and reason != "length":
+        return f"{field}: the answer ended by itself after {used} tokens, under the cap of {cap}"
+    return ""
 
 
 def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, rule: str) -> None:

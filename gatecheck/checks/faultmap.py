@@ -38,6 +38,9 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     "sse-keep-open": _fail("stream_closes_after_done"),
     "sse-invalid-json": _fail("stream_chunks_valid"),
     "stream-burst": _warn("stream_really_streams"),
+    "stream-error-event": _fail("stream_completes"),
+    "stream-cut": _fail("stream_completes"),
+    "stream-stall": _fail("stream_completes"),
     # chunk contents and order
     "chunk-role-repeated": _fail("stream_role_first"),
     "chunk-id-changes": _fail("stream_identity_constant"),

@@ -1,10 +1,11 @@
-"""The requests the checks send, chosen to give checkable answers from real LLMs AND the reference model.
+"""The requests the checks send: prompts that give checkable answers from any model, capped output.
 
-Each prompt makes a property observable whatever answers it: a real model asked to repeat a
-counting sequence prints "12" (so a stop sequence "12" must cut there), and the reference
-gateway's model counts when asked to count (docs/reference-gateway.md), so both print "12".
-Output is capped everywhere
-(``max_tokens``) so a run's token spend is bounded and priced by ``--plan``.
+No check relies on the model obeying its prompt: the stop check takes its stop sequence from the
+target's own unconstrained answer, the max_tokens check judges the target's own usage, and JSON
+cut at max_tokens is told apart from JSON that is wrong. The counting prompt stays because it gives
+long, plain answers from real models (and the reference model counts when asked to, see
+docs/reference-gateway.md). Output is capped everywhere (``max_tokens``) so a run's token spend is
+bounded and priced by ``--plan``.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ SHORT_TOKENS = 48
 """Output cap for ordinary requests: long enough for a short natural answer to end by itself."""
 
 CUT_TOKENS = 5
-"""Output cap for requests that must be cut by max_tokens."""
+"""Output cap of the max_tokens check: most answers to the counting prompt are longer."""
+
+SCHEMA_TOKENS = 64
+"""Output cap of the structured-output request (a person object)."""
 
 COUNT_PROMPT = "Count from 1 to 20. Reply with only the numbers, separated by spaces."
-STOP_SEQUENCE = "12"
 
 WEATHER_TOOL: JSONObject = {
     "type": "function",
@@ -96,7 +99,7 @@ def streaming(body: JSONObject, *, include_usage: bool = True) -> JSONObject:
     return made
 
 
-def json_mode(model: str) -> JSONObject:
+def json_mode(model: str, *, max_tokens: int = SHORT_TOKENS) -> JSONObject:
     """JSON mode, as 001 (JSON Mode Output) shows it."""
     return chat_body(
         model,
@@ -104,16 +107,17 @@ def json_mode(model: str) -> JSONObject:
             {"role": "system", "content": "Return the result as JSON with name and description fields."},
             {"role": "user", "content": "Describe the colour blue in JSON."},
         ],
+        max_tokens=max_tokens,
         response_format={"type": "json_object"},
     )
 
 
-def json_schema_mode(model: str) -> JSONObject:
+def json_schema_mode(model: str, *, max_tokens: int = SCHEMA_TOKENS) -> JSONObject:
     """Structured output with a strict schema (004 Request Body, response_format json_schema)."""
     return chat_body(
         model,
         user("Invent a person living in Paris, Tokyo or Lima; answer in JSON with name, age and city."),
-        max_tokens=64,
+        max_tokens=max_tokens,
         response_format={
             "type": "json_schema",
             "json_schema": {"name": "person", "schema": PERSON_SCHEMA, "strict": True},

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeGuard, TypeVar
 
+import jiter
+
 from gatecheck.checks.base import Failure
 from gatecheck.quote import EXCERPT_BYTES, as_json, excerpt
 
@@ -110,6 +112,31 @@ def are_numbers(values: Sequence[object], *, counts: bool = False) -> TypeGuard[
     if counts:
         return all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
     return all(isinstance(v, int | float) for v in values)
+
+
+def is_json_object_prefix(text: str) -> bool:
+    """Whether ``text`` is the start of a JSON object (or one whole): what a cut at max_tokens leaves.
+
+    Whitespace alone counts (OpenAI warns that JSON mode may emit whitespace until the limit); a
+    whole value followed by more text does not, nor does anything that does not open with ``{``.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return True
+    if not stripped.startswith("{"):
+        return False
+    try:
+        json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            return False
+    else:
+        return True
+    try:
+        jiter.from_json(stripped.encode(), partial_mode="trailing-strings")
+    except ValueError:
+        return False
+    return True
 
 
 def header(exchange: Exchange, name: str) -> str | None:

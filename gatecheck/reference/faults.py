@@ -55,6 +55,24 @@ _FAULTS = [
         "a stream delivers chunks as they are generated, not in one burst",
         "000 overview (real-time responses)",
     ),
+    Fault(
+        "stream-error-event",
+        "sse",
+        "a valid stream request is not answered with a mid-stream error event",
+        "000 Quick Start; OpenAI (the SDK raises on an error payload)",
+    ),
+    Fault(
+        "stream-cut",
+        "sse",
+        "a stream is not cut off before `data: [DONE]`",
+        "000 Streaming SSE Chunks; SSE",
+    ),
+    Fault(
+        "stream-stall",
+        "sse",
+        "a stream does not stall before `data: [DONE]`",
+        "000 Streaming SSE Chunks; SSE",
+    ),
     # --- chunk contents and order ------------------------------------------------------------
     Fault(
         "chunk-role-repeated", "chunk", "delta.role appears only in the first chunk", "000 Field Reference"

@@ -33,6 +33,7 @@ from gatecheck.reference.arrival import arrived_at
 from gatecheck.reference.catalogue import MIDSTREAM_ERROR_MODEL, MODELS, ModelInfo
 from gatecheck.reference.chat import (
     BODY_FAULTS,
+    DONE,
     STREAM_FAULTS,
     BodyFaults,
     ChatAnswer,
@@ -67,6 +68,7 @@ from gatecheck.reference.streaming import (
     Schedule,
     TimedWriter,
     burst,
+    cut_off,
     hold_open,
     sleep_until,
 )
@@ -79,7 +81,10 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 """Largest accepted request body: room for a prompt beyond a 1M-token context."""
 
 MIDSTREAM_TOKENS = 3
-"""Tokens the mid-stream error model streams before its error event."""
+"""Tokens the mid-stream error model (and the stream-error-event/-cut/-stall faults) stream first."""
+
+BROKEN_ENDINGS = {"stream-cut": "cut", "stream-stall": "stall"}
+"""Fault -> how a chat stream ends after its first MIDSTREAM_TOKENS tokens (instead of data: [DONE])."""
 
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
@@ -353,15 +358,20 @@ class Gateway:
         if schema == "gateway.search.request" and "search-bad-shape" in self._faults and not stream:
             await sleep_until(self._answer_deadline(t0, choices))
             return _json_response({"answer": choices[0].text, "sources": []}, headers=headers)
-        if model.id == MIDSTREAM_ERROR_MODEL:
+        if model.id == MIDSTREAM_ERROR_MODEL or (stream and "stream-error-event" in self._faults):
             return await self._midstream_error(request, request_id, t0, answer, stream, headers)
         if not stream:
             await sleep_until(self._answer_deadline(t0, choices))
             return _json_response(chat_body(answer, self._body_faults), headers=headers)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        events = ChatStream(answer, include_usage=include_usage, faults=self._stream_faults).events()
-        return await self.stream(request, t0, events, headers)
+        events: Iterable[Event] = ChatStream(
+            answer, include_usage=include_usage, faults=self._stream_faults
+        ).events()
+        ending = next((end for fault, end in BROKEN_ENDINGS.items() if fault in self._faults), "eof")
+        if ending != "eof":
+            events = _first_tokens(events)
+        return await self.stream(request, t0, events, headers, ending=ending)
 
     def _answer_deadline(self, t0: float, choices: Iterable[Completion]) -> float:
         steps = max((c.tokens for c in choices), default=0)
@@ -383,8 +393,7 @@ class Gateway:
         body = E.error_body(error, self.config.errors, request_id)
         tail = (MIDSTREAM_TOKENS - 1, f"data: {json.dumps(body)}\n\n".encode())
         events = ChatStream(answer, include_usage=False, faults=self._stream_faults).events()
-        head = itertools.takewhile(lambda e: e[0] < MIDSTREAM_TOKENS, events)
-        return await self.stream(request, t0, itertools.chain(head, [tail]), headers)
+        return await self.stream(request, t0, itertools.chain(_first_tokens(events), [tail]), headers)
 
     # --- Anthropic messages ------------------------------------------------------------------
 
@@ -501,9 +510,19 @@ class Gateway:
     # --- the stream writer -------------------------------------------------------------------
 
     async def stream(
-        self, request: web.Request, t0: float, events: Iterable[Event], headers: dict[str, str]
+        self,
+        request: web.Request,
+        t0: float,
+        events: Iterable[Event],
+        headers: dict[str, str],
+        *,
+        ending: str = "eof",
     ) -> web.StreamResponse:
-        """Write each event at its step's deadline; faults may burst it or hold the connection."""
+        """Write each event at its step's deadline; faults may burst it or hold the connection.
+
+        ``ending``: "eof" ends the response; "cut" closes the connection without ending the body;
+        "stall" sends nothing more until the client leaves (at most ``keep_open_seconds``), then cuts.
+        """
         response = web.StreamResponse(headers=headers)
         response.content_type = (
             "text/plain" if "sse-wrong-content-type" in self._faults else "text/event-stream"
@@ -519,12 +538,22 @@ class Gateway:
                     self._pacer = Pacer(asyncio.get_running_loop())
                 writer = TimedWriter(request, response, payload, self.schedule(t0), events, self._pacer)
                 await writer.run()
-            if "sse-keep-open" in self._faults:
+            if "sse-keep-open" in self._faults or ending == "stall":
                 await hold_open(request, self.config.keep_open_seconds, lambda: self._closing)
+            if ending != "eof":
+                cut_off(request)
+                return response
             await response.write_eof()
         except ConnectionError:
             log.debug("client went away during a stream")
         return response
+
+
+def _first_tokens(events: Iterable[Event]) -> Iterator[Event]:
+    """The events of a stream's first MIDSTREAM_TOKENS token steps, never its ``data: [DONE]``."""
+    return itertools.takewhile(
+        lambda e: e[0] < MIDSTREAM_TOKENS and not e[1].startswith(DONE.encode()), events
+    )
 
 
 def _json_response(

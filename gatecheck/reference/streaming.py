@@ -209,3 +209,10 @@ async def hold_open(request: web.Request, seconds: float, closing: Callable[[], 
         if transport is None or transport.is_closing():
             return
         await asyncio.sleep(KEEP_OPEN_POLL_S)
+
+
+def cut_off(request: web.Request) -> None:
+    """The ``stream-cut`` and ``stream-stall`` faults: close the connection without ending the body."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
