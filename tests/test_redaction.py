@@ -364,7 +364,5 @@ def test_a_key_echoed_every_way_reaches_no_report_file(
     assert "mid-stream error event" in results["stream_completes"]["message"]
 
 
-ECHO_CHECKS = (
-    "nonstream_schema,errors_unknown_model,stream_completes,stream_chunk_object,ratelimit_headers"
-)
+ECHO_CHECKS = "nonstream_schema,errors_unknown_model,stream_completes,stream_chunk_object,ratelimit_headers"
 """Checks that quote a body (cut at 200 and 600), a chunk, a mid-stream error event and the headers."""
