@@ -373,7 +373,7 @@ def test_a_kept_alive_connection_is_closed_when_idle(gateway: Any, no_tracebacks
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
         elapsed, received = closed_after(sock, time.monotonic())
     assert received == b""
-    assert 1.0 <= elapsed < 1.0 + 2.0
+    assert 0.9 <= elapsed < 1.0 + 2.0  # timed from the server's side of the last answer, a bit earlier
 
 
 def test_a_long_stream_is_not_cut_by_the_timeouts(gateway: Any, no_tracebacks: None) -> None:
