@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -106,6 +108,41 @@ def test_list_faults_prints_every_fault_with_rule_and_source() -> None:
 
 
 @pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--balance", "nan"),
+        ("--balance", "inf"),
+        ("--balance", "-1"),
+        ("--daily-budget", "1e300"),
+        ("--ttft-ms", "1e20"),
+        ("--itl-ms", "-1"),
+        ("--jitter-ms", "nan"),
+        ("--window-seconds", "inf"),
+        ("--keep-open-seconds", "1e12"),
+        ("--seed", "-1"),
+        ("--rpm", str(10**16)),
+        ("--tpm", "-5"),
+        ("--port", "70000"),
+        ("--reply-words", "0"),
+        ("--max-body-mib", "0"),
+        ("--header-timeout-seconds", "0"),
+        ("--idle-timeout-seconds", "nan"),
+        ("--body-timeout-seconds", "1e9"),
+        ("--key-limits", f"secret-key-value:1:{10**16}"),
+    ],
+)
+def test_numeric_options_out_of_range_name_the_option(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Negative, non-finite or absurd numbers are refused before serving: one line naming the option."""
+    code = main(["serve", "--port", "0", option, value])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and f"{option} =" in err
+    assert "secret-key-value" not in err
+
+
+@pytest.mark.parametrize(
     "options",
     [
         ["--fault", "no-such-fault"],
@@ -126,3 +163,15 @@ def test_bad_options_exit_2_with_one_line(options: list[str], capsys: pytest.Cap
     assert len(captured.err.strip().splitlines()) == 1
     assert captured.out == ""
     assert "secret-key-value" not in captured.err
+
+
+def test_body_limit_and_timeouts_are_options() -> None:
+    with serve("--max-body-mib", "1", "--header-timeout-seconds", "0.5") as (url, _):
+        big = chat_body("x " * 2**20, max_tokens=1)
+        auth = {"Authorization": f"Bearer {DEMO_KEY}"}
+        assert httpx.post(url + CHAT, json=big, headers=auth, timeout=10).status_code == 413
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as silent:
+            started = time.monotonic()
+            assert silent.recv(1) == b""
+        assert 0.5 <= time.monotonic() - started < 5

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gatecheck._resources import data_dir
 from gatecheck.errors import ConfigError
@@ -15,16 +18,25 @@ from gatecheck.reference import FAULTS, GatewayConfig, KeySpec
 from gatecheck.reference.chat import BODY_FAULTS, STREAM_FAULTS
 from gatecheck.reference.errors import ApiError
 from gatecheck.reference.fakemodel import (
+    COUNT_RE,
+    MAX_ANSWER_CHARS,
+    MAX_ANSWER_TOKENS,
+    MAX_COUNT_DIGITS,
+    MAX_OUTPUT_TOKENS,
+    MAX_SOURCE_WORDS,
     QUIRK_FAULTS,
     Prompt,
     Quirks,
     Tool,
     chosen_tools,
     complete,
+    complete_all,
+    count_range,
     count_tokens,
     pieces,
+    reply_source,
 )
-from gatecheck.reference.instances import instance, invalid_instance
+from gatecheck.reference.instances import Limit, instance, invalid_instance
 from gatecheck.reference.limiter import RateLimiter
 from gatecheck.reference.messages import MESSAGE_FAULTS
 from gatecheck.reference.streaming import Schedule
@@ -250,6 +262,29 @@ def test_config_validation_and_key_limits() -> None:
         GatewayConfig(window_seconds=0)
     with pytest.raises(ConfigError, match="errors"):
         GatewayConfig(errors="xml")
+    for field, value in [
+        ("balance", math.nan),
+        ("balance", -1.0),
+        ("daily_budget", math.inf),
+        ("ttft_ms", 1e20),
+        ("itl_ms", -0.5),
+        ("jitter_ms", math.nan),
+        ("window_seconds", 1e9),
+        ("keep_open_seconds", math.inf),
+        ("header_timeout_seconds", 0.0),
+        ("idle_timeout_seconds", math.nan),
+        ("body_timeout_seconds", -1.0),
+        ("rpm", 10**16),
+        ("tpm", 0),
+        ("seed", -1),
+        ("max_body_mib", 0),
+        ("max_body_mib", 2048),
+        ("ttft_ms", True),
+    ]:
+        with pytest.raises(ConfigError, match=field):
+            GatewayConfig(**{field: value})
+    with pytest.raises(ConfigError, match="key rpm"):
+        GatewayConfig(keys=(KeySpec("k", rpm=10**16),))
     config = GatewayConfig(keys=(KeySpec("a"), KeySpec("b", rpm=2)), rpm=9, tpm=99)
     assert config.limits_for("a") == (9, 99)
     assert config.limits_for("b") == (2, 99)
@@ -315,3 +350,106 @@ def test_public_surface() -> None:
     )
     assert all(hasattr(reference, name) for name in reference.__all__)
     assert {reference.TINY_MODEL, reference.MIDSTREAM_ERROR_MODEL} <= reference.MODELS.keys()
+
+
+# --- bounded work on hostile prompts ----------------------------------------------------------------
+
+
+def test_count_tokens_counts_words_cut_by_its_slices() -> None:
+    """count_tokens splits long texts a slice at a time and must equal len(text.split())."""
+    rng = random.Random(7)
+    alphabet = ["a", "bb", " ", "\n", "\u3000", "\x1f", "\u2028", "é", "\t\t"]
+    for size in (65535, 65536, 65537, 200_000):
+        text = "".join(rng.choice(alphabet) for _ in range(size))
+        assert count_tokens(text) == len(text.split())
+    for edge in ("a" * 65536 + "b", "a" * 65535 + " " + "b", "a" * 65536 + "\u3000b", " " * 65536 + "x"):
+        assert count_tokens(edge) == len(edge.split())
+
+
+_COUNT_PIECES = [
+    "count",
+    "COUNT",
+    "Count",
+    "from",
+    "to",
+    "1",
+    "-2",
+    "30",
+    " ",
+    "  ",
+    "\n",
+    "x",
+    "İ",
+    "ß",
+    "_",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_COUNT_PIECES), max_size=20))
+def test_count_range_is_the_regex_search(parts: list[str]) -> None:
+    """The fast count-rule search finds what the case-insensitive regex search finds."""
+    text = "".join(parts)
+    match = COUNT_RE.search(text)
+    expected = None if match is None else (int(match.group(1) or 1), int(match.group(2)))
+    assert count_range(text) == expected
+
+
+def test_count_rule_ignores_absurd_numbers() -> None:
+    too_long = "9" * (MAX_COUNT_DIGITS + 1)
+    assert count_range(f"count to {too_long}") is None
+    assert complete(prompt(f"count to {too_long}"), 0, 3).text == "count to " + too_long
+
+
+def test_a_huge_prompt_is_read_in_bounded_words() -> None:
+    text = "w " * (MAX_SOURCE_WORDS + 10)
+    assert len(reply_source(prompt(text))) == MAX_SOURCE_WORDS
+    assert reply_source(prompt("a  b\tc")) == ["a", "b", "c"]
+
+
+def test_an_answer_has_bounded_tokens_over_all_choices() -> None:
+    many = prompt("a b c", max_tokens=MAX_OUTPUT_TOKENS, ignore_eos=True, n=128)
+    choices = complete_all(many, 128, 32)
+    assert sum(c.tokens for c in choices) <= MAX_ANSWER_TOKENS
+    assert {c.finish for c in choices} == {"length"}
+    few = prompt("a b c", max_tokens=MAX_OUTPUT_TOKENS, ignore_eos=True, n=4)
+    assert [c.tokens for c in complete_all(few, 4, 32)] == [MAX_OUTPUT_TOKENS] * 4
+
+
+def test_an_answer_has_bounded_characters() -> None:
+    """Echoed words may be megabytes long; the answer stops at MAX_ANSWER_CHARS and says length."""
+    done = complete(prompt("x" * (3 * 2**20) + " y"), 0, 32)
+    assert len(done.text) <= MAX_ANSWER_CHARS and done.finish == "length"
+    reasoning = complete(prompt("x" * (3 * 2**20), reasoning_words=8), 0, 32)
+    assert sum(map(len, reasoning.reasoning)) <= MAX_ANSWER_CHARS
+
+
+def test_instances_of_absurd_schemas_are_bounded() -> None:
+    schemas = [
+        {"type": "array", "minItems": 10**12, "items": {"type": "integer"}},
+        {"type": "array", "minItems": 10**6, "items": {"type": "array", "minItems": 10**6}},
+        {"type": "string", "minLength": 10**12},
+    ]
+    for schema in schemas:
+        limit = Limit(1000, 1000)
+        value = instance(schema, ["w"], limit)
+        assert limit.spent and len(json.dumps(value)) < 10_000
+    for schema in (
+        {"type": "number", "minimum": 10**400},
+        {"type": "integer", "multipleOf": 1e-300, "minimum": 1e10},
+    ):
+        assert isinstance(instance(schema, ["w"]), int | float)
+
+
+def test_a_json_answer_is_what_an_unbounded_generator_would_send() -> None:
+    """The value budget cuts an instance only past the answer's last token."""
+    schema = {"type": "array", "minItems": 10**9, "items": {"type": "array", "items": {"type": "integer"}}}
+    done = complete(prompt(output="json_schema", json_schema=schema, max_tokens=50), 0, 8)
+    assert done.tokens == 50 and done.finish == "length"
+    small = {
+        "type": "array",
+        "minItems": 30,
+        "items": {"type": "object", "properties": {"n": {"type": "integer"}}},
+    }
+    whole = complete(prompt(output="json_schema", json_schema=small, max_tokens=500), 0, 8)
+    assert json.loads(whole.text) == instance(small, ["alpha", "beta", "gamma"]) and whole.finish == "stop"

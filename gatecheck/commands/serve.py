@@ -79,6 +79,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="tenant balance in CNY for GET /v1/balance (default 138.5)",
     )
     add("--daily-budget", type=float, default=20.0, help="each key's daily budget in CNY (default 20)")
+    add("--max-body-mib", type=int, default=8, help="largest request body, in MiB (default 8; 413 beyond)")
+    add(
+        "--header-timeout-seconds",
+        type=float,
+        default=10.0,
+        help="close a connection whose request head is not complete this long after it began (default 10)",
+    )
+    add(
+        "--idle-timeout-seconds",
+        type=float,
+        default=60.0,
+        help="close a kept-alive connection idle this long between requests (default 60)",
+    )
+    add(
+        "--body-timeout-seconds",
+        type=float,
+        default=30.0,
+        help="close a connection whose request body is not in this long after reading began (default 30)",
+    )
     add(
         "--list-faults",
         action="store_true",
@@ -137,8 +156,20 @@ def print_faults() -> None:
         print(f"{fault.name:<{width}}  {fault.area:<9}  {fault.rule}  [{fault.source}]")
 
 
+OPTION_OF_FIELD = {"key rpm": "--key-limits", "key tpm": "--key-limits"}
+"""GatewayConfig's name of a value -> the option that sets it, where it is not ``--`` + field."""
+
+
 def config_from_args(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
-    """The GatewayConfig the options describe; ConfigError on a malformed value."""
+    """The GatewayConfig the options describe; ConfigError naming the option on a bad value."""
+    try:
+        return _config(args, env_keys)
+    except ConfigError as exc:
+        option = OPTION_OF_FIELD.get(exc.field, "--" + exc.field.replace("_", "-"))
+        raise ConfigError(option, exc.value, exc.allowed) from None
+
+
+def _config(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
     specs: dict[str, KeySpec] = {}
     for key in [*args.api_key, *(k.strip() for k in env_keys.split(",") if k.strip())]:
         specs[key] = KeySpec(key)
@@ -169,6 +200,10 @@ def config_from_args(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
         keep_open_seconds=args.keep_open_seconds,
         balance=args.balance,
         daily_budget=args.daily_budget,
+        max_body_mib=args.max_body_mib,
+        header_timeout_seconds=args.header_timeout_seconds,
+        idle_timeout_seconds=args.idle_timeout_seconds,
+        body_timeout_seconds=args.body_timeout_seconds,
     )
 
 

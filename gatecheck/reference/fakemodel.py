@@ -10,6 +10,11 @@ B") is answered with the integers A..B separated by spaces; any other prompt is 
 echoing the words of the last user message cyclically up to ``reply_words`` words (choice ``i``
 starts ``i`` words later). After a tool result the reply echoes the tool result. Temperature and
 the sampling parameters do not change the answer.
+
+Bounded work: a prompt may be 8 MiB of text and ask for 128 choices, so what the rules read from
+the text is read once per request (``complete_all``), without splitting all of it; token counting
+splits it a slice at a time; and an answer has at most ``MAX_ANSWER_TOKENS`` tokens and
+``MAX_ANSWER_CHARS`` characters over all its choices (a choice cut by them ends with ``length``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gatecheck._types import JSON, JSONObject
-from gatecheck.reference.instances import instance, invalid_instance
+from gatecheck.reference.instances import Limit, instance, invalid_instance
 
 MEDIA_PART_TOKENS = 85
 """Tokens charged for each non-text content part (OpenAI's low-detail image cost)."""
@@ -32,6 +37,29 @@ MAX_COUNT_WORDS = 4096
 
 MAX_OUTPUT_TOKENS = 32_768
 """No completion is longer, whatever max_tokens and ignore_eos say."""
+
+MAX_ANSWER_TOKENS = 131_072
+"""Tokens of all choices together: with n choices each is cut at MAX_ANSWER_TOKENS // n (n <= 4: no cut)."""
+
+MAX_ANSWER_CHARS = 4 * 1024 * 1024
+"""Characters of all choices together (each at most MAX_ANSWER_CHARS // n): echoed words may be long."""
+
+MAX_SOURCE_WORDS = 65_536
+"""Words of the prompt an answer can use (an answer of MAX_OUTPUT_TOKENS from choice 127 needs fewer)."""
+
+MAX_COUNT_DIGITS = 100
+"""Longest number the count rule reads (a longer one makes the prompt an ordinary one)."""
+
+MAX_MENTIONED_TOOLS = 128
+"""Tools the auto rule looks for in the prompt (OpenAI's limit on ``tools``); later ones never are."""
+
+VALUES_PER_TOKEN = 2
+"""Values a JSON instance may hold per token of its answer's budget. A token of generated JSON holds
+at most 9 values (a leaf under at most 8 brackets), so the budget cuts an instance only past the
+answer's last token: what is sent is what an unbounded generator would send."""
+
+_COUNT_SLICE = 1 << 16
+"""Characters split at a time when counting tokens: one split never holds the GIL for long."""
 
 REASONING_WORDS = {"low": 8, "medium": 16, "high": 32}
 """Reasoning tokens a reasoning model spends per reasoning_effort (default medium)."""
@@ -43,7 +71,7 @@ Output = Literal["text", "json_object", "json_schema"]
 ToolChoice = Literal["none", "auto", "required", "named"]
 Finish = Literal["stop", "length", "tool_calls"]
 
-_COUNT_RE = re.compile(r"\bcount(?:\s+from\s+(-?\d+))?\s+to\s+(-?\d+)", re.IGNORECASE)
+COUNT_RE = re.compile(r"\bcount(?:\s+from\s+(-?\d+))?\s+to\s+(-?\d+)", re.IGNORECASE)
 _PIECE_RE = re.compile(r"\s*\S+")
 
 
@@ -132,8 +160,22 @@ class Quirks:
 
 
 def count_tokens(text: str) -> int:
-    """The token rule: whitespace-separated words (fast enough for a million-word prompt)."""
-    return len(text.split())
+    """The token rule: whitespace-separated words, counted a slice at a time.
+
+    ``len(text.split())`` of 8 MiB held the GIL for 0.3 s and made a list of 1.6M strings; a word
+    cut by a slice boundary is counted once (``str.isspace`` and ``str.split`` agree on whitespace).
+    """
+    if len(text) <= _COUNT_SLICE:
+        return len(text.split())
+    total = 0
+    inside_word = False
+    for start in range(0, len(text), _COUNT_SLICE):
+        part = text[start : start + _COUNT_SLICE]
+        total += len(part.split())
+        if inside_word and not part[0].isspace():
+            total -= 1
+        inside_word = not part[-1].isspace()
+    return total
 
 
 def pieces(text: str) -> tuple[str, ...]:
@@ -145,22 +187,54 @@ def pieces(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """What the reply rules read from a prompt's text, once per request however many choices."""
+
+    words: list[str]
+    count: tuple[int, int] | None
+    tools: tuple[Tool, ...]
+
+
+def _read(prompt: Prompt, quirks: Quirks) -> _Reading:
+    return _Reading(
+        reply_source(prompt),
+        None if prompt.after_tool_result else count_range(prompt.text),
+        chosen_tools(prompt, ignore_forcing=quirks.ignore_tool_choice),
+    )
+
+
 def complete(prompt: Prompt, choice: int, reply_words: int, quirks: Quirks = Quirks()) -> Completion:
     """The answer of choice ``choice`` to ``prompt``: deterministic, bounded, honouring the limits."""
+    return _complete(prompt, choice, reply_words, quirks, _read(prompt, quirks))
+
+
+def complete_all(
+    prompt: Prompt, count: int, reply_words: int, quirks: Quirks = Quirks()
+) -> tuple[Completion, ...]:
+    """The answers of choices ``0..count-1`` (``complete`` for each, the prompt read once)."""
+    reading = _read(prompt, quirks)
+    return tuple(_complete(prompt, i, reply_words, quirks, reading) for i in range(count))
+
+
+def _complete(prompt: Prompt, choice: int, reply_words: int, quirks: Quirks, reading: _Reading) -> Completion:
     budget = None if prompt.max_tokens is None or quirks.ignore_max_tokens else prompt.max_tokens
-    budget = MAX_OUTPUT_TOKENS if budget is None else min(budget, MAX_OUTPUT_TOKENS)
-    reasoning = pieces(_reasoning_text(prompt)) if prompt.reasoning_words else ()
+    budget = min(
+        MAX_OUTPUT_TOKENS if budget is None else budget, MAX_OUTPUT_TOKENS, MAX_ANSWER_TOKENS // prompt.n
+    )
+    chars = MAX_ANSWER_CHARS // prompt.n
+    reasoning = pieces(_reasoning_text(prompt, reading, chars)) if prompt.reasoning_words else ()
     if len(reasoning) >= budget:
         return Completion(reasoning[: max(budget, 0)], (), (), "length")
     budget -= len(reasoning)
-    tools = chosen_tools(prompt, ignore_forcing=quirks.ignore_tool_choice)
-    if tools:
-        calls, cut = _tool_calls(prompt, tools, budget, quirks)
+    chars -= sum(map(len, reasoning))
+    if reading.tools:
+        calls, cut = _tool_calls(reading, reading.tools, budget, chars, quirks)
         return Completion(reasoning, (), calls, "length" if cut else "tool_calls")
-    text = _content_text(prompt, choice, reply_words, budget, quirks)
+    text, clipped = _content_text(prompt, reading, choice, reply_words, budget, chars, quirks)
     text, matched = (text, None) if quirks.ignore_stop else _cut_at_stop(text, prompt.stop)
     content = pieces(text)
-    if len(content) > budget:
+    if len(content) > budget or (clipped and matched is None):
         return Completion(reasoning, content[:budget], (), "length")
     return Completion(reasoning, content, (), "stop", matched)
 
@@ -179,41 +253,91 @@ def chosen_tools(prompt: Prompt, *, ignore_forcing: bool = False) -> tuple[Tool,
     if prompt.after_tool_result and prompt.tool_choice == "auto":
         return ()
     lowered = prompt.text.lower()
-    mentioned = tuple(t for t in prompt.tools if t.name.lower() in lowered)
+    mentioned = tuple(t for t in prompt.tools[:MAX_MENTIONED_TOOLS] if t.name.lower() in lowered)
     if not mentioned and (prompt.tool_choice == "required" or len(prompt.tools) == 1):
         mentioned = prompt.tools[:1]
     return mentioned if prompt.parallel_tool_calls else mentioned[:1]
 
 
 def reply_source(prompt: Prompt) -> list[str]:
-    """The words an answer is made of: the last user message's (or the tool result's)."""
-    return prompt.text.split() or list(FALLBACK_WORDS)
+    """The words an answer is made of: the last user message's (or the tool result's), at most
+    MAX_SOURCE_WORDS of them (split without copying the rest of a long text into words)."""
+    words = prompt.text.split(None, MAX_SOURCE_WORDS)
+    return words[:MAX_SOURCE_WORDS] or list(FALLBACK_WORDS)
 
 
-def _reasoning_text(prompt: Prompt) -> str:
-    words = itertools.chain(["Considering:"], itertools.cycle(reply_source(prompt)))
-    return " ".join(itertools.islice(words, prompt.reasoning_words))
+def count_range(text: str) -> tuple[int, int] | None:
+    """(A, B) when the text asks to "count from A to B" (or "count to B": from 1), else None.
+
+    Equivalent to ``COUNT_RE.search`` but fast on long texts: that regex, case-insensitive and
+    starting with ``\\b``, tried every position (0.3 s on 8 MiB); here only the places where
+    "count" appears are tried. Lower-casing keeps positions except for U+0130, which becomes two
+    characters, hence its stand-in (another word character).
+    """
+    lowered = text.replace("\u0130", "I").lower()
+    if len(lowered) != len(text):
+        match = COUNT_RE.search(text)
+    else:
+        match = None
+        at = lowered.find("count")
+        while at >= 0 and match is None:
+            match = COUNT_RE.match(text, at)
+            at = lowered.find("count", at + 1)
+    if match is None:
+        return None
+    start, end = match.group(1), match.group(2)
+    if max(len(start or ""), len(end)) > MAX_COUNT_DIGITS:
+        return None
+    return (1 if start is None else int(start)), int(end)
 
 
-def _content_text(prompt: Prompt, choice: int, reply_words: int, budget: int, quirks: Quirks) -> str:
+def _reasoning_text(prompt: Prompt, reading: _Reading, chars: int) -> str:
+    words = itertools.chain(["Considering:"], itertools.cycle(reading.words))
+    return " ".join(_take(words, prompt.reasoning_words, chars)[0])
+
+
+def _content_text(
+    prompt: Prompt, reading: _Reading, choice: int, reply_words: int, budget: int, chars: int, quirks: Quirks
+) -> tuple[str, bool]:
+    """The reply text, and whether the character limit cut it."""
     output = "text" if quirks.ignore_response_format else prompt.output
-    words = _reply_words(prompt, choice, reply_words, budget)
+    words, clipped = _reply_words(prompt, reading, choice, reply_words, budget, chars)
     if output == "json_object" or (output == "json_schema" and not prompt.json_schema):
-        return json.dumps({"answer": " ".join(words)})
+        return json.dumps({"answer": " ".join(words)}), clipped
     if output == "json_schema":
+        limit = Limit(chars, VALUES_PER_TOKEN * (budget + 1))
         if quirks.break_json_schema:
-            found, bad = invalid_instance(prompt.json_schema, words)
-            return json.dumps(bad) if found else " ".join(words)
-        return json.dumps(instance(prompt.json_schema, words))
+            found, bad = invalid_instance(prompt.json_schema, words, limit)
+            return (json.dumps(bad) if found else " ".join(words)), clipped or limit.spent
+        return json.dumps(instance(prompt.json_schema, words, limit)), clipped or limit.spent
     if quirks.prefix_word:
         words = [quirks.prefix_word, *words]
-    return " ".join(words)
+    return " ".join(words), clipped
 
 
-def _reply_words(prompt: Prompt, choice: int, reply_words: int, budget: int) -> list[str]:
-    stream, natural = _word_stream(prompt, choice, reply_words)
+def _reply_words(
+    prompt: Prompt, reading: _Reading, choice: int, reply_words: int, budget: int, chars: int
+) -> tuple[list[str], bool]:
+    stream, natural = _word_stream(reading, choice, reply_words)
     length = budget + _stop_slack(prompt) if prompt.ignore_eos else min(natural, budget + _stop_slack(prompt))
-    return list(itertools.islice(stream, length))
+    return _take(stream, length, chars)
+
+
+def _take(words: Iterator[str], count: int, chars: int) -> tuple[list[str], bool]:
+    """Up to ``count`` words whose space-joined text fits in ``chars`` (the last one cut to fit),
+    and whether ``chars`` cut them."""
+    taken = list(itertools.islice(words, count))
+    if sum(map(len, taken)) + len(taken) <= chars:
+        return taken, False
+    kept: list[str] = []
+    for word in taken:
+        if len(word) >= chars:
+            if chars > 0:
+                kept.append(word[:chars])
+            break
+        kept.append(word)
+        chars -= len(word) + 1
+    return kept, True
 
 
 def _stop_slack(prompt: Prompt) -> int:
@@ -221,16 +345,14 @@ def _stop_slack(prompt: Prompt) -> int:
     return 1 + max((count_tokens(s) for s in prompt.stop), default=0)
 
 
-def _word_stream(prompt: Prompt, choice: int, reply_words: int) -> tuple[Iterator[str], int]:
+def _word_stream(reading: _Reading, choice: int, reply_words: int) -> tuple[Iterator[str], int]:
     """An endless word source and its natural length (where the model would end by itself)."""
-    match = _COUNT_RE.search(prompt.text) if not prompt.after_tool_result else None
-    if match is not None:
-        start = int(match.group(1)) if match.group(1) is not None else 1
-        end = int(match.group(2))
+    if reading.count is not None:
+        start, end = reading.count
         step = 1 if end >= start else -1
         natural = min(abs(end - start) + 1, MAX_COUNT_WORDS)
         return (str(i) for i in itertools.count(start, step)), natural
-    words = reply_source(prompt)
+    words = reading.words
     offset = choice % len(words)
     return itertools.cycle(words[offset:] + words[:offset]), reply_words
 
@@ -246,26 +368,26 @@ def _cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
 
 
 def _tool_calls(
-    prompt: Prompt, tools: tuple[Tool, ...], budget: int, quirks: Quirks
+    reading: _Reading, tools: tuple[Tool, ...], budget: int, chars: int, quirks: Quirks
 ) -> tuple[tuple[ToolCall, ...], bool]:
     """Calls with arguments made from the prompt's words; truncated (cut=True) past the budget."""
-    words = reply_source(prompt)
+    limit = Limit(chars, VALUES_PER_TOKEN * (budget + 1))
     calls: list[ToolCall] = []
     for tool in tools:
-        if budget < 1:
+        if budget < 1 or limit.spent:
             return tuple(calls), True
-        arguments = _arguments(tool.schema, words, quirks.break_tool_args)
+        arguments = _arguments(tool.schema, reading.words, quirks.break_tool_args, limit)
         fragments = pieces(arguments)
         if len(fragments) + 1 > budget:
             calls.append(ToolCall(tool.name, fragments[: budget - 1]))
             return tuple(calls), True
         calls.append(ToolCall(tool.name, fragments))
         budget -= len(fragments) + 1
-    return tuple(calls), False
+    return tuple(calls), limit.spent
 
 
-def _arguments(schema: JSONObject, words: list[str], broken: bool) -> str:
+def _arguments(schema: JSONObject, words: list[str], broken: bool, limit: Limit) -> str:
     if broken:
-        found, bad = invalid_instance(schema, words)
+        found, bad = invalid_instance(schema, words, limit)
         return json.dumps(bad) if found else "not json"
-    return json.dumps(instance(schema, words))
+    return json.dumps(instance(schema, words, limit))

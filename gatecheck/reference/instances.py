@@ -5,6 +5,12 @@ and required, array items/minItems/maxItems/uniqueItems, string minLength/maxLen
 formats, number/integer bounds (inclusive and exclusive) and multipleOf, boolean, null, enum,
 const, anyOf/oneOf (first branch), allOf (merged) and local ``#/...`` refs. ``pattern`` is not
 honoured. Deterministic: strings are drawn in turn from the words given.
+
+Bounded: a schema may ask for ``minItems: 1e9`` or ``minLength: 1e9``, and the same ``Limit`` is
+shared by every instance of one answer, so its instances together make at most so many values
+and characters of strings; past either, arrays stop growing and strings stop being padded (the
+answer ends with ``length``). Bounds too large for a double, or a
+multipleOf that overflows, are treated as absent instead of raising.
 """
 
 from __future__ import annotations
@@ -33,14 +39,36 @@ _FORMATS = {
 _TYPE_ORDER = ("object", "array", "string", "integer", "number", "boolean", "null")
 
 
+class Limit:
+    """What is left of one answer's budgets: characters of strings and values generated."""
+
+    __slots__ = ("chars", "values")
+
+    def __init__(self, chars: float, values: float) -> None:
+        self.chars = chars
+        self.values = values
+
+    @property
+    def spent(self) -> bool:
+        return self.chars <= 0 or self.values <= 0
+
+    def take(self, chars: int) -> int:
+        """Spend up to ``chars`` characters (returns how many could be spent)."""
+        granted = int(max(0, min(chars, self.chars)))
+        self.chars -= max(chars, 1)
+        return granted
+
+
 class _Generator:
-    def __init__(self, root: JSON, words: Iterator[str]) -> None:
+    def __init__(self, root: JSON, words: Iterator[str], limit: Limit) -> None:
         self.root = root
         self.words = words
+        self.limit = limit
 
     def make(self, schema: JSON, depth: int = 0) -> JSON:
         if not isinstance(schema, dict) or depth > _MAX_DEPTH:
             return None if depth > _MAX_DEPTH else self.word()
+        self.limit.values -= 1
         schema = self._resolve(schema)
         if "const" in schema:
             return schema["const"]
@@ -94,15 +122,19 @@ class _Generator:
             return [self.make(sub, depth + 1) for sub in items[:count]]
         if schema.get("uniqueItems") and isinstance(items, dict) and isinstance(items.get("enum"), list):
             return list(items["enum"][:count])
-        return [self.make(items, depth + 1) for _ in range(count)]
+        out: list[JSON] = []
+        while len(out) < count and not self.limit.spent:
+            out.append(self.make(items, depth + 1))
+        return out
 
     def _string(self, schema: JSONObject, depth: int) -> JSON:
         fmt = schema.get("format")
         text = _FORMATS[fmt] if fmt in _FORMATS else self.word()
         low = _int_or(schema.get("minLength"), 0)
         high = _int_or(schema.get("maxLength"), max(low, len(text)))
+        text = text[: self.limit.take(len(text))]
         if len(text) < low:
-            text += "x" * (low - len(text))
+            text += "x" * self.limit.take(low - len(text))
         return text[:high]
 
     def _integer(self, schema: JSONObject, depth: int) -> JSON:
@@ -138,21 +170,29 @@ def _int_or(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def _bound(schema: JSONObject, key: str) -> float | None:
+    """A numeric keyword as a finite float; None when absent, not a number or beyond a double."""
+    value = schema.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        bound = float(value)
+    except OverflowError:
+        return None
+    return bound if math.isfinite(bound) else None
+
+
 def _number_in(schema: JSONObject, *, integer: bool) -> float:
     """1 when the bounds allow it, else a value inside them; a multiple of multipleOf when given."""
     low, high = -math.inf, math.inf
-    if isinstance(schema.get("minimum"), int | float):
-        low = float(schema["minimum"])
-    if isinstance(schema.get("exclusiveMinimum"), int | float) and not isinstance(
-        schema["exclusiveMinimum"], bool
-    ):
-        low = max(low, float(schema["exclusiveMinimum"]) + (1 if integer else 1e-6))
-    if isinstance(schema.get("maximum"), int | float):
-        high = float(schema["maximum"])
-    if isinstance(schema.get("exclusiveMaximum"), int | float) and not isinstance(
-        schema["exclusiveMaximum"], bool
-    ):
-        high = min(high, float(schema["exclusiveMaximum"]) - (1 if integer else 1e-6))
+    if (minimum := _bound(schema, "minimum")) is not None:
+        low = minimum
+    if (exclusive := _bound(schema, "exclusiveMinimum")) is not None:
+        low = max(low, exclusive + (1 if integer else 1e-6))
+    if (maximum := _bound(schema, "maximum")) is not None:
+        high = maximum
+    if (exclusive := _bound(schema, "exclusiveMaximum")) is not None:
+        high = min(high, exclusive - (1 if integer else 1e-6))
     value = (
         1.0
         if low <= 1.0 <= high
@@ -162,8 +202,8 @@ def _number_in(schema: JSONObject, *, integer: bool) -> float:
     )
     if integer:
         value = float(math.ceil(value)) if value <= high else float(math.floor(value))
-    multiple = schema.get("multipleOf")
-    if isinstance(multiple, int | float) and not isinstance(multiple, bool) and multiple > 0:
+    multiple = _bound(schema, "multipleOf")
+    if multiple is not None and multiple > 0 and math.isfinite(value / multiple):
         value = math.ceil(value / multiple) * multiple
         if value > high:
             value -= multiple
@@ -181,19 +221,22 @@ def _merge(a: JSONObject, b: JSONObject) -> JSONObject:
     return merged
 
 
-def instance(schema: JSON, words: list[str]) -> JSON:
-    """A value valid against ``schema`` (within the supported subset), strings taken from ``words``."""
+def instance(schema: JSON, words: list[str], limit: Limit | None = None) -> JSON:
+    """A value valid against ``schema`` (within the supported subset), strings taken from ``words``.
+
+    ``limit``: the answer's budgets (shared by its instances); none when not given.
+    """
     source = itertools.cycle(words or ["value"])
-    return _Generator(schema, source).make(schema)
+    return _Generator(schema, source, limit or Limit(math.inf, math.inf)).make(schema)
 
 
-def invalid_instance(schema: JSON, words: list[str]) -> tuple[bool, JSON]:
+def invalid_instance(schema: JSON, words: list[str], limit: Limit | None = None) -> tuple[bool, JSON]:
     """``(True, value)`` with a JSON value the schema rejects, or ``(False, None)`` if it accepts all.
 
     Used by fault modes that must break exactly the schema rule: the value is still JSON.
     """
     validator = jsonschema.Draft7Validator(schema if isinstance(schema, dict) else {})
-    valid = instance(schema, words)
+    valid = instance(schema, words, limit)
     candidates: list[JSON] = []
     if isinstance(valid, dict):
         candidates += [{**valid, name: _wrong_type(value)} for name, value in valid.items()]

@@ -9,8 +9,11 @@ from __future__ import annotations
 from gatecheck._types import JSON, JSONObject
 from gatecheck.reference.catalogue import ModelInfo
 from gatecheck.reference.fakemodel import (
+    MAX_ANSWER_TOKENS,
+    MAX_OUTPUT_TOKENS,
     MEDIA_PART_TOKENS,
     REASONING_WORDS,
+    VALUES_PER_TOKEN,
     Output,
     Prompt,
     Tool,
@@ -76,6 +79,23 @@ def anthropic_prompt(body: JSONObject) -> Prompt:
         stop=_stops(body.get("stop_sequences")),
         max_tokens=_max_tokens(body.get("max_tokens"), None),
     )
+
+
+def answer_work(body: JSONObject, *, honour_max_tokens: bool = True) -> int:
+    """An upper bound of the work of answering ``body`` (chat or messages), read from the body alone.
+
+    Tokens of all choices (n x each one's cap), times VALUES_PER_TOKEN when JSON instances are made
+    (a json_schema answer or tool calls). The gateway answers on its event loop only when this is
+    small; generating 8,192 tokens takes about 5 ms.
+    """
+    n = min(max(_int(body.get("n"), 1), 1), MAX_CHOICES)
+    cap = (
+        _max_tokens(body.get("max_tokens"), body.get("max_completion_tokens")) if honour_max_tokens else None
+    )
+    tokens = n * min(cap or MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS, MAX_ANSWER_TOKENS // n)
+    output = body.get("response_format")
+    schema = isinstance(output, dict) and output.get("type") == "json_schema"
+    return tokens * VALUES_PER_TOKEN if schema or _list(body.get("tools")) else tokens
 
 
 def _list(value: JSON) -> list[JSON]:

@@ -71,7 +71,11 @@ def url_of(sock: socket.socket) -> str:
 
 
 async def start_site(config: GatewayConfig, sock: socket.socket) -> tuple[Gateway, web.AppRunner]:
-    """Serve ``config`` on ``sock`` in the running loop; returns what ``stop_site`` needs."""
+    """Serve ``config`` on ``sock`` in the running loop; returns what ``stop_site`` needs.
+
+    aiohttp's own sites would serve its protocol as is; the gateway's connections are wrapped by
+    its connection guard (idle, header and body timeouts), so the server is created here.
+    """
     gateway = Gateway(config)
     runner = web.AppRunner(
         gateway.app(),
@@ -79,16 +83,27 @@ async def start_site(config: GatewayConfig, sock: socket.socket) -> tuple[Gatewa
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_GRACE_S,
         handler_cancellation=True,
+        # The guard closes idle connections; aiohttp's own timer (75 s before 3.10) must not do it first.
+        keepalive_timeout=config.idle_timeout_seconds + config.header_timeout_seconds,
     )
     await runner.setup()
-    await web.SockSite(runner, sock, backlog=1024).start()
+    assert runner.server is not None  # set by setup()
+    loop = asyncio.get_running_loop()
+    gateway.listener = await loop.create_server(
+        gateway.guard.protocols(runner.server), sock=sock, backlog=1024
+    )
+    gateway.guard.start(loop)
     return gateway, runner
 
 
 async def stop_site(gateway: Gateway, runner: web.AppRunner) -> None:
     """Close the listening socket, end held streams, finish or cancel in-flight requests."""
+    if gateway.listener is not None:
+        gateway.listener.close()
+    gateway.guard.stop()
     gateway.close()
     await runner.cleanup()
+    gateway.shutdown()
 
 
 class RunningGateway:

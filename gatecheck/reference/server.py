@@ -1,9 +1,16 @@
 """The reference gateway's HTTP layer (aiohttp): auth, validation, limits, shaping, faults.
 
-Request order: authenticate (401) -> read JSON (400) -> validate against the request schema
-(400) -> model known (404), of the right kind (400), allowed for the key (403) -> context length
-(400) -> generate -> rate limit (429; the token cost is known once generated) -> answer. Only
-generation endpoints (chat, messages, search, images) are rate-limited.
+Request order: authenticate (401) -> read the body (413 over the size limit) -> parse JSON (400)
+-> validate against the request schema (400) -> model known (404), of the right kind (400),
+allowed for the key (403) -> context length (400) -> generate -> rate limit (429; the token cost
+is known once generated) -> answer. Only generation endpoints (chat, messages, search, images)
+are rate-limited.
+
+Bounded work: from the body to the generated answer, a request is a *plan* (a plain function of
+the body, ``_plan_*``). A small body that is valid and cheap to answer is planned on the event
+loop; a big body, an invalid one (explaining a violation is slow) or a big answer is planned in
+the gateway's worker thread (``bodies.Intake``), and only the plan (the answer, a few flags)
+outlives it: the body is dropped before the answer is sent. Connections are timed by ``guard``.
 
 Latency shaping: token ``k`` of a stream is written at the absolute deadline
 ``t0 + ttft + k * itl`` (``t0`` = the request's arrival, see ``arrival``), so sleep errors never
@@ -24,12 +31,13 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TypeVar
 
 from aiohttp import web
 
 from gatecheck._types import JSON, JSONObject
 from gatecheck.reference import errors as E
-from gatecheck.reference.arrival import arrived_at
+from gatecheck.reference.bodies import SMALL_BODY_BYTES, Intake, parse_json
 from gatecheck.reference.catalogue import MIDSTREAM_ERROR_MODEL, MODELS, ModelInfo
 from gatecheck.reference.chat import (
     BODY_FAULTS,
@@ -51,8 +59,16 @@ from gatecheck.reference.extras import (
     parse_size,
     png,
 )
-from gatecheck.reference.fakemodel import QUIRK_FAULTS, Completion, Prompt, Quirks, complete
+from gatecheck.reference.fakemodel import (
+    QUIRK_FAULTS,
+    Completion,
+    Prompt,
+    Quirks,
+    complete_all,
+    count_tokens,
+)
 from gatecheck.reference.faults import switches
+from gatecheck.reference.guard import ConnectionGuard
 from gatecheck.reference.limiter import Decision, RateLimiter
 from gatecheck.reference.messages import (
     MESSAGE_FAULTS,
@@ -61,7 +77,7 @@ from gatecheck.reference.messages import (
     MessageStream,
     message_body,
 )
-from gatecheck.reference.prompts import anthropic_prompt, openai_prompt
+from gatecheck.reference.prompts import answer_work, anthropic_prompt, openai_prompt
 from gatecheck.reference.streaming import (
     Event,
     Pacer,
@@ -77,16 +93,44 @@ from gatecheck.schemas import SchemaStore, default_store
 
 log = logging.getLogger("gatecheck.reference")
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
-"""Largest accepted request body: room for a prompt beyond a 1M-token context."""
-
 MIDSTREAM_TOKENS = 3
 """Tokens the mid-stream error model (and the stream-error-event/-cut/-stall faults) stream first."""
 
 BROKEN_ENDINGS = {"stream-cut": "cut", "stream-stall": "stall"}
 """Fault -> how a chat stream ends after its first MIDSTREAM_TOKENS tokens (instead of data: [DONE])."""
 
+INLINE_WORK = 8_192
+"""Requests whose work is at most this are answered on the event loop (a few milliseconds at most):
+``answer_work`` tokens (~0.6 µs each) or, for images, pixels / 1024 (~0.7 µs per 1,024 pixels)."""
+
 Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
+Plan = TypeVar("Plan")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatPlan:
+    """A chat (or search) request, answered: all that outlives its body."""
+
+    answer: ChatAnswer
+    stream: bool
+    include_usage: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessagePlan:
+    """An Anthropic messages request, answered."""
+
+    answer: MessageAnswer
+    stream: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImagePlan:
+    """An images request: its PNGs and the prompt's token cost."""
+
+    images: tuple[bytes, ...]
+    cost: int
+    as_b64: bool
 
 
 class Gateway:
@@ -131,12 +175,17 @@ class Gateway:
         self._stream_quirks = dataclasses.replace(
             self._quirks, prefix_word="Well," if "stream-nondeterministic" in faults else None
         )
+        self.guard = ConnectionGuard(
+            config.header_timeout_seconds, config.idle_timeout_seconds, config.body_timeout_seconds
+        )
+        self._intake = Intake(config.max_body_bytes)
+        self.listener: asyncio.Server | None = None  # set by runner.start_site
 
     # --- application -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
         """The aiohttp application with every route."""
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._route_errors])
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._route_errors])
         routes = [
             web.post("/v1/chat/completions", self._endpoint(self.chat_completions)),
             web.post("/v1/messages", self._endpoint(self.messages, messages=True)),
@@ -152,6 +201,10 @@ class Gateway:
     def close(self) -> None:
         """Tell held-open streams (sse-keep-open) to end now: the gateway is stopping."""
         self._closing = True
+
+    def shutdown(self) -> None:
+        """After the last request: stop the worker thread."""
+        self._intake.close()
 
     def _endpoint(
         self, handler: Handler, *, messages: bool = False
@@ -169,6 +222,9 @@ class Gateway:
                 return self.error_response(error, request_id, messages=messages)
             except web.HTTPException:
                 raise
+            except ConnectionError:  # the client left (or the guard closed it) mid-request: nobody to tell
+                log.debug("client went away during %s %s", request.method, request.path)
+                return web.Response(status=400)
             except Exception:
                 log.exception("reference gateway bug on %s %s", request.method, request.path)
                 bug = E.ApiError(E.INTERNAL, "Internal server error")
@@ -180,7 +236,13 @@ class Gateway:
     async def _route_errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Unknown paths, wrong methods and oversized bodies answer in the error dialect too."""
+        """Unknown paths, wrong methods and oversized bodies answer in the error dialect too.
+
+        Also tells the connection guard that a request is being answered, then that it was.
+        """
+        connection = self.guard.of(request)
+        if connection is not None:
+            connection.answering()
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -188,6 +250,9 @@ class Gateway:
             if kind is None:
                 raise
             return self.error_response(E.ApiError(kind, exc.reason), f"req-{secrets.token_hex(12)}")
+        finally:
+            if connection is not None:
+                connection.idle()
 
     def error_response(self, error: E.ApiError, request_id: str, *, messages: bool = False) -> web.Response:
         """The error in the configured dialect (or as plain text under ``error-body-plain-text``).
@@ -230,21 +295,40 @@ class Gateway:
             raise E.ApiError(E.UNAUTHORIZED, "Invalid API key provided")
         return key
 
-    async def read_json(
-        self, request: web.Request, schema: str, bend: Callable[[JSONObject], JSONObject] | None = None
-    ) -> JSONObject:
-        """The body parsed and validated against ``schema``; 400 naming the field otherwise.
+    async def accept(
+        self,
+        request: web.Request,
+        schema: str,
+        plan: Callable[[JSONObject], Plan],
+        *,
+        work: Callable[[JSONObject], int] | None = None,
+        bend: Callable[[JSONObject], JSONObject] | None = None,
+    ) -> tuple[Plan, float]:
+        """``(plan(body), arrival)`` for the request's body, read, parsed and validated (4xx otherwise).
 
-        ``bend`` rewrites a JSON object body before validation (how a fault mode reads requests).
+        On the event loop when the body is small, valid and ``work(body) <= INLINE_WORK``; in the
+        worker thread otherwise. ``bend`` rewrites a JSON object body before validation (how a fault
+        mode reads requests).
         """
-        raw = await request.read()
-        try:
-            body: JSON = json.loads(raw)
-        except ValueError as exc:
-            raise E.ApiError(E.INVALID_JSON, f"Malformed JSON body: {exc}") from None
-        if bend is not None and isinstance(body, dict):
-            body = bend(body)
-        self._validators[schema].check(body)
+        validator = self._validators[schema]
+        async with self._intake.body(request, self.guard.of(request)) as (raw, t0):
+            small = len(raw) <= SMALL_BODY_BYTES
+            if small:
+                body = _bent(parse_json(raw), bend)
+                if (
+                    isinstance(body, dict)
+                    and validator.accepts(body)
+                    and (work is None or work(body) <= INLINE_WORK)
+                ):
+                    return plan(body), t0
+            return await self._intake.run(lambda: plan(self.parsed(raw, schema, bend, explain=small))), t0
+
+    def parsed(
+        self, raw: bytearray, schema: str, bend: Callable[[JSONObject], JSONObject] | None, *, explain: bool
+    ) -> JSONObject:
+        """The body parsed and validated against ``schema``; 400 naming the field otherwise."""
+        body = _bent(parse_json(raw), bend)
+        self._validators[schema].check(body, explain=explain)
         if not isinstance(body, dict):
             raise E.ApiError(E.INVALID_PARAMS, "The request body must be a JSON object", param="body")
         return body
@@ -336,42 +420,50 @@ class Gateway:
 
     async def _chat_like(self, request: web.Request, request_id: str, schema: str) -> web.StreamResponse:
         key = self.authenticate(request)
-        body = await self.read_json(request, schema)
-        t0 = arrived_at(request)  # the read that completed the body
-        model = self.model_for(body, key, "chat")
-        prompt = openai_prompt(body, model)
-        self.check_context(prompt, model)
-        stream = body.get("stream") is True
-        quirks = self._stream_quirks if stream else self._quirks
-        count = 1 if "ignore-n" in self._faults else prompt.n
-        choices = tuple(complete(prompt, i, self.config.reply_words, quirks) for i in range(count))
-        answer = ChatAnswer(
-            id=f"chatcmpl-{request_id[4:]}",
-            created=int(time.time()),
-            model=model.id,
-            prompt_tokens=prompt.prompt_tokens,
-            choices=choices,
-            reasoning_model=model.reasoning,
+        plan, t0 = await self.accept(
+            request, schema, lambda body: self._plan_chat(body, key, request_id), work=self._work
         )
+        answer, stream, choices = plan.answer, plan.stream, plan.answer.choices
         headers = self.admit(key, answer.prompt_tokens + answer.completion_tokens)
         headers["x-request-id"] = request_id
         if schema == "gateway.search.request" and "search-bad-shape" in self._faults and not stream:
             await sleep_until(self._answer_deadline(t0, choices))
             return _json_response({"answer": choices[0].text, "sources": []}, headers=headers)
-        if model.id == MIDSTREAM_ERROR_MODEL or (stream and "stream-error-event" in self._faults):
+        if answer.model == MIDSTREAM_ERROR_MODEL or (stream and "stream-error-event" in self._faults):
             return await self._midstream_error(request, request_id, t0, answer, stream, headers)
         if not stream:
             await sleep_until(self._answer_deadline(t0, choices))
             return _json_response(chat_body(answer, self._body_faults), headers=headers)
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
         events: Iterable[Event] = ChatStream(
-            answer, include_usage=include_usage, faults=self._stream_faults
+            answer, include_usage=plan.include_usage, faults=self._stream_faults
         ).events()
         ending = next((end for fault, end in BROKEN_ENDINGS.items() if fault in self._faults), "eof")
         if ending != "eof":
             events = _first_tokens(events)
         return await self.stream(request, t0, events, headers, ending=ending)
+
+    def _plan_chat(self, body: JSONObject, key: str, request_id: str) -> ChatPlan:
+        """Model (404/400/403), context (400), the answer (thread-safe: reads only the config)."""
+        model = self.model_for(body, key, "chat")
+        prompt = openai_prompt(body, model)
+        self.check_context(prompt, model)
+        stream = body.get("stream") is True
+        count = 1 if "ignore-n" in self._faults else prompt.n
+        quirks = self._stream_quirks if stream else self._quirks
+        answer = ChatAnswer(
+            id=f"chatcmpl-{request_id[4:]}",
+            created=int(time.time()),
+            model=model.id,
+            prompt_tokens=prompt.prompt_tokens,
+            choices=complete_all(prompt, count, self.config.reply_words, quirks),
+            reasoning_model=model.reasoning,
+        )
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return ChatPlan(answer, stream, include_usage)
+
+    def _work(self, body: JSONObject) -> int:
+        return answer_work(body, honour_max_tokens="ignore-max-tokens" not in self._faults)
 
     def _answer_deadline(self, t0: float, choices: Iterable[Completion]) -> float:
         steps = max((c.tokens for c in choices), default=0)
@@ -400,24 +492,22 @@ class Gateway:
     async def messages(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """POST /v1/messages (Anthropic-compatible), streaming or not."""
         key = self.authenticate(request)
-        body = await self.read_json(request, "anthropic.messages.request", self._bend_messages_request)
-        t0 = arrived_at(request)  # the read that completed the body
-        model = self.model_for(body, key, "chat")
-        prompt = anthropic_prompt(body)
-        self.check_context(prompt, model)
-        stream = body.get("stream") is True
-        completion = complete(
-            prompt, 0, self.config.reply_words, self._stream_quirks if stream else self._quirks
+        plan, t0 = await self.accept(
+            request,
+            "anthropic.messages.request",
+            lambda body: self._plan_message(body, key, request_id),
+            work=self._work,
+            bend=self._bend_messages_request,
         )
-        answer = MessageAnswer(f"msg_{request_id[4:]}", model.id, prompt.prompt_tokens, completion)
-        headers = self.admit(key, prompt.prompt_tokens + completion.tokens)
+        answer, stream = plan.answer, plan.stream
+        headers = self.admit(key, answer.input_tokens + answer.completion.tokens)
         headers["x-request-id"] = request_id
-        midstream = model.id == MIDSTREAM_ERROR_MODEL
+        midstream = answer.model == MIDSTREAM_ERROR_MODEL
         if not stream:
             if midstream:
                 upstream = E.ApiError(E.UPSTREAM, "Upstream model service error")
                 return self.error_response(upstream, request_id, messages=True)
-            await sleep_until(self._answer_deadline(t0, [completion]))
+            await sleep_until(self._answer_deadline(t0, [answer.completion]))
             return _json_response(message_body(answer, self._message_faults), headers=headers)
         renderer = MessageStream(answer, self._message_faults)
         events: Iterator[Event] = renderer.events()
@@ -450,6 +540,18 @@ class Gateway:
             raise E.ApiError(E.INVALID_PARAMS, message, param="messages")
         return bent
 
+    def _plan_message(self, body: JSONObject, key: str, request_id: str) -> MessagePlan:
+        model = self.model_for(body, key, "chat")
+        prompt = anthropic_prompt(body)
+        self.check_context(prompt, model)
+        stream = body.get("stream") is True
+        (completion,) = complete_all(
+            prompt, 1, self.config.reply_words, self._stream_quirks if stream else self._quirks
+        )
+        return MessagePlan(
+            MessageAnswer(f"msg_{request_id[4:]}", model.id, prompt.prompt_tokens, completion), stream
+        )
+
     # --- auxiliary endpoints -----------------------------------------------------------------
 
     async def models(self, request: web.Request, request_id: str) -> web.StreamResponse:
@@ -475,7 +577,22 @@ class Gateway:
     async def images(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """POST /v1/images/generations: url (served back by this gateway) or b64_json."""
         key = self.authenticate(request)
-        body = await self.read_json(request, "gateway.images.request")
+        plan, _ = await self.accept(
+            request, "gateway.images.request", lambda body: self._plan_images(body, key), work=_image_work
+        )
+        headers = self.admit(key, plan.cost)
+        headers["x-request-id"] = request_id
+        data = []
+        for image in plan.images:
+            if plan.as_b64:
+                data.append({"b64_json": base64.b64encode(image).decode()})
+            else:
+                image_id = f"img-{secrets.token_hex(8)}"
+                self._images.put(image_id, image)
+                data.append({"url": f"{request.scheme}://{request.host}/v1/images/files/{image_id}.png"})
+        return _json_response({"created": int(time.time()), "data": data}, headers=headers)
+
+    def _plan_images(self, body: JSONObject, key: str) -> ImagePlan:
         self.model_for(body, key, "image")
         size = parse_size(body.get("size", "1024x1024"))
         if size is None:
@@ -483,21 +600,12 @@ class Gateway:
                 E.INVALID_PARAMS, "Invalid parameter 'size': expected WxH, sides 1 to 4096", param="size"
             )
         prompt = str(body.get("prompt") or "")
-        count = body.get("n")
-        count = min(max(count, 1), 10) if isinstance(count, int) else 1
-        headers = self.admit(key, len(prompt.split()))
-        headers["x-request-id"] = request_id
-        as_b64 = body.get("response_format") == "b64_json"
-        data = []
-        for index in range(count):
-            image = NOT_A_PNG if "images-bad-png" in self._faults else png(*size, colour_for(prompt, index))
-            if as_b64:
-                data.append({"b64_json": base64.b64encode(image).decode()})
-            else:
-                image_id = f"img-{secrets.token_hex(8)}"
-                self._images.put(image_id, image)
-                data.append({"url": f"{request.scheme}://{request.host}/v1/images/files/{image_id}.png"})
-        return _json_response({"created": int(time.time()), "data": data}, headers=headers)
+        count = _image_count(body)
+        images = tuple(
+            NOT_A_PNG if "images-bad-png" in self._faults else png(*size, colour_for(prompt, index))
+            for index in range(count)
+        )
+        return ImagePlan(images, count_tokens(prompt), body.get("response_format") == "b64_json")
 
     async def image_file(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """GET /v1/images/files/<id>.png: a generated image (no key needed, like a CDN link)."""
@@ -547,6 +655,21 @@ class Gateway:
         except ConnectionError:
             log.debug("client went away during a stream")
         return response
+
+
+def _image_count(body: JSONObject) -> int:
+    count = body.get("n")
+    return min(max(count, 1), 10) if isinstance(count, int) and not isinstance(count, bool) else 1
+
+
+def _image_work(body: JSONObject) -> int:
+    """Pixels to render / 1024 (a 4096x4096 PNG takes ~12 ms)."""
+    width, height = parse_size(body.get("size", "1024x1024")) or (0, 0)
+    return _image_count(body) * width * height // 1024
+
+
+def _bent(body: JSON, bend: Callable[[JSONObject], JSONObject] | None) -> JSON:
+    return bend(body) if bend is not None and isinstance(body, dict) else body
 
 
 def _first_tokens(events: Iterable[Event]) -> Iterator[Event]:
