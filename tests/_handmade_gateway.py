@@ -71,6 +71,7 @@ class Handmade:
     plain_text_errors: bool = False
     redirect_loop: bool = False
     max_body_bytes: int = 4 * 1024 * 1024
+    validates: bool = True
 
 
 def count_tokens(text: str, per: int) -> int:
@@ -231,17 +232,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: Any) -> None:
         spec = self.server.spec
-        problem = _documented_problem(body)
+        problem = _documented_problem(body) if spec.validates else ""
         if problem:
             self._error(400, "INVALID_PARAMS", problem)
             return
-        model = body["model"]
+        model = body.get("model") if isinstance(body, dict) else None
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            messages = []
         if model not in spec.context_lengths:
             self._error(404, "MODEL_NOT_FOUND", f"model {model} not found", openai_code="model_not_found")
             return
-        prompt = sum(
-            3 + count_tokens(str(m.get("content") or ""), spec.chars_per_token) for m in body["messages"]
-        )
+        prompt = sum(3 + count_tokens(str(m.get("content") or ""), spec.chars_per_token) for m in messages)
         self.server.prompts.append(prompt)
         if prompt > spec.context_lengths[model]:
             message = spec.context_message.format(limit=spec.context_lengths[model], tokens=prompt)

@@ -34,6 +34,7 @@ NEED_A_429 = [
     "ratelimit_retry_after_honoured",
 ]
 DECLARED = {"context_lengths": (("hm-chat", 8192),)}
+ERRORS = [c.id for c in select() if c.area == "errors"]
 
 
 def said(results: dict[str, CheckResult]) -> dict[str, str]:
@@ -166,7 +167,9 @@ def test_a_dead_host_or_a_redirect_loop_checks_nothing() -> None:
         with Client(dead) as client:
             session.client = client
             session.ratelimit = dataclasses.replace(session.ratelimit, client=client)
-            assert set(said(verdicts(session, *RATELIMIT)).values()) == {"SKIP"}
+            results = verdicts(session, *RATELIMIT, *ERRORS, "fuzz_valid_requests", "fuzz_invalid_requests")
+    assert set(said(results).values()) == {"SKIP"}, {k: r.message for k, r in results.items()}
+    assert all(r.message.startswith("not checked: ") for r in results.values())
 
 
 def test_a_target_declaring_no_rate_limiting_skips_the_area() -> None:
@@ -225,6 +228,13 @@ def test_every_window_algorithm_passes_the_whole_area(limiter: str) -> None:
 
 
 # ---------------------------------------------------------------- fuzz
+
+
+def test_a_constraint_accepted_is_reported_once_by_errors_invalid_params() -> None:
+    with session_on(Handmade(validates=False)) as (session, _):
+        results = verdicts(session, "errors_invalid_params", "fuzz_invalid_requests")
+    assert said(results) == {"errors_invalid_params": "FAIL", "fuzz_invalid_requests": "SKIP"}
+    assert "as errors_invalid_params reports" in results["fuzz_invalid_requests"].message
 
 
 def test_zero_fuzz_examples_is_not_checked() -> None:

@@ -197,6 +197,13 @@ def _dialect_findings(
     return found
 
 
+def answered(exchange: Exchange, what: str) -> Exchange:
+    """``exchange`` when the target answered it; no answer at all (a transport error) is not checked."""
+    if exchange.status == 0:
+        raise NotChecked(f"not checked: no answer to {what}: {exchange.error}")
+    return exchange
+
+
 def status_findings(exchange: Exchange, status: int, what: str, *, rule: str) -> list[Failure]:
     """The finding when ``exchange`` is not answered ``status``: a 5xx is always ``client-error-5xx``."""
     if exchange.status >= 500:
@@ -315,6 +322,11 @@ def invalid_param_answers(ctx: CheckContext) -> list[InvalidAnswer]:
 # ---------------------------------------------------------------- the checks
 
 
+def _expect_status(ctx: CheckContext, exchange: Exchange, status: int, what: str, *, rule: str) -> None:
+    """Record the finding when the probe ``what`` is not answered ``status`` (no answer: not checked)."""
+    _record_all(ctx, status_findings(answered(exchange, what), status, what, rule=rule))
+
+
 @check(
     "errors",
     f"{ERROR_CODES} (401 UNAUTHORIZED); 002 Overview (Authentication)",
@@ -322,9 +334,7 @@ def invalid_param_answers(ctx: CheckContext) -> list[InvalidAnswer]:
 )
 def errors_missing_key(ctx: CheckContext, missing_key_answer: Exchange) -> None:
     """A request without any key gets 401."""
-    _record_all(
-        ctx, status_findings(missing_key_answer, 401, "a request without a key", rule="auth-missing-key")
-    )
+    _expect_status(ctx, missing_key_answer, 401, "a request without a key", rule="auth-missing-key")
 
 
 @check(
@@ -334,8 +344,7 @@ def errors_missing_key(ctx: CheckContext, missing_key_answer: Exchange) -> None:
 )
 def errors_invalid_key(ctx: CheckContext, invalid_key_answer: Exchange) -> None:
     """A request with an invalid key gets 401."""
-    found = status_findings(invalid_key_answer, 401, "a request with an invalid key", rule="auth-invalid-key")
-    _record_all(ctx, found)
+    _expect_status(ctx, invalid_key_answer, 401, "a request with an invalid key", rule="auth-invalid-key")
 
 
 @check(
@@ -347,7 +356,7 @@ def errors_invalid_key(ctx: CheckContext, invalid_key_answer: Exchange) -> None:
 @profile_rule("x_api_key_everywhere")
 def errors_x_api_key_chat(ctx: CheckContext) -> None:
     """The key sent as x-api-key authenticates chat completions like Bearer does."""
-    exchange = ctx.chat(_probe_body(ctx), auth="x-api-key")
+    exchange = answered(ctx.chat(_probe_body(ctx), auth="x-api-key"), "a request with x-api-key")
     if exchange.status in (401, 403):
         raise Failure(
             title=f"the key sent as x-api-key was refused ({exchange.status})",
@@ -371,15 +380,13 @@ def errors_x_api_key_chat(ctx: CheckContext) -> None:
 def errors_unknown_model(ctx: CheckContext, unknown_model_answer: Exchange) -> None:
     """An unknown model gets 404 (MODEL_NOT_FOUND / model_not_found)."""
     what = f"the unknown model {UNKNOWN_MODEL!r}"
-    _record_all(ctx, status_findings(unknown_model_answer, 404, what, rule="unknown-model-status"))
+    _expect_status(ctx, unknown_model_answer, 404, what, rule="unknown-model-status")
 
 
 @check("errors", f"{ERROR_CODES} (400 INVALID_PARAMS)", rules=("error-status", "client-error-5xx"))
 def errors_malformed_json(ctx: CheckContext, malformed_json_answer: Exchange) -> None:
     """A body that is not JSON gets 400."""
-    _record_all(
-        ctx, status_findings(malformed_json_answer, 400, "a malformed JSON body", rule="error-status")
-    )
+    _expect_status(ctx, malformed_json_answer, 400, "a malformed JSON body", rule="error-status")
 
 
 @check(
@@ -394,8 +401,13 @@ def errors_malformed_json(ctx: CheckContext, malformed_json_answer: Exchange) ->
 )
 def errors_invalid_params(ctx: CheckContext, invalid_param_answers: list[InvalidAnswer]) -> None:
     """Every constraint of the request schema, broken once, gets 400 (OpenAI-only ones graded as such)."""
+    answers = [a for a in invalid_param_answers if a.exchange.status != 0]
+    if not answers:
+        raise NotChecked(
+            f"not checked: no invalid request was answered ({invalid_param_answers[0].exchange.error})"
+        )
     found: list[tuple[str, Failure]] = []
-    for answer in invalid_param_answers:
+    for answer in answers:
         exchange, protocol = answer.exchange, answer.rule != "invalid-param-accepted"
         source = "an OpenAI-only constraint" if protocol else "a documented constraint"
         if 200 <= exchange.status < 300:

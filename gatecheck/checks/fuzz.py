@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks.base import Cost, Failure, NotChecked, PlanSettings, check, observation
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.errors import invalid_cases, one_per_rule
+from gatecheck.checks.errors import InvalidAnswer, one_per_rule
 from gatecheck.checks.negative import broken_rule, negative_cases
 from gatecheck.checks.wire import as_dict, describe, excerpt, invalid_events, schema_failures
 from gatecheck.errors import SSEError
@@ -110,9 +110,15 @@ def fuzz_requests(ctx: CheckContext) -> list[dict[str, Any]]:
 def fuzz_valid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]) -> None:
     """Schema-valid requests get a 2xx with a valid body (or stream), or a documented 4xx."""
     found: list[tuple[str, Failure]] = []
+    answered = 0
     for number, body in enumerate(fuzz_requests, start=1):
         exchange = ctx.chat(body)
+        if exchange.status == 0:
+            continue  # no answer at all (a transport error) is not judged
+        answered += 1
         found += [(f"example {number}", f) for f in _valid_answer_findings(ctx, body, exchange)]
+    if not answered:
+        raise NotChecked(f"not checked: no drawn request was answered {_replay_note(ctx)}")
     for failure in one_per_rule(found):
         ctx.record(failure)
 
@@ -123,15 +129,18 @@ def fuzz_valid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]) 
     cost=_invalid_cost,
     rules=("fuzz-invalid-request", "request-protocol-constraint"),
 )
-def fuzz_invalid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]) -> None:
+def fuzz_invalid_requests(
+    ctx: CheckContext, fuzz_requests: list[dict[str, Any]], invalid_param_answers: list[InvalidAnswer]
+) -> None:
     """The drawn requests, each with one schema constraint broken, never get a 2xx or a 5xx.
 
-    A constraint ``errors_invalid_params`` also breaks (the same property and constraint) is that
-    check's finding when accepted: it is counted here, not reported twice. A 5xx stays this check's.
+    A constraint ``errors_invalid_params`` also breaks (same property, same constraint) accepted
+    there as here is that check's finding, not reported twice. A 5xx stays this check's: a crash
+    may come from the drawn context around the constraint.
     """
     chooser = random.Random(ctx.settings.fuzz_seed)
     schema = ctx.store.get(SCHEMA)
-    owned = {case.label for case in invalid_cases(ctx)}
+    owned = {a.case.label: _outcome(a.exchange.status) for a in invalid_param_answers}
     found: list[tuple[str, Failure]] = []
     judged = 0
     for body in fuzz_requests:
@@ -140,10 +149,11 @@ def fuzz_invalid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]
             continue
         case = chooser.choice(cases)
         exchange = ctx.chat(case.body, tokens=1)
-        if exchange.status < 400 and case.label in owned:
-            continue
+        outcome = _outcome(exchange.status)
+        if outcome == "none" or (outcome == "accepted" and owned.get(case.label) == outcome):
+            continue  # no answer is not judged; an acceptance errors_invalid_params also saw is its
         judged += 1
-        if 400 <= exchange.status < 500:
+        if outcome == "refused":
             continue
         rule = "fuzz-invalid-request"
         if exchange.status < 400:
@@ -158,11 +168,17 @@ def fuzz_invalid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]
         found.append((case.label, failure))
     if not judged:
         raise NotChecked(
-            "not checked: no drawn request had a constraint of its own to break (an accepted one that "
-            "errors_invalid_params also tests is reported there)"
+            "not checked: every broken constraint was accepted, as errors_invalid_params reports"
         )
     for failure in one_per_rule(found):
         ctx.record(failure)
+
+
+def _outcome(status: int) -> str:
+    """The kind of answer: accepted, refused (4xx), a server error, or none."""
+    if status == 0:
+        return "none"
+    return "accepted" if status < 400 else "refused" if status < 500 else "server error"
 
 
 def _valid_answer_findings(ctx: CheckContext, body: dict[str, Any], exchange: Exchange) -> list[Failure]:
