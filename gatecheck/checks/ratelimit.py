@@ -168,8 +168,10 @@ def _within_window(ctx: CheckContext, sent: list[Exchange], rpm: int) -> list[Ex
 
 @observation(cost=lambda s: Cost(2 * s.rpm + EXTRA, 2 * s.rpm + EXTRA))
 def rpm_burst(ctx: CheckContext) -> Burst:
-    """From a fresh window, RPM + k small requests at once on the rate-limit key (and, after early
-    429s, more within the window as Retry-After says)."""
+    """From a fresh window, RPM + k small requests at once on the rate-limit key.
+
+    After 429s that came before RPM admissions, more within the window as Retry-After says.
+    """
     setup = ctx.ratelimit
     ctx.session.wait_for_fresh_window()
     exchanges = _send_all(ctx, [_burst_body(ctx) for _ in range(setup.rpm + EXTRA)])
@@ -342,8 +344,11 @@ def _header_findings(ctx: CheckContext, burst: Burst) -> tuple[list[tuple[str, F
 )
 @requires("ratelimit")
 def ratelimit_headers(ctx: CheckContext, rpm_burst: Burst) -> None:
-    """Every 429 carries the profile's rate-limit headers with Remaining 0; every response's headers
-    agree with the key's declared RPM (and, in OpenAI's dialect, every response carries them)."""
+    """Rate-limit headers: on every 429 with Remaining 0, on every response the key's own limits.
+
+    In OpenAI's dialect every response carries them; their values must agree with the key's
+    declared RPM (and TPM, where a token limit is stated): relayed upstream headers do not.
+    """
     found, readable = _header_findings(ctx, rpm_burst)
     for failure in one_per_rule(found):
         ctx.record(failure)
@@ -366,8 +371,10 @@ def ratelimit_headers(ctx: CheckContext, rpm_burst: Burst) -> None:
 )
 @requires("ratelimit")
 def ratelimit_remaining_monotonic(ctx: CheckContext, rpm_burst: Burst) -> None:
-    """X-RateLimit-Remaining never increases within a window (a new window, a freed slot or a
-    bucket's continuous refill may)."""
+    """X-RateLimit-Remaining never increases within a window.
+
+    A new window, a slot a sliding log freed or a bucket's continuous refill may raise it.
+    """
     _require_429(rpm_burst)
     if any(_disagreement(info, rpm_burst.rpm) for info in rpm_burst.readings):
         raise NotChecked(
@@ -517,8 +524,10 @@ class _TpmRun:
 def ratelimit_tpm_enforced(
     ctx: CheckContext, chat_context: KnownContext | None, chat_token_rate: cal.TokenRate | str
 ) -> None:
-    """Requests sized in the target's tokens, each well under the TPM, meet a 429 about tokens once
-    the tokens admitted in a window pass the TPM (charged before or after serving)."""
+    """Requests sized in the target's tokens meet a 429 about tokens once a window's pass the TPM.
+
+    Each request is well under the TPM; a gateway may charge it before or after serving it.
+    """
     setup = ctx.ratelimit
     if isinstance(chat_token_rate, str):
         raise NotChecked(f"not checked: {chat_token_rate}")
