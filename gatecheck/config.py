@@ -48,8 +48,13 @@ CAPABILITIES: tuple[str, ...] = (
     "search",
     "balance",
     "models",
+    "ratelimit",
 )
-"""What a target may claim to support; a check needing an unclaimed capability is skipped."""
+"""What a target may claim to support; a check needing an unclaimed capability is skipped.
+
+``ratelimit`` is the claim that the target limits requests per key (002 Rate Limits); a target
+without rate limiting sets it false and the whole rate-limit area is skipped with that reason.
+"""
 
 PROFILES: tuple[str, ...] = ("gateway", "openai", "lenient")
 """Which reading of the documents to check against (api-docs/README.md: "Where the documents disagree")."""
@@ -60,6 +65,10 @@ DEFAULT_KEY_ENV = "GATECHECK_API_KEY"
 DEFAULT_KEY_2_ENV = "GATECHECK_API_KEY_2"
 REFERENCE_NAME = "reference"
 """The name of a target without a base URL (the embedded reference gateway)."""
+
+MODEL_SETTINGS: tuple[str, ...] = ("context_length",)
+"""What a ``[models.<id>]`` table of the target file may declare about one model."""
+MAX_CONTEXT_LENGTH = 1_000_000_000
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
@@ -91,6 +100,12 @@ class Target:
     capabilities: frozenset[str] = frozenset(CAPABILITIES)
     rpm: int = 60
     tpm: int = 100_000
+    rpm_2: int | None = None
+    """The second key's RPM (None: the same as ``rpm``)."""
+    tpm_2: int | None = None
+    """The second key's TPM (None: the same as ``tpm``)."""
+    ratelimit_window: float = 60.0
+    """The limits' window in seconds: a minute (RPM, TPM), shorter only for test gateways."""
     profile: str = "gateway"
     max_requests: int = 1000
     max_output_tokens: int = 64
@@ -98,6 +113,17 @@ class Target:
     read_timeout: float = 60.0
     total_timeout: float = 120.0
     max_response_bytes: int = 8 * _MIB
+    context_lengths: tuple[tuple[str, int], ...] = ()
+    """Context lengths in tokens declared per model id (``[models.<id>] context_length``)."""
+
+    @property
+    def key_2_limits(self) -> tuple[int, int]:
+        """(RPM, TPM) of the second key: its own when declared, else the main key's."""
+        return (self.rpm_2 or self.rpm, self.tpm_2 or self.tpm)
+
+    def context_length(self, model: str) -> int | None:
+        """The context length the target file declares for ``model``, or None."""
+        return dict(self.context_lengths).get(model)
 
     def claims(self, capability: str) -> bool:
         """Whether the target claims ``capability`` (a name from ``CAPABILITIES``)."""
@@ -122,6 +148,11 @@ class Target:
             f"model {self.models.chat}",
             f"profile {self.profile}",
             f"limits {self.rpm} rpm / {self.tpm} tpm",
+            *(
+                [f"key 2 limits {self.key_2_limits[0]} rpm / {self.key_2_limits[1]} tpm"]
+                if self.api_key_2
+                else []
+            ),
             f"budget {self.max_requests} requests x {self.max_output_tokens} tokens",
         ]
         unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
@@ -136,6 +167,7 @@ class Target:
         as_json["api_key_2"] = self.key_state(2)
         as_json["models"] = {role: getattr(self.models, role) for role in MODEL_ROLES}
         as_json["capabilities"] = [c for c in CAPABILITIES if c in self.capabilities]
+        as_json["context_lengths"] = dict(self.context_lengths)
         return as_json
 
 
@@ -236,6 +268,19 @@ TARGET_OPTIONS: tuple[TargetOption, ...] = (
     ),
     TargetOption("rpm", "--rpm", "GATECHECK_RPM", "documented requests per minute per key", "N"),
     TargetOption("tpm", "--tpm", "GATECHECK_TPM", "documented tokens per minute per key", "N"),
+    TargetOption(
+        "rpm_2", "--rpm-2", "GATECHECK_RPM_2", "the second key's requests per minute (default --rpm)", "N"
+    ),
+    TargetOption(
+        "tpm_2", "--tpm-2", "GATECHECK_TPM_2", "the second key's tokens per minute (default --tpm)", "N"
+    ),
+    TargetOption(
+        "ratelimit_window",
+        "--ratelimit-window",
+        "GATECHECK_RATELIMIT_WINDOW",
+        "seconds of the rate-limit window (60: RPM and TPM are per minute; shorter for test gateways)",
+        "S",
+    ),
     TargetOption(
         "profile",
         "--profile",
@@ -453,6 +498,9 @@ _PARSERS: dict[str, _Parser] = {
     "capabilities": _parse_capabilities,
     "rpm": _integer(1, 1_000_000),
     "tpm": _integer(1, 1_000_000_000),
+    "rpm_2": _integer(1, 1_000_000),
+    "tpm_2": _integer(1, 1_000_000_000),
+    "ratelimit_window": _seconds(3600),
     "profile": _choice(PROFILES),
     "max_requests": _integer(1, 1_000_000),
     "max_output_tokens": _integer(1, 1_000_000),
@@ -507,14 +555,47 @@ def _capabilities_table(table: object, label: str) -> frozenset[str]:
 
 
 def _models_table(table: object, label: str) -> dict[str, object]:
-    """``[models]``: role = model id, flattened to ``models.<role>``."""
+    """``[models]``: role = model id, flattened to ``models.<role>``; ``[models.<id>]`` tables
+    declare what is known of one model, gathered under ``context_lengths``."""
     if not isinstance(table, dict):
         raise ConfigError(f"models (in {label})", table, 'a table like [models] chat = "model-id"')
-    for role in table:
-        if role not in MODEL_ROLES:
+    values: dict[str, object] = {}
+    declared: list[tuple[str, int]] = []
+    for role, value in table.items():
+        if isinstance(value, dict):
+            length = _model_settings(role, value, label)
+            if length is not None:
+                declared.append((role, length))
+        elif role in MODEL_ROLES:
+            values[f"models.{role}"] = value
+        else:
             hint = _suggest(role, MODEL_ROLES)
-            raise ConfigError(f"key in [models] (in {label})", role, f"one of {', '.join(MODEL_ROLES)}{hint}")
-    return {f"models.{role}": model for role, model in table.items()}
+            raise ConfigError(
+                f"key in [models] (in {label})",
+                role,
+                f"one of {', '.join(MODEL_ROLES)}{hint}, or a [models.<id>] table",
+            )
+    if declared:
+        values["context_lengths"] = tuple(declared)
+    return values
+
+
+def _model_settings(model: str, table: dict[str, object], label: str) -> int | None:
+    """``[models.<id>]``: what the target declares about one model (its context length, in tokens)."""
+    _parse_model(model, f"model id in [models.{model}] (in {label})")
+    for key in table:
+        if key not in MODEL_SETTINGS:
+            hint = _suggest(key, MODEL_SETTINGS)
+            raise ConfigError(
+                f"key in [models.{model}] (in {label})", key, f"one of {', '.join(MODEL_SETTINGS)}{hint}"
+            )
+    if "context_length" not in table:
+        return None
+    where = f"models.{model}.context_length (in {label})"
+    value = table["context_length"]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(where, value, f"an integer from 1 to {MAX_CONTEXT_LENGTH} (tokens)")
+    return cast(int, _integer(1, MAX_CONTEXT_LENGTH)(value, where))
 
 
 def _key_in_file(key: str, label: str) -> ConfigError:
@@ -617,6 +698,9 @@ _PLAIN_FIELDS = (
     "capabilities",
     "rpm",
     "tpm",
+    "rpm_2",
+    "tpm_2",
+    "ratelimit_window",
     "profile",
     "max_requests",
     "max_output_tokens",
@@ -639,6 +723,7 @@ def _assemble(sources: _Sources, path: Path | None, keys: dict[str, Any]) -> Tar
     base_url = cast("str | None", sources.value("base_url", None))
     changes: dict[str, Any] = {f: sources.value(f, getattr(_DEFAULTS, f)) for f in _PLAIN_FIELDS}
     changes["name"] = sources.value("name", _default_name(path, base_url))
+    changes["context_lengths"] = sources.file.get("context_lengths", ())
     return replace(_DEFAULTS, base_url=base_url, models=models, **keys, **changes)
 
 

@@ -52,6 +52,7 @@ from gatecheck.checks import (
     run_check,
 )
 from gatecheck.checks.base import Cost
+from gatecheck.checks.runner import run_order
 from gatecheck.checks.session import open_session, plan_settings
 from gatecheck.config import TARGET_OPTIONS, Target, load_target
 from gatecheck.errors import ConfigError
@@ -304,10 +305,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _ratelimit_last(items: list[pytest.Item], target: Target) -> list[pytest.Item]:
-    """Rate-limit checks run last unless they have a key of their own."""
-    if target.base_url is None or target.api_key_2 is not None:
-        return items
-    return sorted(items, key=lambda i: isinstance(i, CheckItem) and i.check.area == "ratelimit")
+    """Rate-limit checks run last unless they have a key of their own; ``heavy`` checks after all."""
+    dedicated = target.base_url is None or target.api_key_2 is not None
+    return sorted(
+        items, key=lambda i: run_order(i.check, dedicated) if isinstance(i, CheckItem) else (False, False)
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -75,7 +75,7 @@ def test_a_plan_prices_each_shared_observation_once() -> None:
     sharing = [CHECKS["nonstream_schema"], CHECKS["nonstream_usage"], CHECKS["nonstream_choices"]]
     assert plan_cost(sharing, SETTINGS) == OBSERVATIONS["basic_answer"].cost_for(SETTINGS)
     burst = plan_cost([CHECKS["ratelimit_rpm_enforced"]], SETTINGS)
-    assert burst.requests == SETTINGS.rpm + 3
+    assert burst.requests == 2 * SETTINGS.rpm + 3, "RPM + 3 at once, and up to RPM more within the window"
     assert plan_cost([CHECKS["fuzz_valid_requests"]], SETTINGS).requests == SETTINGS.fuzz_examples
 
 

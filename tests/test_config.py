@@ -147,6 +147,9 @@ SAMPLES: dict[str, tuple[str, str, str, object, object, object]] = {
     ),
     "rpm": ("10", "20", "30", 10, 20, 30),
     "tpm": ("1000", "2000", "3000", 1000, 2000, 3000),
+    "rpm_2": ("11", "21", "31", 11, 21, 31),
+    "tpm_2": ("1001", "2001", "3001", 1001, 2001, 3001),
+    "ratelimit_window": ("3", "4.5", "60", 3.0, 4.5, 60.0),
     "profile": ('"openai"', "lenient", "gateway", "openai", "lenient", "gateway"),
     "max_requests": ("5", "6", "7", 5, 6, 7),
     "max_output_tokens": ("8", "9", "10", 8, 9, 10),
@@ -454,3 +457,36 @@ def test_the_configuration_doc_lists_every_option() -> None:
     for option in TARGET_OPTIONS:
         assert f"`{option.flag}`" in doc
         assert option.env is None or f"`{option.env}`" in doc
+
+
+def test_models_tables_declare_context_lengths_per_model(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[models]\nchat = "team-llm"\n[models.team-llm]\ncontext_length = 131_072\n'
+        '[models."org/small-1"]\ncontext_length = 8192\n',
+    )
+    target = load_target(path, {}, ENV)
+    assert target.models.chat == "team-llm"
+    assert target.context_length("team-llm") == 131_072 and target.context_length("org/small-1") == 8192
+    assert target.context_length("unknown") is None and Target().context_lengths == ()
+    assert target.redacted()["context_lengths"] == {"team-llm": 131_072, "org/small-1": 8192}
+    for table, words in (
+        ("[models.m]\ncontext_lenght = 5\n", "did you mean 'context_length'?"),
+        ('[models.m]\ncontext_length = "5"\n', "an integer from 1 to 1000000000"),
+        ("[models.m]\ncontext_length = 0\n", "an integer from 1 to 1000000000"),
+        ('[models]\nvision = "m"\n', "or a [models.<id>] table"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            load_target(write(tmp_path, table), {}, ENV)
+        assert_one_clear_error(caught.value, words)
+
+
+def test_rate_limits_of_the_second_key_window_and_the_ratelimit_capability(tmp_path: Path) -> None:
+    plain = load_target(None, {}, ENV)
+    assert plain.key_2_limits == (60, 100_000) and plain.ratelimit_window == 60.0
+    assert plain.claims("ratelimit")
+    own = load_target(None, {"rpm": "1000", "rpm_2": "3", "tpm_2": "2000", "ratelimit_window": "3"}, ENV)
+    assert own.key_2_limits == (3, 2000) and (own.rpm, own.tpm) == (1000, 100_000)
+    assert "key 2 limits 3 rpm / 2000 tpm" in own.describe()
+    path = write(tmp_path, "[capabilities]\nratelimit = false\n")
+    assert not load_target(path, {}, ENV).claims("ratelimit")

@@ -341,6 +341,11 @@ def _bad_key_401(gw: RunningGateway) -> bool:
     return post(gw, CHAT, chat_body(), headers={"Authorization": "Bearer not-a-key"}).status_code == 401
 
 
+@probe("auth-key-optional")
+def _no_key_401(gw: RunningGateway) -> bool:
+    return post(gw, CHAT, chat_body(), headers={}).status_code == 401
+
+
 @probe("auth-reject-x-api-key")
 def _x_api_key(gw: RunningGateway) -> bool:
     return post(gw, MESSAGES, message_body(), headers={"x-api-key": DEMO_KEY}).status_code == 200
@@ -392,6 +397,17 @@ def _gets_429(gw: RunningGateway) -> bool:
 @probe("ratelimit-over-admit", rpm=2)
 def _admits_rpm(gw: RunningGateway) -> bool:
     return [r.status_code for r in burst(gw, 5)].count(200) == 2
+
+
+@probe("ratelimit-under-admit", rpm=3)
+def _admits_its_rpm(gw: RunningGateway) -> bool:
+    return [r.status_code for r in burst(gw, 4)].count(200) == 3
+
+
+@probe("ratelimit-headers-relayed", rpm=3)
+def _headers_are_the_keys(gw: RunningGateway) -> bool:
+    headers = burst(gw, 1)[0].headers
+    return headers["X-RateLimit-Limit"] == "3" and int(headers["X-RateLimit-Remaining"]) <= 3
 
 
 @probe("ratelimit-no-retry-after", rpm=1)

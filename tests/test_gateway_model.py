@@ -230,8 +230,10 @@ def test_limiter_tpm_charges_the_whole_cost_and_rejections_consume_nothing() -> 
 
 
 def test_limiter_fault_switches() -> None:
-    over = RateLimiter(60.0, clock=lambda: 0.0, admit_factor=2)
-    assert sum(over.check("k", 3, 10**6, 1).admitted for _ in range(10)) == 6
+    over = RateLimiter(60.0, clock=lambda: 0.0, over_admit=True)
+    assert sum(over.check("k", 4, 10**6, 1).admitted for _ in range(10)) == 6
+    under = RateLimiter(60.0, clock=lambda: 0.0, under_admit=True)
+    assert sum(under.check("k", 4, 10**6, 1).admitted for _ in range(10)) == 3
     lax = RateLimiter(60.0, clock=lambda: 0.0, enforce_tpm=False)
     assert lax.check("k", 10, 5, 50).admitted
 

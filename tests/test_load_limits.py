@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from gatecheck.calibration import CALIBRATION_UNITS
 from gatecheck.errors import ConfigError
 from gatecheck.load.limits import (
     LimitKey,
     Phase,
     ProbePlan,
     ProbeRecord,
+    calibrated,
     judge,
     parse_limits_key,
     plan_probes,
@@ -111,12 +113,55 @@ def test_missing_retry_after_and_failed_wait_fail() -> None:
     assert any("waiting Retry-After did not work" in f for f in failed_wait["failures"])
 
 
+def _calibration(plan: ProbePlan, prompt_tokens: int | None, status: int = 200) -> ProbeRecord:
+    """The calibration record of a TPM probe: the target counted ``prompt_tokens`` for 256 words."""
+    return ProbeRecord(
+        plan.name, "calibrate", 0.0, status, prompt_tokens or 0, prompt_tokens is not None, None, True
+    )
+
+
 def test_tpm_probe_counts_tokens_and_widens_the_tolerance_to_one_request() -> None:
-    plan = _plan("tpm")
-    records = _records(plan, admit_per_window=20)
-    result = judge(plan, records)
+    placeholder = _plan("tpm")
+    plan = calibrated(placeholder, _calibration(placeholder, CALIBRATION_UNITS))
+    records = [_calibration(plan, CALIBRATION_UNITS), *_records(plan, admit_per_window=20)]
+    result = judge(placeholder, records)
     assert result["kind"] == "tpm" and result["admitted_per_window"] == 2000
     assert result["tolerance"] == pytest.approx(max(0.1, plan.cost_tokens / 2000))
+    assert result["tokens_per_word"] == 1.0 and result["not_checked"] is None
+
+
+def test_tpm_probes_are_sized_in_the_targets_tokens_not_in_words() -> None:
+    """Issue 9: a key whose model counts a word as half a token (or two tokens)."""
+    placeholder = plan_probes(LimitKey("small", None, 6, 2000), 60.0, overdrive=2.0, windows=2)[1]
+    for prompt_tokens in (128, 512):
+        plan = calibrated(placeholder, _calibration(placeholder, prompt_tokens))
+        assert not plan.not_checked, plan.not_checked
+        assert plan.cost_tokens <= 2000 / 2 + 1, "a request is at most half the TPM, in the target's tokens"
+        assert plan.tokens_per_word == prompt_tokens / CALIBRATION_UNITS
+        assert plan.rate_per_s * 60 <= 0.8 * 6, "requests cannot explain a 429: under 80% of the RPM"
+        offered = plan.rate_per_s * 60 * plan.cost_tokens
+        assert offered > 1.1 * (2000 + plan.cost_tokens), "more than a gateway charging after serving admits"
+
+
+def test_a_tpm_probe_that_cannot_pass_the_tpm_within_the_rpm_is_not_checked() -> None:
+    """A 3-RPM/2,000-TPM key: 2.4 requests a window of at most 1,000 tokens cannot pass 2,000 + 1,000."""
+    for rpm in (1, 3):
+        placeholder = plan_probes(LimitKey("small", None, rpm, 2000), 60.0)[1]
+        plan = calibrated(placeholder, _calibration(placeholder, 128))
+        assert "the TPM cannot be told from the RPM" in plan.not_checked
+        assert judge(placeholder, [_calibration(placeholder, 128)])["not_checked"] == plan.not_checked
+
+
+def test_a_tpm_probe_without_calibration_or_refused_for_its_size_is_not_checked() -> None:
+    placeholder = _plan("tpm")
+    for record in (_calibration(placeholder, None), _calibration(placeholder, 300, status=429)):
+        result = judge(placeholder, [record, *_records(placeholder, admit_per_window=20)])
+        assert not result["passed"] and not result["failures"] and result["not_checked"]
+    plan = calibrated(placeholder, _calibration(placeholder, CALIBRATION_UNITS))
+    refused = [ProbeRecord(plan.name, "burst", 0.1 * i, 400, 0, False, None, False) for i in range(5)]
+    result = judge(placeholder, [_calibration(plan, CALIBRATION_UNITS), *refused])
+    assert "for their own size" in result["not_checked"] and not result["failures"]
+    assert not any("under-admits" in f for f in result["failures"])
 
 
 def test_an_empty_probe_fails_and_the_overall_verdict_needs_every_probe() -> None:
@@ -124,7 +169,9 @@ def test_an_empty_probe_fails_and_the_overall_verdict_needs_every_probe() -> Non
     result = verdict([rpm, tpm], _records(rpm, admit_per_window=10))
     assert [p["passed"] for p in result["probes"]] == [True, False]
     assert not result["passed"]
-    assert "sent nothing" in result["probes"][1]["failures"][0]
+    assert "calibration request was not sent" in result["probes"][1]["not_checked"]
+    empty = verdict([rpm], [])
+    assert "sent nothing" in empty["probes"][0]["failures"][0]
 
 
 def test_retry_wait_is_the_first_usable_retry_after_capped() -> None:

@@ -39,6 +39,7 @@ AREAS: dict[str, str] = {
 EXTRA_MARKERS: dict[str, str] = {
     "slow": "waits out a rate-limit window (Retry-After)",
     "costly": "spends many tokens (TPM burst) on a real target",
+    "heavy": "sends one very large request (the over-long prompt); runs after every other check",
 }
 
 FAMILIES: tuple[str, ...] = (

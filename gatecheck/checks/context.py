@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -38,7 +39,8 @@ class RateLimitSetup:
     """Where the rate-limit checks send their bursts, and the limits declared for that key.
 
     ``dedicated`` is true when the key is not the one the other checks use (a second key, or the
-    embedded gateway's small-limit key), so bursting it disturbs nothing else.
+    embedded gateway's small-limit key), so bursting it disturbs nothing else. ``window_s`` is the
+    limits' window: a minute, as RPM and TPM say (the embedded gateway's is shorter).
     """
 
     client: Client
@@ -46,6 +48,7 @@ class RateLimitSetup:
     rpm: int
     tpm: int
     dedicated: bool
+    window_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Session:
     observations: dict[str, Any] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
     requests_sent: int = 0
+    last_sent: dict[str, float] = field(default_factory=dict)
+    """When a request on the main key (``main``) or the rate-limit key (``ratelimit``) last ended."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def context(self, check: Check) -> CheckContext:
@@ -86,6 +91,28 @@ class Session:
                 raise NotChecked(f"not checked: the budget of {budget} requests (--budget-requests) is spent")
             self.requests_sent += 1
             self.spent[account] = self.spent.get(account, 0) + 1
+
+    def key_account(self, key: Secret | str | None) -> str:
+        """Which key a request used, for ``last_sent``: ``main``, ``ratelimit`` or ``other``."""
+        if key is None or key is self.target.api_key:
+            return "main"
+        return "ratelimit" if key is self.ratelimit.key else "other"
+
+    def quiet_s(self, account: str) -> float:
+        """Seconds since a request on ``account`` last ended (infinite when none was sent)."""
+        last = self.last_sent.get(account)
+        return float("inf") if last is None else time.monotonic() - last
+
+    def wait_for_fresh_window(self) -> float:
+        """Sleep until the rate-limit key has been quiet for a whole window; the seconds slept.
+
+        Whatever the server's window algorithm (fixed, sliding, token bucket), a key nobody used
+        for a window starts the next request with its whole allowance; 5% absorbs network delay.
+        """
+        window = self.ratelimit.window_s * 1.05
+        wait = max(0.0, window - self.quiet_s(self.key_account(self.ratelimit.key)))
+        time.sleep(wait)
+        return wait
 
 
 class CheckContext:
@@ -176,11 +203,14 @@ class CheckContext:
         """
         chosen = client or self.session.client
         json_body = capped(json_body, self.target.max_output_tokens)
+        account = self.session.key_account(key)
         if not paced:
             self.session.charge(self._account)
-            return chosen.send(
+            exchange = chosen.send(
                 method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
             )
+            self.session.last_sent[account] = time.monotonic()
+            return exchange
         if tokens is None:
             tokens = estimate_tokens(json_body, self.target.max_output_tokens)
         for attempt in range(RETRIES_ON_429 + 1):
@@ -192,6 +222,7 @@ class CheckContext:
             exchange = chosen.send(
                 method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
             )
+            self.session.last_sent[account] = time.monotonic()
             self.session.pacer.settle(ticket, used_tokens(exchange, tokens))
             if exchange.status != 429:
                 return exchange

@@ -12,13 +12,6 @@ from collections.abc import Mapping
 
 from gatecheck.results import Verdict
 
-_ERROR_BODY_CHECKS = (
-    "errors_missing_key",
-    "errors_invalid_key",
-    "errors_unknown_model",
-    "errors_malformed_json",
-)
-
 
 def _fail(*check_ids: str) -> dict[str, Verdict]:
     return dict.fromkeys(check_ids, "FAIL")
@@ -54,7 +47,7 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     "stream-nondeterministic": _warn("stream_matches_nonstream"),
     # non-streaming bodies
     "body-usage-total-wrong": _fail("nonstream_usage"),
-    "body-wrong-object": _fail("nonstream_identity"),
+    "body-wrong-object": _fail("nonstream_identity", "fuzz_valid_requests"),
     "body-role-not-assistant": _fail("nonstream_choices"),
     "body-bad-finish-reason": _fail("nonstream_finish_reason"),
     # parameters accepted but ignored
@@ -67,19 +60,22 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     "tool-args-invalid": _warn("tools_arguments_valid"),
     # auth
     "auth-accept-any-key": _fail("errors_invalid_key"),
+    "auth-key-optional": _fail("errors_missing_key"),
     "auth-reject-x-api-key": _fail("anthropic_auth_x_api_key", "errors_x_api_key_chat"),
-    # status codes and error bodies
+    # status codes and error bodies (the bodies of every error probe, and of the 429s, judged once each)
     "error-unknown-model-400": _fail("errors_unknown_model"),
-    "error-body-plain-text": _fail(*_ERROR_BODY_CHECKS),
-    "error-no-request-id": _fail(*_ERROR_BODY_CHECKS),
-    "error-5xx-on-invalid": _fail("errors_invalid_params", "errors_malformed_json"),
+    "error-body-plain-text": _fail("errors_bodies", "ratelimit_429_body"),
+    "error-no-request-id": _fail("errors_bodies", "ratelimit_429_body"),
+    "error-5xx-on-invalid": _fail("errors_invalid_params", "errors_malformed_json", "fuzz_invalid_requests"),
     "validation-lax": _fail("errors_invalid_params"),
     "context-length-unchecked": _fail("errors_context_length"),
     # rate limits
     "ratelimit-never-429": _fail("ratelimit_rpm_enforced"),
     "ratelimit-over-admit": _fail("ratelimit_rpm_not_exceeded"),
+    "ratelimit-under-admit": _fail("ratelimit_rpm_admitted"),
     "ratelimit-no-retry-after": _fail("ratelimit_retry_after"),
     "ratelimit-no-headers": _fail("ratelimit_headers"),
+    "ratelimit-headers-relayed": _fail("ratelimit_headers"),
     "ratelimit-remaining-increases": _warn("ratelimit_remaining_monotonic"),
     "ratelimit-retry-after-short": _fail("ratelimit_retry_after_honoured"),
     "tpm-unenforced": _fail("ratelimit_tpm_enforced"),

@@ -8,6 +8,11 @@ the constraint picked by a generator seeded like hypothesis): never a 2xx, never
 are drawn once for both checks (drawing from this schema costs most of a second each), capped by
 ``--fuzz-examples``, without shrinking (it would send more requests) or an example database; the
 seed is in every message for replay.
+
+A broken constraint carries its rule: one the documents state is ``fuzz-invalid-request``, one
+only OpenAI's reference states is ``request-protocol-constraint`` (a warning under ``gateway``);
+the answers' schema issues likewise take the rule of the constraint (``null-optional-field``...).
+Findings are one per rule, the first quoted and the rest counted. Zero examples is not checked.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import json
 import random
 from typing import TYPE_CHECKING, Any
 
-from gatecheck.checks.base import Cost, Failure, PlanSettings, check, observation
+from gatecheck.checks.base import Cost, Failure, NotChecked, PlanSettings, check, observation
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.negative import negative_cases
-from gatecheck.checks.wire import as_dict, describe, excerpt
+from gatecheck.checks.errors import InvalidAnswer, one_per_rule
+from gatecheck.checks.negative import broken_rule, negative_cases
+from gatecheck.checks.wire import as_dict, describe, excerpt, invalid_events, schema_failures
 from gatecheck.errors import SSEError
 
 if TYPE_CHECKING:
@@ -80,15 +86,18 @@ def fuzz_requests(ctx: CheckContext) -> list[dict[str, Any]]:
         if len(drawn) < ctx.settings.fuzz_examples and ctx.store.is_valid(SCHEMA, body):
             drawn.append(body)
 
-    if ctx.settings.fuzz_examples > 0:
-        draw_all = settings(
-            max_examples=ctx.settings.fuzz_examples,
-            phases=[Phase.generate],
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        )(given(_strategy(ctx))(keep))
-        seed(ctx.settings.fuzz_seed)(draw_all)()
+    if ctx.settings.fuzz_examples <= 0:
+        raise NotChecked("not checked: --fuzz-examples 0 draws no request")
+    draw_all = settings(
+        max_examples=ctx.settings.fuzz_examples,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )(given(_strategy(ctx))(keep))
+    seed(ctx.settings.fuzz_seed)(draw_all)()
+    if not drawn:
+        raise NotChecked(f"not checked: hypothesis drew no schema-valid request {_replay_note(ctx)}")
     return drawn
 
 
@@ -96,80 +105,124 @@ def fuzz_requests(ctx: CheckContext) -> list[dict[str, Any]]:
     "fuzz",
     "000/001 Request Parameters via schemas/openai.chat.request.json; 002 Error Codes",
     cost=_valid_cost,
+    rules=("fuzz-valid-request", "null-optional-field"),
 )
 def fuzz_valid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]) -> None:
     """Schema-valid requests get a 2xx with a valid body (or stream), or a documented 4xx."""
-    for body in fuzz_requests:
+    found: list[tuple[str, Failure]] = []
+    answered = 0
+    for number, body in enumerate(fuzz_requests, start=1):
         exchange = ctx.chat(body)
-        problem = _valid_answer_problem(ctx, body, exchange)
-        if problem:
-            ctx.record(
-                Failure(
-                    title="a schema-valid request got an undocumented answer",
-                    rule="fuzz-valid-request",
-                    expected=f"2xx with a valid body, or one of {DOCUMENTED_4XX} {_replay_note(ctx)}",
-                    received=problem,
-                    exchange=exchange,
-                )
-            )
+        if exchange.status == 0:
+            continue  # no answer at all (a transport error) is not judged
+        answered += 1
+        found += [(f"example {number}", f) for f in _valid_answer_findings(ctx, body, exchange)]
+    if not answered:
+        raise NotChecked(f"not checked: no drawn request was answered {_replay_note(ctx)}")
+    for failure in one_per_rule(found):
+        ctx.record(failure)
 
 
 @check(
     "fuzz",
-    "schemas/openai.chat.request.json constraints; 002 Error Codes (400 INVALID_PARAMS)",
+    "schemas/openai.chat.request.json constraints; 002 Error Codes (400 INVALID_PARAMS); OpenAI reference",
     cost=_invalid_cost,
+    rules=("fuzz-invalid-request", "request-protocol-constraint"),
 )
-def fuzz_invalid_requests(ctx: CheckContext, fuzz_requests: list[dict[str, Any]]) -> None:
-    """The drawn requests, each with one schema constraint broken, never get a 2xx or a 5xx."""
+def fuzz_invalid_requests(
+    ctx: CheckContext, fuzz_requests: list[dict[str, Any]], invalid_param_answers: list[InvalidAnswer]
+) -> None:
+    """The drawn requests, each with one schema constraint broken, never get a 2xx or a 5xx.
+
+    A constraint ``errors_invalid_params`` also breaks (same property, same constraint) accepted
+    there as here is that check's finding, not reported twice. A 5xx stays this check's: a crash
+    may come from the drawn context around the constraint.
+    """
     chooser = random.Random(ctx.settings.fuzz_seed)
     schema = ctx.store.get(SCHEMA)
+    owned = {a.case.label: _outcome(a.exchange.status) for a in invalid_param_answers}
+    found: list[tuple[str, Failure]] = []
+    judged = 0
     for body in fuzz_requests:
         cases = negative_cases(schema, body, lambda b: ctx.store.is_valid(SCHEMA, b))
         if not cases:
             continue
         case = chooser.choice(cases)
         exchange = ctx.chat(case.body, tokens=1)
-        if exchange.status < 400 or exchange.status >= 500:
-            ctx.record(
-                Failure(
-                    title=f"an invalid request ({case.label}) was answered {exchange.status}",
-                    rule="fuzz-invalid-request",
-                    expected=f"a 4xx, never a 2xx or 5xx {_replay_note(ctx)}",
-                    received=describe(exchange, 300),
-                    exchange=exchange,
-                )
-            )
+        outcome = _outcome(exchange.status)
+        if outcome == "none" or (outcome == "accepted" and owned.get(case.label) == outcome):
+            continue  # no answer is not judged; an acceptance errors_invalid_params also saw is its
+        judged += 1
+        if outcome == "refused":
+            continue
+        rule = "fuzz-invalid-request"
+        if exchange.status < 400:
+            rule = broken_rule(ctx.store, SCHEMA, case.body, default="fuzz-invalid-request")
+        failure = Failure(
+            title=f"an invalid request ({case.label}) was answered {exchange.status}",
+            rule=rule,
+            expected=f"a 4xx, never a 2xx or 5xx {_replay_note(ctx)}",
+            received=describe(exchange, 300),
+            exchange=exchange,
+        )
+        found.append((case.label, failure))
+    if not judged:
+        raise NotChecked(
+            "not checked: every broken constraint was accepted, as errors_invalid_params reports"
+        )
+    for failure in one_per_rule(found):
+        ctx.record(failure)
 
 
-def _valid_answer_problem(ctx: CheckContext, body: dict[str, Any], exchange: Exchange) -> str:
-    """Why the answer to a valid request is not acceptable ("" when it is)."""
+def _outcome(status: int) -> str:
+    """The kind of answer: accepted, refused (4xx), a server error, or none."""
+    if status == 0:
+        return "none"
+    return "accepted" if status < 400 else "refused" if status < 500 else "server error"
+
+
+def _valid_answer_findings(ctx: CheckContext, body: dict[str, Any], exchange: Exchange) -> list[Failure]:
+    """Why the answer to a valid request is not acceptable (nothing when it is)."""
     if exchange.status in DOCUMENTED_4XX:
-        return ""
+        return []
+    what = "the answer to a schema-valid request"
     if not 200 <= exchange.status < 300:
-        return describe(exchange, 300)
+        return [_undocumented(ctx, describe(exchange, 300), exchange)]
     if body.get("stream") is True:
-        return _stream_problem(ctx, exchange)
+        return _stream_findings(ctx, exchange, what)
     try:
         answer = json.loads(exchange.body)
     except ValueError:
-        return f"a body that is not JSON: {excerpt(exchange.body, 200)}"
-    issues = ctx.store.issues("openai.chat.response", answer)
-    return f"{issues[0]}" if issues else ""
+        return [_undocumented(ctx, f"a body that is not JSON: {excerpt(exchange.body, 200)}", exchange)]
+    return schema_failures(
+        ctx.store, "openai.chat.response", answer, rule="fuzz-valid-request", what=what, exchange=exchange
+    )
 
 
-def _stream_problem(ctx: CheckContext, exchange: Exchange) -> str:
+def _undocumented(ctx: CheckContext, problem: str, exchange: Exchange) -> Failure:
+    return Failure(
+        title="a schema-valid request got an undocumented answer",
+        rule="fuzz-valid-request",
+        expected=f"2xx with a valid body, or one of {DOCUMENTED_4XX} {_replay_note(ctx)}",
+        received=problem,
+        exchange=exchange,
+    )
+
+
+def _stream_findings(ctx: CheckContext, exchange: Exchange, what: str) -> list[Failure]:
     try:
         events = exchange.events()
     except SSEError as exc:
-        return f"an undecodable event stream: {exc}"
-    for event in events:
-        if event.data.strip() == "[DONE]":
-            return ""
+        return [_undocumented(ctx, f"an undecodable event stream: {exc}", exchange)]
+    data = [e for e in events if e.data.strip() != "[DONE]"]
+    for event in data:
         try:
-            chunk = json.loads(event.data)
+            json.loads(event.data)
         except ValueError:
-            return f"an event that is not JSON: {excerpt(event.raw, 200)}"
-        issues = ctx.store.issues("openai.chat.chunk", chunk)
-        if issues:
-            return f"{issues[0]}; wire {excerpt(event.raw, 200)}"
-    return "a stream without data: [DONE]"
+            return [_undocumented(ctx, f"an event that is not JSON: {excerpt(event.raw, 200)}", exchange)]
+    found = invalid_events(
+        ctx.store, data, "openai.chat.chunk", rule="fuzz-valid-request", what=what, exchange=exchange
+    )
+    if len(data) == len(events):
+        found.append(_undocumented(ctx, "a stream without data: [DONE]", exchange))
+    return found

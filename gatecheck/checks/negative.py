@@ -16,9 +16,12 @@ import copy
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatecheck._types import JSONObject
+
+if TYPE_CHECKING:
+    from gatecheck.schemas import SchemaStore
 
 INVALID_TEXT = "gatecheck-invalid-value"
 
@@ -64,6 +67,15 @@ def negative_cases(
         seen.add(key)
         cases.append(NegativeCase(field, constraint, body))
     return cases
+
+
+def broken_rule(store: SchemaStore, schema: str, body: JSONObject, *, default: str) -> str:
+    """The rule of the constraint ``body`` breaks: ``default`` (the documents') unless every issue
+    lies under an ``x-rule`` annotation (an OpenAI-only constraint: ``request-protocol-constraint``)."""
+    issues = store.issues(schema, body)
+    if not issues or any(issue.rule is None for issue in issues):
+        return default
+    return issues[0].rule or default
 
 
 Mutation = tuple[str, str, Callable[[JSONObject], None]]

@@ -54,6 +54,19 @@ def read(headers: Mapping[str, str], dialect: str, now: float | None = None) -> 
     return _READERS[dialect](get, now)
 
 
+TOKEN_LIMIT_HEADERS = ("x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit")
+"""Where a response states its key's token limit (OpenAI's name, also sent as X-RateLimit-Limit-Tokens)."""
+
+
+def token_limit(headers: Mapping[str, str]) -> int | None:
+    """The token limit a response states for its key, if any (case-insensitive ``headers``)."""
+    for name in TOKEN_LIMIT_HEADERS:
+        value = _int(headers.get(name))
+        if value is not None:
+            return value
+    return None
+
+
 def expected_headers(dialect: str) -> str:
     """The header names a dialect requires, for messages."""
     return {

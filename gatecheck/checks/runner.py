@@ -89,10 +89,14 @@ def run_checks(session: Session, checks: Sequence[Check]) -> list[CheckResult]:
 
 
 def order_checks(checks: Sequence[Check], dedicated_ratelimit_key: bool) -> list[Check]:
-    """Rate-limit checks go last when they burst the key everything else uses."""
-    if dedicated_ratelimit_key:
-        return list(checks)
-    return sorted(checks, key=lambda c: c.area == "ratelimit")
+    """Rate-limit checks go last when they burst the key everything else uses; ``heavy`` ones after all."""
+    return sorted(checks, key=lambda c: run_order(c, dedicated_ratelimit_key))
+
+
+def run_order(check: Check, dedicated_ratelimit_key: bool) -> tuple[bool, bool]:
+    """A sort key: a very large request (``heavy``: a server may not survive it) runs after every
+    other check, and rate-limit checks after the rest when they burst the key everything else uses."""
+    return ("heavy" in check.markers, check.area == "ratelimit" and not dedicated_ratelimit_key)
 
 
 def grade(failures: Iterable[Failure], profile: Profile, citation: str) -> list[Failure]:

@@ -61,8 +61,10 @@ def embedded_target(target: Target, url: str) -> Target:
 
 
 def ratelimit_limits(target: Target) -> tuple[int, int]:
-    """(RPM, TPM) the rate-limit checks will find on their key (for pricing a plan)."""
-    return (EMBEDDED_RPM, EMBEDDED_TPM) if target.base_url is None else (target.rpm, target.tpm)
+    """(RPM, TPM) the rate-limit checks will find on their key: the second key's when there is one."""
+    if target.base_url is None:
+        return EMBEDDED_RPM, EMBEDDED_TPM
+    return target.key_2_limits if target.api_key_2 is not None else (target.rpm, target.tpm)
 
 
 def plan_settings(target: Target, fuzz_examples: int) -> PlanSettings:
@@ -91,14 +93,16 @@ def open_session(
             gateway = stack.enter_context(start_in_thread(config))
             target = embedded_target(target, gateway.url)
         client = stack.enter_context(Client(target))
-        rpm, tpm = (EMBEDDED_RPM, EMBEDDED_TPM) if embedded else (target.rpm, target.tpm)
-        pacer = Pacer(None, None) if embedded else Pacer(target.rpm, target.tpm)
+        rpm, tpm = (EMBEDDED_RPM, EMBEDDED_TPM) if embedded else ratelimit_limits(target)
+        window = EMBEDDED_WINDOW_S if embedded else target.ratelimit_window
+        pacer = Pacer(None, None) if embedded else Pacer(target.rpm, target.tpm, window_s=window)
         ratelimit = RateLimitSetup(
             client=client,
             key=target.api_key_2 or target.api_key,
             rpm=rpm,
             tpm=tpm,
             dedicated=target.api_key_2 is not None,
+            window_s=window,
         )
         yield Session(
             target=target,

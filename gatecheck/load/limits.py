@@ -1,7 +1,13 @@
 """The ``limits`` scenario's plan and verdict: does a key get what its RPM and TPM promise?
 
 For each key, two probes run one after the other (an RPM probe, then a TPM probe, one window
-apart), each in three phases driven by an open-loop generator at ``overdrive`` times the limit:
+apart), each in three phases driven by an open-loop generator at ``overdrive`` times the limit.
+The TPM probe is sized in the target's own tokens: before the probes, one ``calibrate`` request
+of ``CALIBRATION_UNITS`` prompt words tells how many tokens the target counts for them
+(``gatecheck.calibration``); its requests are then each well under the TPM, and few enough per
+window to stay under 80 % of the RPM, so requests cannot explain its 429s (when the RPM is too
+small for that, the probe is not checked, and says why). A probe request refused for its own
+size (400, 413) is reported as that, never as under-admission.
 
 1. ``burst``: drive until the first 429 (when did it come, after how many admitted units, did it
    carry ``Retry-After`` and the ``X-RateLimit-*`` headers?);
@@ -22,16 +28,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, TypeAlias
 
 from gatecheck._headers import parse_retry_after
 from gatecheck._types import JSONObject
+from gatecheck.calibration import CALIBRATION_UNITS, TokenRate
 from gatecheck.errors import ConfigError
 
 ProbeKind: TypeAlias = Literal["rpm", "tpm"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("rpm", "tpm")
-Phase: TypeAlias = Literal["burst", "retry", "sustain"]
+Phase: TypeAlias = Literal["calibrate", "burst", "retry", "sustain"]
 CHEAP_PROMPT_WORDS = 8
 CHEAP_MAX_TOKENS = 1
 TPM_MAX_TOKENS = 8
@@ -43,6 +50,11 @@ _TPM_GRANULARITY = 20
 """A TPM probe's requests are sized so that a window holds about this many of them."""
 _TPM_RPM_SHARE = 0.8
 """...but never more requests per window than this share of the RPM, so the TPM limit trips first."""
+_TPM_MAX_SHARE = 0.5
+"""...and never more than this share of the TPM per request (a request must fit the TPM well)."""
+_MIN_OVERDRIVE = 1.1
+"""A TPM probe must offer this much of (TPM + one request) per window within the RPM, or is not checked."""
+_SIZE_REFUSALS = (400, 413)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,14 @@ class ProbePlan:
     windows: int
     prompt_words: int
     max_tokens: int
+    tokens_per_word: float = 1.0
+    """The target's tokens per prompt word, from the calibration request (1 until it is known)."""
+    not_checked: str = ""
+    """Why the probe cannot be judged (the calibration failed, the RPM is too small for the TPM)."""
+    key_rpm: int = 0
+    """The key's RPM (a TPM probe stays under 80 % of it)."""
+    overdrive: float = 2.0
+    """The offered load asked for, as a multiple of the limit."""
 
     @property
     def name(self) -> str:
@@ -86,8 +106,8 @@ class ProbePlan:
 
     @property
     def cost_tokens(self) -> int:
-        """Tokens one request is planned to cost (words + output against the reference gateway)."""
-        return self.prompt_words + self.max_tokens
+        """Tokens one request is planned to cost, in the target's tokens (prompt and output cap)."""
+        return math.ceil(self.prompt_words * self.tokens_per_word) + self.max_tokens
 
     @property
     def burst_timeout_s(self) -> float:
@@ -133,17 +153,96 @@ def plan_probes(
 def _rpm_plan(key: LimitKey, window_s: float, overdrive: float, windows: int) -> ProbePlan:
     """Cheap requests (a few tokens each) at ``overdrive`` x the RPM."""
     rate = overdrive * key.rpm / window_s
-    return ProbePlan(key.label, "rpm", key.rpm, window_s, rate, windows, CHEAP_PROMPT_WORDS, CHEAP_MAX_TOKENS)
-
-
-def _tpm_plan(key: LimitKey, window_s: float, overdrive: float, windows: int) -> ProbePlan:
-    """Large requests at ``overdrive`` x the TPM, few enough per window to stay under the RPM."""
-    cost = max(
-        math.ceil(key.tpm / _TPM_GRANULARITY), math.ceil(overdrive * key.tpm / (_TPM_RPM_SHARE * key.rpm))
+    return ProbePlan(
+        key.label,
+        "rpm",
+        key.rpm,
+        window_s,
+        rate,
+        windows,
+        CHEAP_PROMPT_WORDS,
+        CHEAP_MAX_TOKENS,
+        key_rpm=key.rpm,
+        overdrive=overdrive,
     )
-    words = max(cost - TPM_MAX_TOKENS, 1)
-    rate = overdrive * key.tpm / (words + TPM_MAX_TOKENS) / window_s
-    return ProbePlan(key.label, "tpm", key.tpm, window_s, rate, windows, words, TPM_MAX_TOKENS)
+
+
+def _tpm_plan(
+    key: LimitKey, window_s: float, overdrive: float, windows: int, rate: TokenRate | None = None
+) -> ProbePlan:
+    """Large requests at ``overdrive`` x the TPM, few enough per window to stay under the RPM.
+
+    Sizes are in the target's tokens (``rate``, from the calibration request); without a rate the
+    plan is a placeholder sized at one token per word that ``calibrated`` replaces before it runs.
+    Each request is at least 1/20 of the TPM, large enough that ``overdrive`` x the TPM takes at
+    most 80 % of the RPM, and at most half the TPM. When the RPM is too small for that, the
+    overdrive is lowered; the offered load must still pass the TPM by more than one request (what a
+    gateway charging tokens after serving them admits per window) with a tenth to spare, or the
+    probe is not checked.
+    """
+    rate = rate or TokenRate(1, 1)
+    cost = min(
+        max(
+            math.ceil(key.tpm / _TPM_GRANULARITY),
+            math.ceil(overdrive * key.tpm / (_TPM_RPM_SHARE * key.rpm)),
+        ),
+        math.floor(key.tpm * _TPM_MAX_SHARE),
+    )
+    words = rate.units_for(max(cost - TPM_MAX_TOKENS, 1))
+    cost = rate.tokens_for(words) + TPM_MAX_TOKENS
+    drive = min(overdrive, _TPM_RPM_SHARE * key.rpm * cost / key.tpm)
+    needed = _MIN_OVERDRIVE * (1 + cost / key.tpm)
+    reason = ""
+    if drive < needed:
+        reason = (
+            f"with {key.rpm} RPM, requests of at most half the TPM ({cost} tokens) within 80% of the "
+            f"RPM offer {drive:.2f} x the {key.tpm} TPM per window, not the {needed:.2f} x that passes it "
+            "by more than one request (what a gateway charging tokens after serving admits): the TPM "
+            "cannot be told from the RPM"
+        )
+    rate_per_s = max(drive, 1.0) * key.tpm / cost / window_s
+    return ProbePlan(
+        key.label,
+        "tpm",
+        key.tpm,
+        window_s,
+        rate_per_s,
+        windows,
+        words,
+        TPM_MAX_TOKENS,
+        tokens_per_word=rate.per_unit,
+        not_checked=reason,
+        key_rpm=key.rpm,
+        overdrive=overdrive,
+    )
+
+
+def calibration_failure(record: ProbeRecord | None) -> str:
+    """Why a calibration record gives no rate ("" when it does)."""
+    if record is None:
+        return "the calibration request was not sent (the run ended before it)"
+    if not record.admitted:
+        return f"the calibration request was answered {record.status}"
+    if not record.tokens_from_usage or record.tokens < 1:
+        return (
+            "the calibration answer had no usage.prompt_tokens: no size can be stated in the target's tokens"
+        )
+    return ""
+
+
+def calibrated(plan: ProbePlan, record: ProbeRecord | None) -> ProbePlan:
+    """The TPM ``plan`` sized in the target's tokens by its calibration record (or marked not checked)."""
+    failure = calibration_failure(record)
+    if failure or record is None:
+        return replace(plan, not_checked=failure)
+    key = LimitKey(plan.label, None, plan.key_rpm, plan.limit)
+    rate = TokenRate(CALIBRATION_UNITS, record.tokens)
+    return _tpm_plan(key, plan.window_s, plan.overdrive, plan.windows, rate)
+
+
+def calibration_record(plan: ProbePlan, records: Iterable[ProbeRecord]) -> ProbeRecord | None:
+    """The calibration record of ``plan`` (the TPM probe of its key), if one was sent."""
+    return next((r for r in records if r.probe == plan.name and r.phase == "calibrate"), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +312,19 @@ def _tolerance(plan: ProbePlan, tolerance: float) -> float:
 
 
 def judge(plan: ProbePlan, records: Iterable[ProbeRecord], tolerance: float = 0.1) -> JSONObject:
-    """The probe's verdict: figures, and the reasons it fails (none when it passes)."""
-    mine = [r for r in records if r.probe == plan.name]
+    """The probe's verdict: figures, and the reasons it fails (none when it passes).
+
+    A TPM probe is first sized by its calibration record (as the user that ran it was); one that
+    cannot be judged (no calibration, an RPM too small, requests refused for their own size) is
+    ``not_checked`` with the reason, neither passed nor failed by admission figures.
+    """
+    records = list(records)
+    if plan.kind == "tpm":
+        plan = calibrated(plan, calibration_record(plan, records))
+    mine = [r for r in records if r.probe == plan.name and r.phase != "calibrate"]
+    not_checked = plan.not_checked or _size_refusals(plan, mine)
+    if not_checked:
+        mine = []
     limited = [r for r in mine if r.status == 429]
     first, admitted_before = _first_429(plan, mine)
     retry = next((r for r in mine if r.phase == "retry"), None)
@@ -228,7 +338,9 @@ def judge(plan: ProbePlan, records: Iterable[ProbeRecord], tolerance: float = 0.
     with_headers = sum(r.limit_headers for r in limited)
     failures: list[str] = []
     unit = "requests" if plan.kind == "rpm" else "tokens"
-    if not mine:
+    if not_checked:
+        pass
+    elif not mine:
         failures.append("the probe sent nothing (the run ended before it started)")
     elif not limited:
         failures.append(f"never answered 429 while driven at {offered / plan.windows:.0f} {unit} per window")
@@ -261,9 +373,27 @@ def judge(plan: ProbePlan, records: Iterable[ProbeRecord], tolerance: float = 0.
         "retry_after_s": None if first is None else parse_retry_after(first.retry_after, 0),
         "wait_worked": None if retry is None else retry.admitted,
         "tokens_estimated": any(r.admitted and not r.tokens_from_usage for r in sustain),
-        "passed": not failures,
+        "request_cost": plan.cost_tokens if plan.kind == "tpm" else 1,
+        "tokens_per_word": round(plan.tokens_per_word, 4)
+        if plan.kind == "tpm" and not plan.not_checked
+        else None,
+        "not_checked": not_checked or None,
+        "passed": not failures and not not_checked,
         "failures": failures,
     }
+
+
+def _size_refusals(plan: ProbePlan, records: Sequence[ProbeRecord]) -> str:
+    """Why a TPM probe cannot be judged when the target refused its requests for their size ("" if not)."""
+    refused = [r for r in records if r.status in _SIZE_REFUSALS]
+    if plan.kind != "tpm" or not refused:
+        return ""
+    statuses = ", ".join(sorted({str(r.status) for r in refused}))
+    return (
+        f"the target refused {len(refused)} probe requests of about {plan.cost_tokens} of its tokens "
+        f"({plan.prompt_words} words) for their own size (HTTP {statuses}), so what it admits per window "
+        "was not measured"
+    )
 
 
 def verdict(plans: Sequence[ProbePlan], records: Iterable[ProbeRecord], tolerance: float = 0.1) -> JSONObject:

@@ -407,8 +407,10 @@ class GatecheckPlugin:
             outcomes.append(bool(regressions))
         if summary.get("limits") is not None:
             for probe in summary["limits"]["probes"]:
-                status = "ok" if probe["passed"] else "FAIL"
-                detail = "; ".join(probe["failures"]) or f"ratio {probe['ratio']:g}"
+                status = "ok" if probe["passed"] else "not checked" if probe.get("not_checked") else "FAIL"
+                detail = (
+                    probe.get("not_checked") or "; ".join(probe["failures"]) or f"ratio {probe['ratio']:g}"
+                )
                 print(f"LIMITS {probe['probe']}: {status}, {detail}", flush=True)
             outcomes.append(not summary["limits"]["passed"])
         return any(outcomes) if outcomes else None

@@ -36,8 +36,9 @@ from geventhttpclient.response import HTTPSocketPoolResponse
 from locust import User, constant, task
 from locust.exception import StopUser
 
+from gatecheck.calibration import CALIBRATION_UNITS
 from gatecheck.kernelstamps import STAMP_SPACE, arrival_ns, enable_kernel_stamps
-from gatecheck.load.limits import LimitKey, Phase, ProbePlan, ProbeRecord, retry_wait_s
+from gatecheck.load.limits import LimitKey, Phase, ProbePlan, ProbeRecord, calibrated, retry_wait_s
 from gatecheck.load.plugin import plugin_for
 from gatecheck.load.stampers import stamper_for
 from gatecheck.load.timing import StreamTiming
@@ -346,10 +347,19 @@ class LimitsUser(LoadUser):
 
     def _probe_key(self, key: LimitKey) -> None:
         secret = self.plugin.key_for(key)
-        for index, plan in enumerate(self.settings.probe_plans(key)):
+        plans = [self._sized(plan, secret) for plan in self.settings.probe_plans(key)]
+        for index, plan in enumerate(p for p in plans if not p.not_checked):
             if index:
                 gevent.sleep(plan.window_s * _FRESH_WINDOW)
             _ProbeRun(self, plan, secret).run()
+
+    def _sized(self, plan: ProbePlan, secret: str) -> ProbePlan:
+        """A TPM plan sized in the target's tokens: one calibration request, then a window's wait."""
+        if plan.kind != "tpm":
+            return plan
+        record = _ProbeRun(self, plan, secret).calibrate()
+        gevent.sleep(plan.window_s * _FRESH_WINDOW)
+        return calibrated(plan, record)
 
 
 def _never() -> bool:
@@ -394,6 +404,25 @@ class _ProbeRun:
         until = schedule.start_ns + int(seconds * 1e9)
         drive(schedule, until, self.pool, lambda: self.send(phase), on_due=_ignore_due, stop=stop)
         self.pool.join(timeout=self.user.settings.total_timeout_s + _INFLIGHT_GRACE_S)
+
+    def calibrate(self) -> ProbeRecord:
+        """One request of ``CALIBRATION_UNITS`` prompt words; its record's tokens are the prompt tokens."""
+        plan = self.plan
+        body = self.user.factory.probe_body(CALIBRATION_UNITS, 1)
+        timing, headers = self.user.send(body, f"limits:{plan.name}", self.secret)
+        tokens = timing.prompt_tokens
+        record = ProbeRecord(
+            plan.name,
+            "calibrate",
+            0.0,
+            timing.status,
+            tokens or 0,
+            tokens is not None,
+            timing.retry_after,
+            headers,
+        )
+        self.user.plugin.record_probe(record)
+        return record
 
     def send(self, phase: Phase) -> ProbeRecord:
         """One probe request, recorded for the verdict."""

@@ -173,6 +173,9 @@ _FAULTS = [
     # --- auth --------------------------------------------------------------------------------
     Fault("auth-accept-any-key", "auth", "an invalid key gets 401", "002 Error Codes (401 UNAUTHORIZED)"),
     Fault(
+        "auth-key-optional", "auth", "a request without a key gets 401", "002 Error Codes (401 UNAUTHORIZED)"
+    ),
+    Fault(
         "auth-reject-x-api-key",
         "auth",
         "x-api-key authenticates like Bearer",
@@ -215,11 +218,23 @@ _FAULTS = [
         "no more than RPM requests are admitted per window",
         "002 Rate Limits",
     ),
+    Fault(
+        "ratelimit-under-admit",
+        "ratelimit",
+        "a key gets its RPM: RPM requests are admitted per window",
+        "002 Rate Limits (RPM configurable per key)",
+    ),
     Fault("ratelimit-no-retry-after", "ratelimit", "a 429 carries Retry-After", "002 Rate Limits"),
     Fault(
         "ratelimit-no-headers",
         "ratelimit",
         "a 429 carries X-RateLimit-Limit and X-RateLimit-Remaining",
+        "002 Rate Limits",
+    ),
+    Fault(
+        "ratelimit-headers-relayed",
+        "ratelimit",
+        "rate-limit headers describe the key's own limit, not an upstream's (limit 10000, remaining 9999)",
         "002 Rate Limits",
     ),
     Fault(

@@ -51,20 +51,23 @@ class _Window:
 
 
 class RateLimiter:
-    """Fixed windows per key; ``admit_factor`` and the enforce flags exist for fault modes."""
+    """Fixed windows per key; ``over_admit`` (half the RPM again, at least one more),
+    ``under_admit`` (one request short of the RPM) and the enforce flags exist for fault modes."""
 
     def __init__(
         self,
         window_seconds: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        admit_factor: int = 1,
+        over_admit: bool = False,
+        under_admit: bool = False,
         enforce_rpm: bool = True,
         enforce_tpm: bool = True,
     ) -> None:
         self.window_seconds = window_seconds
         self._clock = clock
-        self._admit_factor = admit_factor
+        self._over_admit = over_admit
+        self._under_admit = under_admit
         self._enforce_rpm = enforce_rpm
         self._enforce_tpm = enforce_tpm
         self._windows: dict[str, _Window] = {}
@@ -77,11 +80,17 @@ class RateLimiter:
             window = self._windows[key] = _Window(now)
         reset = window.start + self.window_seconds - now
         reason: Literal["rpm", "tpm"] | None = None
-        if self._enforce_rpm and window.requests + 1 > rpm * self._admit_factor:
+        if self._enforce_rpm and window.requests + 1 > self._allowance(rpm):
             reason = "rpm"
-        elif self._enforce_tpm and window.tokens + cost > tpm * self._admit_factor:
+        elif self._enforce_tpm and window.tokens + cost > tpm:
             reason = "tpm"
         if reason is None:
             window.requests += 1
             window.tokens += cost
         return Decision(reason is None, reason, rpm, window.requests, tpm, window.tokens, reset)
+
+    def _allowance(self, rpm: int) -> int:
+        """Requests admitted per window: the RPM, unless a fault mode says otherwise."""
+        if self._over_admit:
+            return rpm + max(1, rpm // 2)
+        return rpm - 1 if self._under_admit else rpm

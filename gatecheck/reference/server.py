@@ -159,7 +159,8 @@ class Gateway:
         never = "ratelimit-never-429" in faults
         self.limiter = RateLimiter(
             config.window_seconds,
-            admit_factor=2 if "ratelimit-over-admit" in faults else 1,
+            over_admit="ratelimit-over-admit" in faults,
+            under_admit="ratelimit-under-admit" in faults,
             enforce_rpm=not never,
             enforce_tpm=not (never or "tpm-unenforced" in faults),
         )
@@ -289,6 +290,8 @@ class Gateway:
             key = token.strip()
         elif "x-api-key" in request.headers and "auth-reject-x-api-key" not in self._faults:
             key = request.headers["x-api-key"].strip()
+        if not key and "auth-key-optional" in self._faults:
+            return next(iter(self._keys))
         if not key:
             raise E.ApiError(E.UNAUTHORIZED, "Missing API key: send Authorization: Bearer <key> or x-api-key")
         if key not in self._keys and "auth-accept-any-key" not in self._faults:
@@ -391,11 +394,13 @@ class Gateway:
         raise E.ApiError(E.RATE_LIMIT_REQUESTS, message, headers=headers)
 
     def _limit_headers(self, decision: Decision) -> dict[str, str]:
-        remaining = decision.remaining
+        limit, remaining = decision.limit, decision.remaining
         if "ratelimit-remaining-increases" in self._faults and decision.admitted and decision.used % 2 == 0:
             remaining += 2
+        if "ratelimit-headers-relayed" in self._faults and decision.admitted:
+            limit, remaining = 10_000, 9_999
         return {
-            "X-RateLimit-Limit": str(decision.limit),
+            "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Limit-Tokens": str(decision.token_limit),
             "X-RateLimit-Remaining-Tokens": str(decision.tokens_remaining),
