@@ -98,6 +98,16 @@ class Target:
     read_timeout: float = 60.0
     total_timeout: float = 120.0
     max_response_bytes: int = 8 * _MIB
+    # The second key's own limits (None: the same as the first key's), the silence that ends a
+    # stream, and what a real gateway may need on the wire: extra headers (a value read from an
+    # environment variable is a Secret), a CA bundle or no verification. Proxies come from the
+    # standard variables (``gatecheck.net.proxy_for``).
+    rpm_2: int | None = None
+    tpm_2: int | None = None
+    stall_seconds: float = 15.0
+    headers: tuple[tuple[str, str | Secret], ...] = ()
+    ca_bundle: str | None = None
+    insecure: bool = False
 
     def claims(self, capability: str) -> bool:
         """Whether the target claims ``capability`` (a name from ``CAPABILITIES``)."""
@@ -112,6 +122,26 @@ class Target:
             return f"${env} (not set)"
         return f"{secret.source or 'key'} (set)"
 
+    def limits(self, which: Literal[1, 2] = 1) -> tuple[int, int]:
+        """(RPM, TPM) declared for key ``which``; the second key's default to the first's."""
+        if which == 1:
+            return self.rpm, self.tpm
+        return (self.rpm if self.rpm_2 is None else self.rpm_2), (
+            self.tpm if self.tpm_2 is None else self.tpm_2
+        )
+
+    @property
+    def header_secrets(self) -> tuple[Secret, ...]:
+        """The extra header values read from the environment: scrubbed like keys wherever text is shown."""
+        return tuple(value for _, value in self.headers if isinstance(value, Secret))
+
+    def header_state(self) -> dict[str, str]:
+        """The extra headers for display: a literal value as is, one from the environment ``$VAR (set)``."""
+        return {
+            name: f"{value.source} (set)" if isinstance(value, Secret) else value
+            for name, value in self.headers
+        }
+
     def describe(self) -> str:
         """A one-line summary for headers and logs; keys appear only as where they come from."""
         where = self.base_url or "embedded reference gateway"
@@ -124,6 +154,12 @@ class Target:
             f"limits {self.rpm} rpm / {self.tpm} tpm",
             f"budget {self.max_requests} requests x {self.max_output_tokens} tokens",
         ]
+        if self.limits(2) != self.limits(1):
+            parts.insert(6, "key 2 limits {} rpm / {} tpm".format(*self.limits(2)))
+        if self.headers:
+            parts.append(f"headers {' '.join(name for name, _ in self.headers)}")
+        if self.insecure or self.ca_bundle:
+            parts.append("TLS not verified" if self.insecure else f"CA bundle {self.ca_bundle}")
         unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
         if unclaimed:
             parts.append(f"not claimed: {' '.join(unclaimed)}")
@@ -136,6 +172,7 @@ class Target:
         as_json["api_key_2"] = self.key_state(2)
         as_json["models"] = {role: getattr(self.models, role) for role in MODEL_ROLES}
         as_json["capabilities"] = [c for c in CAPABILITIES if c in self.capabilities]
+        as_json["headers"] = self.header_state()
         return as_json
 
 
@@ -152,6 +189,13 @@ class TargetOption:
     env: str | None
     help: str
     metavar: str
+    kind: Literal["value", "append", "flag"] = "value"
+    """``append``: repeatable, the values arrive as a list; ``flag``: takes no value (True when given)."""
+
+    @property
+    def action(self) -> str:
+        """The argparse/pytest ``action`` for this kind (``None`` stays "not given" for every kind)."""
+        return {"value": "store", "append": "append", "flag": "store_const"}[self.kind]
 
     @property
     def dest(self) -> str:
@@ -285,6 +329,50 @@ TARGET_OPTIONS: tuple[TargetOption, ...] = (
         "largest response body accepted, in bytes",
         "BYTES",
     ),
+    TargetOption(
+        "rpm_2",
+        "--rpm-2",
+        "GATECHECK_RPM_2",
+        "documented requests per minute of the second key (default --rpm)",
+        "N",
+    ),
+    TargetOption(
+        "tpm_2",
+        "--tpm-2",
+        "GATECHECK_TPM_2",
+        "documented tokens per minute of the second key (default --tpm)",
+        "N",
+    ),
+    TargetOption(
+        "stall_seconds",
+        "--stall-seconds",
+        "GATECHECK_STALL_SECONDS",
+        "end a streamed response that sends no byte for this long, as a stall (default 15)",
+        "S",
+    ),
+    TargetOption(
+        "headers",
+        "--header",
+        None,
+        "extra request header 'Name: value', repeatable; a value '$VAR' is read from that variable",
+        "'NAME: VALUE'",
+        kind="append",
+    ),
+    TargetOption(
+        "ca_bundle",
+        "--ca-bundle",
+        "GATECHECK_CA_BUNDLE",
+        "PEM file (or directory) of CA certificates to trust for https",
+        "PATH",
+    ),
+    TargetOption(
+        "insecure",
+        "--insecure",
+        "GATECHECK_INSECURE",
+        "do not verify the target's TLS certificate (a test deployment only)",
+        "",
+        kind="flag",
+    ),
 )
 """The one table of target options, in help order."""
 
@@ -294,6 +382,12 @@ _FILE_KEYS = (
     *(f for f in _OPTIONS_BY_FIELD if f not in _SECRET_FIELDS and not f.startswith("models.")),
     "models",
 )
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+"""Headers the key goes in: set with --api-key/--auth, never as an extra header."""
+_MANAGED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
+"""Headers the client writes for each request itself."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PER_TARGET_FIELDS = ("name", "base_url", "api_key", "api_key_2")
 """Settings that cannot be shared by several target files (every target would get the same one)."""
 _DEFAULTS = Target()
@@ -443,6 +537,24 @@ def _parse_capabilities(value: object, where: str) -> frozenset[str]:
     return frozenset(claimed)
 
 
+def _parse_flag(value: object, where: str) -> bool:
+    """A boolean: true/false in a file, 1/0, yes/no, true/false from the environment or a command line."""
+    if isinstance(value, bool):
+        return value
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ConfigError(where, value, "true or false (1/0, yes/no)")
+
+
+def _parse_path(value: object, where: str) -> str:
+    """An existing file or directory (a CA bundle)."""
+    path = _text(value, where, "the path of an existing file or directory")
+    if not Path(path).expanduser().exists():
+        raise ConfigError(where, value, "the path of an existing file or directory (nothing is there)")
+    return str(Path(path).expanduser())
+
+
 _PARSERS: dict[str, _Parser] = {
     "name": _parse_name,
     "base_url": _parse_base_url,
@@ -460,6 +572,11 @@ _PARSERS: dict[str, _Parser] = {
     "read_timeout": _seconds(3600),
     "total_timeout": _seconds(24 * 3600),
     "max_response_bytes": _integer(1024, 1024 * _MIB),
+    "rpm_2": _integer(1, 1_000_000),
+    "tpm_2": _integer(1, 1_000_000_000),
+    "stall_seconds": _seconds(3600),
+    "ca_bundle": _parse_path,
+    "insecure": _parse_flag,
 }
 
 
@@ -470,6 +587,54 @@ def _parse_key(value: object, where: str, source: str) -> Secret:
     if not isinstance(value, str) or not _KEY_CHARS.fullmatch(value):
         raise ConfigError(where, REDACTED, "printable ASCII without spaces (look for a trailing newline)")
     return Secret(value, source=source)
+
+
+def _header(name: object, value: object, where: str, env: Mapping[str, str]) -> tuple[str, str | Secret]:
+    """One extra header; a value ``$VAR`` (or ``${VAR}``) is read from that variable, as a Secret."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(where, name, "a header name (letters, digits and -)")
+    if name.lower() in _CREDENTIAL_HEADERS:
+        raise ConfigError(
+            where, name, "another header: the key goes in with --api-key or $GATECHECK_API_KEY and --auth"
+        )
+    if name.lower() in _MANAGED_HEADERS:
+        raise ConfigError(where, name, "another header: gatecheck writes this one for each request")
+    if not isinstance(value, str):
+        raise ConfigError(where, value, 'a string: "value" or "$VARIABLE"')
+    reference = _ENV_REFERENCE.fullmatch(value.strip())
+    if reference is None:
+        if not value.isprintable():
+            raise ConfigError(where, REDACTED, "a printable single-line value")
+        return name, value.strip()
+    variable = reference[1] or reference[2]
+    if not env.get(variable):
+        raise ConfigError(where, f"${variable}", f"a variable that is set: ${variable} is empty or unset")
+    if not env[variable].isprintable():
+        raise ConfigError(
+            where, f"${variable}", "a printable single-line value (look for a trailing newline)"
+        )
+    return name, Secret(env[variable].strip(), source=f"${variable}")
+
+
+def _header_line(line: object, where: str) -> tuple[str, str]:
+    """``Name: value`` as given to ``--header``."""
+    if not isinstance(line, str) or ":" not in line:
+        raise ConfigError(where, REDACTED, "'Name: value' (or 'Name: $VARIABLE')")
+    name, _, value = line.partition(":")
+    return name.strip(), value.strip()
+
+
+def _resolve_headers(sources: _Sources) -> tuple[tuple[str, str | Secret], ...]:
+    """The file's ``[headers]``, then each ``--header`` (the command line wins per name, any case)."""
+    merged: dict[str, tuple[str, str | Secret]] = {}
+    file_headers = sources.file.get("headers", {})
+    for name, value in cast(dict[str, object], file_headers).items():
+        merged[name.lower()] = _header(name, value, f"headers.{name} (in {sources.file_label})", sources.env)
+    given = sources.cli.get(_OPTIONS_BY_FIELD["headers"].dest)
+    for line in [given] if isinstance(given, str) else list(cast(Sequence[object], given or ())):
+        name, value = _header_line(line, "header (from --header)")
+        merged[name.lower()] = _header(name, value, f"header {name} (from --header)", sources.env)
+    return tuple(merged.values())
 
 
 # ---------------------------------------------------------------- the target file
@@ -541,6 +706,8 @@ def _file_values(path: Path) -> dict[str, object]:
             values.update(_models_table(value, label))
         elif key == "capabilities":
             values["capabilities"] = _capabilities_table(value, label)
+        elif key == "headers" and not isinstance(value, dict):
+            raise ConfigError(f"headers (in {label})", REDACTED, 'a table like [headers] X-Tenant = "acme"')
         elif key in _FILE_KEYS:
             values[key] = value
         else:
@@ -624,6 +791,11 @@ _PLAIN_FIELDS = (
     "read_timeout",
     "total_timeout",
     "max_response_bytes",
+    "rpm_2",
+    "tpm_2",
+    "stall_seconds",
+    "ca_bundle",
+    "insecure",
 )
 """Fields that are one parsed value with a default; the rest need a rule of their own."""
 
@@ -639,6 +811,7 @@ def _assemble(sources: _Sources, path: Path | None, keys: dict[str, Any]) -> Tar
     base_url = cast("str | None", sources.value("base_url", None))
     changes: dict[str, Any] = {f: sources.value(f, getattr(_DEFAULTS, f)) for f in _PLAIN_FIELDS}
     changes["name"] = sources.value("name", _default_name(path, base_url))
+    changes["headers"] = _resolve_headers(sources)
     return replace(_DEFAULTS, base_url=base_url, models=models, **keys, **changes)
 
 
@@ -734,10 +907,16 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         help="target file (TOML); repeat it to compare deployments",
     )
     for option in TARGET_OPTIONS:
-        env_hint = f" [env {option.env}]" if option.env else ""
-        group.add_argument(
-            option.flag, dest=option.dest, default=None, metavar=option.metavar, help=option.help + env_hint
-        )
+        group.add_argument(option.flag, **option_arguments(option))
+
+
+def option_arguments(option: TargetOption) -> dict[str, Any]:
+    """The keyword arguments of ``add_argument``/``addoption`` for ``option`` (default None: not given)."""
+    env_hint = f" [env {option.env}]" if option.env else ""
+    arguments: dict[str, Any] = {"dest": option.dest, "default": None, "help": option.help + env_hint}
+    if option.kind == "flag":
+        return {**arguments, "action": option.action, "const": True}
+    return {**arguments, "action": option.action, "metavar": option.metavar}
 
 
 def targets_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> list[Target]:

@@ -154,6 +154,11 @@ SAMPLES: dict[str, tuple[str, str, str, object, object, object]] = {
     "read_timeout": ("4", "5", "6", 4.0, 5.0, 6.0),
     "total_timeout": ("7", "8", "9", 7.0, 8.0, 9.0),
     "max_response_bytes": ("2048", "4096", "8192", 2048, 4096, 8192),
+    "rpm_2": ("3", "4", "5", 3, 4, 5),
+    "tpm_2": ("300", "400", "500", 300, 400, 500),
+    "stall_seconds": ("1", "2.5", "3", 1.0, 2.5, 3.0),
+    "ca_bundle": ('"/"', "/tmp", "/usr", "/", "/tmp", "/usr"),
+    "insecure": ("true", "0", "yes", True, False, True),
 }
 ENV_OPTIONS = [option for option in TARGET_OPTIONS if option.env is not None]
 
@@ -267,7 +272,7 @@ def test_option_table_is_consistent() -> None:
         "--profile",
     }
     assert {o.flag for o in TARGET_OPTIONS} >= {"--rpm", "--tpm", "--budget-requests"}
-    assert all(option.help and option.metavar for option in TARGET_OPTIONS)
+    assert all(option.help and (option.metavar or option.kind == "flag") for option in TARGET_OPTIONS)
 
 
 def test_argparse_front(tmp_path: Path) -> None:
