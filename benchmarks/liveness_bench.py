@@ -11,7 +11,8 @@ server binds 127.0.0.1 and is stopped at the end. Cases:
 - ``dies``: the whole suite against the reference gateway behind a proxy that serves a few
   requests (``SERVED_BEFORE_DEATH``: the preflight's and the first checks') and then stops
   listening (every later connection is refused);
-- ``hangs``: the same, but then the proxy accepts connections and never answers.
+- ``hangs``: the same, but then the proxy accepts connections and never answers;
+- ``faithful``: the same proxy passing everything through (the suite's own time, for comparison).
 
 Each case prints the exit code, the wall time and the lines that say why.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -40,20 +42,21 @@ _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive
 STALL_HOLD_S = 600.0
 """How long a stalled stream is held open (the proxy is stopped long before)."""
 SERVED_BEFORE_DEATH = 6
-"""Requests a dying or hanging proxy serves first: the preflight's (2) and a few checks'."""
+"""Requests a dying or hanging proxy serves first by default: the preflight's (2) and a few checks'."""
 
 
 class Proxy:
     """A reverse proxy on 127.0.0.1 in front of ``upstream`` that misbehaves in one way (``mode``).
 
     ``stall``: every event stream stops after its first chunk and stays open. ``dies``: after
-    ``SERVED_BEFORE_DEATH`` requests the listening socket is closed. ``hangs``: after those, every
+    ``served_before_death`` requests the listening socket is closed. ``hangs``: after those, every
     request is accepted and never answered.
     """
 
-    def __init__(self, upstream: str, mode: str) -> None:
+    def __init__(self, upstream: str, mode: str, served_before_death: int = SERVED_BEFORE_DEATH) -> None:
         self.upstream = upstream
         self.mode = mode
+        self.served_before_death = served_before_death
         self.served = 0
         self.url = ""
         self._dead = False
@@ -96,7 +99,7 @@ class Proxy:
         if self._dead and request.transport is not None:  # a kept-alive connection of a crashed server
             request.transport.abort()
             return web.Response()
-        if self.served >= SERVED_BEFORE_DEATH and self.mode == "hangs":
+        if self.served >= self.served_before_death and self.mode == "hangs":
             await asyncio.sleep(STALL_HOLD_S)
         self.served += 1
         body = await request.read()
@@ -116,7 +119,7 @@ class Proxy:
             async for piece in upstream.content.iter_any():
                 await out.write(piece)
             await out.write_eof()
-        if self.mode == "dies" and self.served == SERVED_BEFORE_DEATH:
+        if self.mode == "dies" and self.served == self.served_before_death:
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._die()))
         return out
 
@@ -127,9 +130,12 @@ class Proxy:
 
 
 @contextmanager
-def gateway_behind(mode: str) -> Iterator[str]:
+def gateway_behind(mode: str, served_before_death: int = SERVED_BEFORE_DEATH) -> Iterator[str]:
     """The reference gateway (the suite's embedded configuration) behind a ``mode`` proxy; its URL."""
-    with start_in_thread(embedded_gateway_config()) as gateway, Proxy(gateway.url, mode) as proxy:
+    with (
+        start_in_thread(embedded_gateway_config()) as gateway,
+        Proxy(gateway.url, mode, served_before_death) as proxy,
+    ):
         yield proxy.url
 
 
@@ -159,13 +165,21 @@ SUITE_ARGS = ["--rpm", "1000000", "--tpm", "1000000000", "--rpm-2", "5", "--tpm-
 """The embedded gateway's limits: the main key is never limited, the second key has 5 RPM / 600 TPM."""
 
 
-def whole_suite(mode: str, extra: list[str], cwd: Path) -> None:
-    with gateway_behind(mode) as url:
+def whole_suite(mode: str, extra: list[str], cwd: Path, served: int) -> None:
+    with gateway_behind(mode, served) as url:
         code, seconds, output = conform(["--base-url", url, *SUITE_ARGS, *extra], suite_env(), cwd)
     lines = [line for line in output.splitlines() if line.strip()]
-    print(f"{mode}: exit {code} in {seconds:.1f} s")
-    for line in lines[:12]:
+    after = f" after {served} requests" if mode in ("dies", "hangs") else ""
+    print(f"{mode}{after}: exit {code} in {seconds:.1f} s")
+    for line in lines[:4]:
         print(f"    {line[:160]}")
+    results_file = cwd / "reports" / "conformance" / "results.json"
+    if code != 2 and results_file.exists():
+        results = json.loads(results_file.read_text())["results"]
+        slowest = sorted(results, key=lambda r: -r["duration_s"])[:6]
+        print("    slowest: " + ", ".join(f"{r['check_id']} {r['duration_s']:.1f} s" for r in slowest))
+        for reason in sorted({r["message"] for r in results if r["verdict"] == "SKIP"}):
+            print(f"    SKIP x{sum(r['message'] == reason for r in results)}: {reason[:140]}")
 
 
 def preflight_cases(cwd: Path) -> None:
@@ -212,8 +226,14 @@ def preflight_cases(cwd: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("cases", nargs="*", default=["preflight", "stall", "dies", "hangs"])
+    parser.add_argument("cases", nargs="*", default=["preflight", "faithful", "stall", "dies", "hangs"])
     parser.add_argument("--extra", default="", help="more conform arguments, space separated")
+    parser.add_argument(
+        "--served",
+        type=int,
+        default=SERVED_BEFORE_DEATH,
+        help="requests a dying or hanging target serves first",
+    )
     options = parser.parse_args()
     extra = options.extra.split()
     with TemporaryDirectory() as tmp:
@@ -222,7 +242,7 @@ def main() -> None:
             if case == "preflight":
                 preflight_cases(cwd)
             else:
-                whole_suite(case, extra, cwd)
+                whole_suite(case, extra, cwd, options.served)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ there is no pytest11 entry point, so installing gatecheck adds no options to unr
 
 Options: every target option of ``gatecheck.config.TARGET_OPTIONS`` (``--base-url``, ``--api-key``,
 ``--model``, ``--profile``, ``--rpm``, ``--tpm``, ``--budget-requests``...) plus ``--target FILE``,
-``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed`` and ``--checks``, each also as an ini value
+``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed``, ``--checks``, ``--deadline`` and
+``--no-preflight``, each also as an ini value
 ``gatecheck_<name>`` (keys excepted: they never go in a file). Precedence: command line > ini >
 environment (``GATECHECK_*``) > target file > defaults. ``read_options`` is the one function that
 reads them, raising ``pytest.UsageError`` with the valid values.

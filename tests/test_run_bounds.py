@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from _hostile import Reply, Seen, elapsed, scripted
 
-from gatecheck.checks import Check, CheckContext, Failure, RunSettings, check, run_check
+from gatecheck.checks import Check, CheckContext, Failure, RunSettings, check, order_checks, run_check
 from gatecheck.checks.base import CHECKS
 from gatecheck.checks.session import open_session
 from gatecheck.cli import main
@@ -280,3 +280,12 @@ def test_an_announced_wait() -> None:
         _none, seconds = elapsed(lambda: session.wait(1.2, "the rate-limit window to reset"))
     assert 1.1 < seconds < 3
     assert lines == ["waiting 1 s: the rate-limit window to reset"]
+
+
+def test_heavy_checks_run_after_every_other_and_rate_limits_late_on_a_shared_key() -> None:
+    def made(name: str, area: str, markers: tuple[str, ...] = ()) -> Check:
+        return Check(name, area, "test", lambda ctx: None, "", (), markers=markers)
+
+    heavy, burst, plain = made("huge", "errors", ("heavy",)), made("burst", "ratelimit"), made("plain", "aux")
+    assert order_checks([heavy, burst, plain], dedicated_ratelimit_key=False) == [plain, burst, heavy]
+    assert order_checks([heavy, burst, plain], dedicated_ratelimit_key=True) == [burst, plain, heavy]
