@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from gatecheck import __version__
 from gatecheck.errors import ConfigError, GatecheckError
 
 COMMANDS = {
@@ -28,6 +29,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gatecheck", description=__doc__.splitlines()[0] if __doc__ else None
     )
+    parser.add_argument("--version", action="version", version=f"gatecheck {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if a in COMMANDS), None)
     for name, help_text in COMMANDS.items():

@@ -9,19 +9,20 @@ came, ``error`` and ``error_kind`` set) so a check can report them; ``raise_for_
 them into a ``TransportError`` when a caller prefers that.
 
 Bounds: ``connect_timeout`` and ``read_timeout`` per step, ``total_timeout`` for the whole exchange
-(a watchdog shuts the socket down at the deadline, so a stream left open ends as an error and never
-hangs) and ``max_response_bytes`` for the body. The API key is only ever in a request header: it is
-refused in URLs, and every repr, log line and error text is scrubbed of the target's keys.
+from connecting to the last byte, response headers included (every socket operation is bounded by
+the deadline: ``gatecheck.net.BoundedBackend``), so a stream left open or a trickle of header bytes
+ends as an error and never hangs; a streamed response that sends no byte for ``stall_seconds`` is
+ended there and recorded as a ``stall``; ``max_response_bytes`` caps the body. The target's extra
+headers go on every request, its TLS and proxy settings on every connection
+(``gatecheck.net``). The API key is only ever in a request header: it is refused in URLs, and
+every repr, log line and error text is scrubbed of the target's keys and secret header values.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json as jsonlib
 import logging
-import socket
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import httpx
 
-from gatecheck import __version__
+from gatecheck import __version__, net
 from gatecheck._types import JSON, Headers
 from gatecheck.config import Target
 from gatecheck.curl import to_curl
@@ -53,7 +54,7 @@ OTHER_KEY_ENV = "GATECHECK_OTHER_KEY"
 
 ErrorKind: TypeAlias = Literal[
     "connect", "connect_timeout", "read_timeout", "write_timeout", "pool_timeout", "total_timeout",
-    "too_large", "protocol", "decoding", "network",
+    "stall", "too_large", "protocol", "decoding", "network",
 ]  # fmt: skip
 
 _ERROR_KINDS: tuple[tuple[type[httpx.HTTPError], ErrorKind, str], ...] = (
@@ -147,56 +148,6 @@ class Exchange:
         )
 
 
-class _Watchdog:
-    """Ends an exchange at its total deadline by shutting the socket down from a timer thread.
-
-    A read blocked in ``recv`` returns at once when the socket is shut down (closing it would not
-    wake it), so a stream left open cannot outlive the deadline by more than a scheduling delay.
-    Before the socket is known (headers phase) the clamped httpx timeouts bound the wait.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
-        self._fired = False
-        self._stopped = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def watch(self, response: httpx.Response) -> None:
-        """Learn the response's socket (absent with test transports: the deadline is then polled)."""
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        with self._lock:
-            self._socket = sock if isinstance(sock, socket.socket) else None
-            if self._fired:
-                self._shutdown()
-
-    def stop(self) -> bool:
-        """Disarm; returns whether the deadline had already passed."""
-        with self._lock:
-            self._stopped = True
-            fired = self._fired
-        self._timer.cancel()
-        return fired
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._stopped:
-                return
-            self._fired = True
-            self._shutdown()
-
-    def _shutdown(self) -> None:
-        if self._socket is None:
-            return
-        # OSError: already closed by the other side, so the reader is not blocked.
-        with contextlib.suppress(OSError):
-            # socket.socket's own method: SSLSocket.shutdown would also drop its TLS state under the reader.
-            socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
-
-
 @dataclass(slots=True)
 class _Recording:
     """What is known so far about one exchange; frozen into an ``Exchange`` at the end."""
@@ -267,7 +218,8 @@ class Client:
         if target.base_url is None:
             raise ConfigError("base_url", None, "a URL: start the reference gateway first and target its URL")
         self.target = target
-        self._secrets = tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
+        keys = tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
+        self._secrets = keys + target.header_secrets
         _refuse_key_in_url(target.base_url, self._secrets)
         total = target.total_timeout
         timeout = httpx.Timeout(
@@ -276,7 +228,9 @@ class Client:
             write=min(target.read_timeout, total),
             pool=min(target.connect_timeout, total),
         )
-        self._http = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+        self._http = httpx.Client(
+            transport=transport or net.bounded_transport(target), timeout=timeout, follow_redirects=False
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -320,6 +274,7 @@ class Client:
             body = content.encode("utf-8") if isinstance(content, str) else content
         used_key, key_env, auth_header = self._auth(auth, override)
         sent.update(auth_header)
+        _merge(sent, {name: _reveal(value) for name, value in self.target.headers})
         _merge(sent, headers or {})
         return Request(method.upper(), url, sent, body, used_key, key_env, secrets)
 
@@ -364,30 +319,36 @@ class Client:
     def exchange(self, request: Request) -> Exchange:
         """Send a prepared ``Request`` within the target's bounds and record everything received."""
         recording = _Recording(request=request, t_start_ns=time.perf_counter_ns())
-        watchdog = _Watchdog(self.target.total_timeout)
-        try:
-            with self._http.stream(
-                request.method, request.url, headers=request.headers, content=request.body or None
-            ) as response:
-                recording.t_headers_ns = time.perf_counter_ns()
-                recording.status = response.status_code
-                recording.headers = response.headers
-                recording.http_version = response.http_version
-                watchdog.watch(response)
-                self._read_body(response, recording)
-                if watchdog.stop():  # a body delimited by the connection's end "ends" when shut down
-                    self._total_timeout(recording)
-        except httpx.HTTPError as exc:
-            if watchdog.stop():
-                self._total_timeout(recording)
-            kind, text = _classify(exc)
-            recording.server_closed = recording.error is None and kind in _CUT_OFF and recording.status != 0
-            recording.fail(kind, text)
-        finally:
-            watchdog.stop()
+        with net.bounds(time.monotonic() + self.target.total_timeout) as bounds:
+            try:
+                with self._http.stream(
+                    request.method, request.url, headers=request.headers, content=request.body or None
+                ) as response:
+                    recording.t_headers_ns = time.perf_counter_ns()
+                    recording.status = response.status_code
+                    recording.headers = response.headers
+                    recording.http_version = response.http_version
+                    if _is_stream(request, response.headers):
+                        bounds.stall_s = self.target.stall_seconds
+                    self._read_body(response, recording)
+            except httpx.HTTPError as exc:
+                self._failed(recording, exc, bounds.binding)
         exchange = recording.freeze(time.perf_counter_ns())
         logger.debug("%r", exchange)
         return exchange
+
+    def _failed(self, recording: _Recording, exc: httpx.HTTPError, binding: net.Binding) -> None:
+        """Record a transport error, telling the total deadline and a stall from an ordinary timeout."""
+        if isinstance(exc, httpx.TimeoutException) and binding == "total":
+            self._total_timeout(recording)
+        elif isinstance(exc, httpx.ReadTimeout) and binding == "stall":
+            recording.server_closed = False
+            received = sum(len(data) for _, data in recording.chunks)
+            silence = f"{self.target.stall_seconds:g} s (--stall-seconds)"
+            recording.fail("stall", f"stalled: no byte for {silence} after {received} bytes")
+        kind, text = _classify(exc)
+        recording.server_closed = recording.error is None and kind in _CUT_OFF and recording.status != 0
+        recording.fail(kind, text)
 
     def _total_timeout(self, recording: _Recording) -> None:
         recording.server_closed = False
@@ -416,6 +377,17 @@ class Client:
                 self._total_timeout(recording)
                 return
         recording.server_closed = True
+
+
+def _is_stream(request: Request, headers: httpx.Headers) -> bool:
+    """Whether the answer is (or was asked to be) an event stream: silence then means a stall."""
+    if headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream":
+        return True
+    return b'"stream":true' in request.body.replace(b" ", b"")
+
+
+def _reveal(value: str | Secret) -> str:
+    return value.reveal() if isinstance(value, Secret) else value
 
 
 def _merge(headers: Headers, extra: Mapping[str, str]) -> None:

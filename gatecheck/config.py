@@ -115,11 +115,13 @@ class Target:
     max_response_bytes: int = 8 * _MIB
     context_lengths: tuple[tuple[str, int], ...] = ()
     """Context lengths in tokens declared per model id (``[models.<id>] context_length``)."""
-
-    @property
-    def key_2_limits(self) -> tuple[int, int]:
-        """(RPM, TPM) of the second key: its own when declared, else the main key's."""
-        return (self.rpm_2 or self.rpm, self.tpm_2 or self.tpm)
+    # The silence that ends a stream, and what a real gateway may need on the wire: extra headers
+    # (a value read from an environment variable is a Secret), a CA bundle or no verification.
+    # Proxies come from the standard variables (``gatecheck.net.proxy_for``).
+    stall_seconds: float = 15.0
+    headers: tuple[tuple[str, str | Secret], ...] = ()
+    ca_bundle: str | None = None
+    insecure: bool = False
 
     def context_length(self, model: str) -> int | None:
         """The context length the target file declares for ``model``, or None."""
@@ -138,6 +140,26 @@ class Target:
             return f"${env} (not set)"
         return f"{secret.source or 'key'} (set)"
 
+    def limits(self, which: Literal[1, 2] = 1) -> tuple[int, int]:
+        """(RPM, TPM) declared for key ``which``; the second key's default to the first's."""
+        if which == 1:
+            return self.rpm, self.tpm
+        return (self.rpm if self.rpm_2 is None else self.rpm_2), (
+            self.tpm if self.tpm_2 is None else self.tpm_2
+        )
+
+    @property
+    def header_secrets(self) -> tuple[Secret, ...]:
+        """The extra header values read from the environment: scrubbed like keys wherever text is shown."""
+        return tuple(value for _, value in self.headers if isinstance(value, Secret))
+
+    def header_state(self) -> dict[str, str]:
+        """The extra headers for display: a literal value as is, one from the environment ``$VAR (set)``."""
+        return {
+            name: f"{value.source} (set)" if isinstance(value, Secret) else value
+            for name, value in self.headers
+        }
+
     def describe(self) -> str:
         """A one-line summary for headers and logs; keys appear only as where they come from."""
         where = self.base_url or "embedded reference gateway"
@@ -148,13 +170,14 @@ class Target:
             f"model {self.models.chat}",
             f"profile {self.profile}",
             f"limits {self.rpm} rpm / {self.tpm} tpm",
-            *(
-                [f"key 2 limits {self.key_2_limits[0]} rpm / {self.key_2_limits[1]} tpm"]
-                if self.api_key_2
-                else []
-            ),
             f"budget {self.max_requests} requests x {self.max_output_tokens} tokens",
         ]
+        if self.limits(2) != self.limits(1):
+            parts.insert(6, "key 2 limits {} rpm / {} tpm".format(*self.limits(2)))
+        if self.headers:
+            parts.append(f"headers {' '.join(name for name, _ in self.headers)}")
+        if self.insecure or self.ca_bundle:
+            parts.append("TLS not verified" if self.insecure else f"CA bundle {self.ca_bundle}")
         unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
         if unclaimed:
             parts.append(f"not claimed: {' '.join(unclaimed)}")
@@ -168,6 +191,7 @@ class Target:
         as_json["models"] = {role: getattr(self.models, role) for role in MODEL_ROLES}
         as_json["capabilities"] = [c for c in CAPABILITIES if c in self.capabilities]
         as_json["context_lengths"] = dict(self.context_lengths)
+        as_json["headers"] = self.header_state()
         return as_json
 
 
@@ -184,6 +208,13 @@ class TargetOption:
     env: str | None
     help: str
     metavar: str
+    kind: Literal["value", "append", "flag"] = "value"
+    """``append``: repeatable, the values arrive as a list; ``flag``: takes no value (True when given)."""
+
+    @property
+    def action(self) -> str:
+        """The argparse/pytest ``action`` for this kind (``None`` stays "not given" for every kind)."""
+        return {"value": "store", "append": "append", "flag": "store_const"}[self.kind]
 
     @property
     def dest(self) -> str:
@@ -330,6 +361,36 @@ TARGET_OPTIONS: tuple[TargetOption, ...] = (
         "largest response body accepted, in bytes",
         "BYTES",
     ),
+    TargetOption(
+        "stall_seconds",
+        "--stall-seconds",
+        "GATECHECK_STALL_SECONDS",
+        "end a streamed response that sends no byte for this long, as a stall (default 15)",
+        "S",
+    ),
+    TargetOption(
+        "headers",
+        "--header",
+        None,
+        "extra request header 'Name: value', repeatable; a value '$VAR' is read from that variable",
+        "'NAME: VALUE'",
+        kind="append",
+    ),
+    TargetOption(
+        "ca_bundle",
+        "--ca-bundle",
+        "GATECHECK_CA_BUNDLE",
+        "PEM file (or directory) of CA certificates to trust for https",
+        "PATH",
+    ),
+    TargetOption(
+        "insecure",
+        "--insecure",
+        "GATECHECK_INSECURE",
+        "do not verify the target's TLS certificate (a test deployment only)",
+        "",
+        kind="flag",
+    ),
 )
 """The one table of target options, in help order."""
 
@@ -339,6 +400,12 @@ _FILE_KEYS = (
     *(f for f in _OPTIONS_BY_FIELD if f not in _SECRET_FIELDS and not f.startswith("models.")),
     "models",
 )
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+"""Headers the key goes in: set with --api-key/--auth, never as an extra header."""
+_MANAGED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
+"""Headers the client writes for each request itself."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PER_TARGET_FIELDS = ("name", "base_url", "api_key", "api_key_2")
 """Settings that cannot be shared by several target files (every target would get the same one)."""
 _DEFAULTS = Target()
@@ -488,6 +555,24 @@ def _parse_capabilities(value: object, where: str) -> frozenset[str]:
     return frozenset(claimed)
 
 
+def _parse_flag(value: object, where: str) -> bool:
+    """A boolean: true/false in a file, 1/0, yes/no, true/false from the environment or a command line."""
+    if isinstance(value, bool):
+        return value
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ConfigError(where, value, "true or false (1/0, yes/no)")
+
+
+def _parse_path(value: object, where: str) -> str:
+    """An existing file or directory (a CA bundle)."""
+    path = _text(value, where, "the path of an existing file or directory")
+    if not Path(path).expanduser().exists():
+        raise ConfigError(where, value, "the path of an existing file or directory (nothing is there)")
+    return str(Path(path).expanduser())
+
+
 _PARSERS: dict[str, _Parser] = {
     "name": _parse_name,
     "base_url": _parse_base_url,
@@ -508,6 +593,9 @@ _PARSERS: dict[str, _Parser] = {
     "read_timeout": _seconds(3600),
     "total_timeout": _seconds(24 * 3600),
     "max_response_bytes": _integer(1024, 1024 * _MIB),
+    "stall_seconds": _seconds(3600),
+    "ca_bundle": _parse_path,
+    "insecure": _parse_flag,
 }
 
 
@@ -518,6 +606,54 @@ def _parse_key(value: object, where: str, source: str) -> Secret:
     if not isinstance(value, str) or not _KEY_CHARS.fullmatch(value):
         raise ConfigError(where, REDACTED, "printable ASCII without spaces (look for a trailing newline)")
     return Secret(value, source=source)
+
+
+def _header(name: object, value: object, where: str, env: Mapping[str, str]) -> tuple[str, str | Secret]:
+    """One extra header; a value ``$VAR`` (or ``${VAR}``) is read from that variable, as a Secret."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(where, name, "a header name (letters, digits and -)")
+    if name.lower() in _CREDENTIAL_HEADERS:
+        raise ConfigError(
+            where, name, "another header: the key goes in with --api-key or $GATECHECK_API_KEY and --auth"
+        )
+    if name.lower() in _MANAGED_HEADERS:
+        raise ConfigError(where, name, "another header: gatecheck writes this one for each request")
+    if not isinstance(value, str):
+        raise ConfigError(where, value, 'a string: "value" or "$VARIABLE"')
+    reference = _ENV_REFERENCE.fullmatch(value.strip())
+    if reference is None:
+        if not value.isprintable():
+            raise ConfigError(where, REDACTED, "a printable single-line value")
+        return name, value.strip()
+    variable = reference[1] or reference[2]
+    if not env.get(variable):
+        raise ConfigError(where, f"${variable}", f"a variable that is set: ${variable} is empty or unset")
+    if not env[variable].isprintable():
+        raise ConfigError(
+            where, f"${variable}", "a printable single-line value (look for a trailing newline)"
+        )
+    return name, Secret(env[variable].strip(), source=f"${variable}")
+
+
+def _header_line(line: object, where: str) -> tuple[str, str]:
+    """``Name: value`` as given to ``--header``."""
+    if not isinstance(line, str) or ":" not in line:
+        raise ConfigError(where, REDACTED, "'Name: value' (or 'Name: $VARIABLE')")
+    name, _, value = line.partition(":")
+    return name.strip(), value.strip()
+
+
+def _resolve_headers(sources: _Sources) -> tuple[tuple[str, str | Secret], ...]:
+    """The file's ``[headers]``, then each ``--header`` (the command line wins per name, any case)."""
+    merged: dict[str, tuple[str, str | Secret]] = {}
+    file_headers = sources.file.get("headers", {})
+    for name, value in cast(dict[str, object], file_headers).items():
+        merged[name.lower()] = _header(name, value, f"headers.{name} (in {sources.file_label})", sources.env)
+    given = sources.cli.get(_OPTIONS_BY_FIELD["headers"].dest)
+    for line in [given] if isinstance(given, str) else list(cast(Sequence[object], given or ())):
+        name, value = _header_line(line, "header (from --header)")
+        merged[name.lower()] = _header(name, value, f"header {name} (from --header)", sources.env)
+    return tuple(merged.values())
 
 
 # ---------------------------------------------------------------- the target file
@@ -622,6 +758,8 @@ def _file_values(path: Path) -> dict[str, object]:
             values.update(_models_table(value, label))
         elif key == "capabilities":
             values["capabilities"] = _capabilities_table(value, label)
+        elif key == "headers" and not isinstance(value, dict):
+            raise ConfigError(f"headers (in {label})", REDACTED, 'a table like [headers] X-Tenant = "acme"')
         elif key in _FILE_KEYS:
             values[key] = value
         else:
@@ -708,6 +846,9 @@ _PLAIN_FIELDS = (
     "read_timeout",
     "total_timeout",
     "max_response_bytes",
+    "stall_seconds",
+    "ca_bundle",
+    "insecure",
 )
 """Fields that are one parsed value with a default; the rest need a rule of their own."""
 
@@ -724,6 +865,7 @@ def _assemble(sources: _Sources, path: Path | None, keys: dict[str, Any]) -> Tar
     changes: dict[str, Any] = {f: sources.value(f, getattr(_DEFAULTS, f)) for f in _PLAIN_FIELDS}
     changes["name"] = sources.value("name", _default_name(path, base_url))
     changes["context_lengths"] = sources.file.get("context_lengths", ())
+    changes["headers"] = _resolve_headers(sources)
     return replace(_DEFAULTS, base_url=base_url, models=models, **keys, **changes)
 
 
@@ -819,10 +961,16 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         help="target file (TOML); repeat it to compare deployments",
     )
     for option in TARGET_OPTIONS:
-        env_hint = f" [env {option.env}]" if option.env else ""
-        group.add_argument(
-            option.flag, dest=option.dest, default=None, metavar=option.metavar, help=option.help + env_hint
-        )
+        group.add_argument(option.flag, **option_arguments(option))
+
+
+def option_arguments(option: TargetOption) -> dict[str, Any]:
+    """The keyword arguments of ``add_argument``/``addoption`` for ``option`` (default None: not given)."""
+    env_hint = f" [env {option.env}]" if option.env else ""
+    arguments: dict[str, Any] = {"dest": option.dest, "default": None, "help": option.help + env_hint}
+    if option.kind == "flag":
+        return {**arguments, "action": option.action, "const": True}
+    return {**arguments, "action": option.action, "metavar": option.metavar}
 
 
 def targets_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> list[Target]:

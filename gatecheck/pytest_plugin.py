@@ -8,7 +8,8 @@ there is no pytest11 entry point, so installing gatecheck adds no options to unr
 
 Options: every target option of ``gatecheck.config.TARGET_OPTIONS`` (``--base-url``, ``--api-key``,
 ``--model``, ``--profile``, ``--rpm``, ``--tpm``, ``--budget-requests``...) plus ``--target FILE``,
-``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed`` and ``--checks``, each also as an ini value
+``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed``, ``--checks``, ``--deadline`` and
+``--no-preflight``, each also as an ini value
 ``gatecheck_<name>`` (keys excepted: they never go in a file). Precedence: command line > ini >
 environment (``GATECHECK_*``) > target file > defaults. ``read_options`` is the one function that
 reads them, raising ``pytest.UsageError`` with the valid values.
@@ -23,15 +24,22 @@ anything runs), JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML
 written there at the end. The JUnit file (this one or any ``--junitxml``) carries the target's
 name in its suite and class names and shows each WARN as a ``gatecheck.warning`` property and a
 ``<system-out>`` line (``gatecheck.report.junit``). ``gatecheck conform`` drives the same plugin
-through two hooks of its own: ``pytest_gatecheck_target`` (give the target) and
-``pytest_gatecheck_result`` (receive each verdict).
+through hooks of its own: ``pytest_gatecheck_target`` (give the target), ``pytest_gatecheck_result``
+(receive each verdict) and ``pytest_gatecheck_notice`` (a line saying what the run waits for, or
+why it stopped).
+
+Before the first check the target gets its preflight (``gatecheck.preflight``: one cheap request
+per key; a configuration mistake is a usage error, one line) unless ``--no-preflight``. The run
+is bounded by ``--deadline`` minutes (default 30): past it the remaining checks are "not
+checked: deadline". An interrupted run (Ctrl-C) still writes its reports, marked interrupted.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,8 +62,9 @@ from gatecheck.checks import (
 from gatecheck.checks.base import Cost
 from gatecheck.checks.runner import run_order
 from gatecheck.checks.session import open_session, plan_settings
-from gatecheck.config import TARGET_OPTIONS, Target, load_target
+from gatecheck.config import TARGET_OPTIONS, Target, load_target, option_arguments
 from gatecheck.errors import ConfigError
+from gatecheck.preflight import PreflightError, preflight
 from gatecheck.profiles import Profile, load_profile
 from gatecheck.redaction import Secret
 from gatecheck.report.conformance import JUNIT_FILE, check_writable, write_files
@@ -63,13 +72,36 @@ from gatecheck.report.junit import annotate_junit
 from gatecheck.results import CheckResult
 
 DEFAULT_FUZZ_EXAMPLES = 10
+DEFAULT_DEADLINE_MIN = 30.0
 _SECRET_DESTS = ("api_key", "api_key_2")
-_SUITE_OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("--target", "target", "target file (TOML) with the deployment's URL, models, claims and limits"),
-    ("--report-dir", "report_dir", "write junit.xml, results.json, matrix.md and matrix.html here"),
-    ("--fuzz-examples", "fuzz_examples", f"requests per fuzz check (default {DEFAULT_FUZZ_EXAMPLES})"),
-    ("--fuzz-seed", "fuzz_seed", "seed of the fuzz checks (default: random, printed in the header)"),
-    ("--checks", "checks", "run only these check ids (comma-separated)"),
+_SUITE_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "--target",
+        "target",
+        "append",
+        "target file (TOML) with the deployment's URL, models, claims and limits",
+    ),
+    ("--report-dir", "report_dir", "store", "write junit.xml, results.json, matrix.md and matrix.html here"),
+    (
+        "--fuzz-examples",
+        "fuzz_examples",
+        "store",
+        f"requests per fuzz check (default {DEFAULT_FUZZ_EXAMPLES})",
+    ),
+    ("--fuzz-seed", "fuzz_seed", "store", "seed of the fuzz checks (default: random, printed in the header)"),
+    ("--checks", "checks", "store", "run only these check ids (comma-separated)"),
+    (
+        "--deadline",
+        "deadline",
+        "store",
+        f"minutes the whole run may take (default {DEFAULT_DEADLINE_MIN:g}); past it the rest is not checked",
+    ),
+    (
+        "--no-preflight",
+        "no_preflight",
+        "store_true",
+        "skip the one cheap request per key sent before the run",
+    ),
 )
 
 
@@ -83,6 +115,8 @@ class SuiteOptions:
     fuzz_examples: int
     fuzz_seed: int
     checks: frozenset[str] | None
+    deadline_s: float = DEFAULT_DEADLINE_MIN * 60
+    preflight: bool = True
 
 
 @dataclass
@@ -96,13 +130,20 @@ class SuiteState:
     plan: Cost | None = None
     written: dict[str, Path] = field(default_factory=dict)
     secrets: tuple[Secret, ...] = ()
+    interrupted: bool = False
+    notify: Callable[[str], None] = print
     _stack: ExitStack = field(default_factory=ExitStack)
     _session: Session | None = None
 
     def session(self) -> Session:
         """The session on the target, opened on first use (starting the embedded gateway if needed)."""
         if self._session is None:
-            settings = RunSettings(fuzz_examples=self.options.fuzz_examples, fuzz_seed=self.options.fuzz_seed)
+            settings = RunSettings(
+                fuzz_examples=self.options.fuzz_examples,
+                fuzz_seed=self.options.fuzz_seed,
+                deadline_s=self.options.deadline_s,
+                notify=self.notify,
+            )
             self._session = self._stack.enter_context(open_session(self.options.target, settings))
             self.secrets = self._session.secrets
         return self._session
@@ -127,6 +168,10 @@ class GatecheckHooks:
     def pytest_gatecheck_result(self, result: CheckResult) -> None:
         """Called with every check's verdict as soon as it is known."""
 
+    @pytest.hookspec
+    def pytest_gatecheck_notice(self, config: pytest.Config, line: str) -> None:
+        """Called with a one-line notice: what the run waits for and how long, or why it stopped."""
+
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(GatecheckHooks)
@@ -137,25 +182,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "gatecheck", "gatecheck conformance (precedence: command line > ini > env > file)"
     )
     for option in TARGET_OPTIONS:
-        env = f" [env {option.env}]" if option.env else ""
-        group.addoption(
-            option.flag,
-            dest=f"gatecheck_{option.dest}",
-            default=None,
-            metavar=option.metavar,
-            help=option.help + env,
-        )
+        group.addoption(option.flag, **{**option_arguments(option), "dest": f"gatecheck_{option.dest}"})
         if option.dest not in _SECRET_DESTS:
-            parser.addini(f"gatecheck_{option.dest}", option.help, default=None)
-    for flag, dest, help_text in _SUITE_OPTIONS:
-        group.addoption(
-            flag,
-            dest=f"gatecheck_{dest}",
-            default=None,
-            action="append" if dest == "target" else "store",
-            help=help_text,
-        )
-        parser.addini(f"gatecheck_{dest}", help_text, default=None)
+            kind = {"append": "linelist", "flag": "bool"}.get(option.kind, "string")
+            parser.addini(f"gatecheck_{option.dest}", option.help, type=kind, default=None)  # type: ignore[arg-type]
+    for flag, dest, action, help_text in _SUITE_OPTIONS:
+        group.addoption(flag, dest=f"gatecheck_{dest}", default=None, action=action, help=help_text)
+        kind = "bool" if action == "store_true" else "string"
+        parser.addini(f"gatecheck_{dest}", help_text, type=kind, default=None)  # type: ignore[arg-type]
 
 
 def _given(config: pytest.Config, dest: str) -> Any:
@@ -188,7 +222,21 @@ def read_options(config: pytest.Config) -> SuiteOptions:
         fuzz_examples=_count(_given(config, "fuzz_examples"), "--fuzz-examples", DEFAULT_FUZZ_EXAMPLES, 0),
         fuzz_seed=_count(_given(config, "fuzz_seed"), "--fuzz-seed", random.randrange(2**32), 0),
         checks=wanted,
+        deadline_s=_minutes(_given(config, "deadline"), "--deadline", DEFAULT_DEADLINE_MIN) * 60,
+        preflight=not _given(config, "no_preflight"),
     )
+
+
+def _minutes(value: Any, flag: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if not 0 < number <= 7 * 24 * 60:
+        raise pytest.UsageError(f"gatecheck: {flag} = {value!r}; allowed: minutes above 0 (at most a week)")
+    return number
 
 
 def _target_from_options(config: pytest.Config) -> Target:
@@ -219,7 +267,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for area, text in {**AREAS, **EXTRA_MARKERS}.items():
         config.addinivalue_line("markers", f"{area}: {text}")
     options = read_options(config)
-    config.stash[STATE] = SuiteState(options)
+    config.stash[STATE] = SuiteState(
+        options, notify=lambda line: config.hook.pytest_gatecheck_notice(config=config, line=line)
+    )
     if options.report_dir is not None and not config.option.collectonly:
         try:
             check_writable(options.report_dir)
@@ -301,11 +351,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             dropped.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-    items[:] = _ratelimit_last(kept, state.options.target)
+    items[:] = in_run_order(kept, state.options.target)
 
 
-def _ratelimit_last(items: list[pytest.Item], target: Target) -> list[pytest.Item]:
-    """Rate-limit checks run last unless they have a key of their own; ``heavy`` checks after all."""
+def in_run_order(items: list[pytest.Item], target: Target) -> list[pytest.Item]:
+    """The runner's order (``run_order``): heavy checks last, rate-limit checks late on a shared key."""
     dedicated = target.base_url is None or target.api_key_2 is not None
     return sorted(
         items, key=lambda i: run_order(i.check, dedicated) if isinstance(i, CheckItem) else (False, False)
@@ -323,11 +373,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"gatecheck plan: {len(checks)} checks, at most {state.plan.requests} requests and "
             f"{state.plan.output_tokens} output tokens (budget {target.max_requests} requests)"
         )
-    if state.plan.requests > target.max_requests and not session.config.option.collectonly:
+    if session.config.option.collectonly:
+        return
+    if state.plan.requests > target.max_requests:
         raise pytest.UsageError(
             f"gatecheck: this run would send up to {state.plan.requests} requests, over the budget of "
             f"{target.max_requests} (--budget-requests); raise it or select fewer checks (-m, -k, --checks)"
         )
+    if checks and state.options.preflight:
+        try:
+            preflight(target)
+        except PreflightError as exc:
+            raise pytest.UsageError(f"gatecheck: {exc}") from None
+
+
+def pytest_gatecheck_notice(config: pytest.Config, line: str) -> None:
+    """Under plain pytest, a notice goes to the terminal at once (past output capturing)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
+        reporter.write_line(f"gatecheck: {line}")
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
@@ -354,10 +421,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"gatecheck {kind} report: {path}")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None:
         return
+    state.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     try:
         if state.options.report_dir is not None and state.results:
             from gatecheck.report import write_reports
@@ -375,6 +443,7 @@ def run_info(state: SuiteState) -> dict[str, object]:
         "profile": state.options.profile.name,
         "targets": [state.options.target],
         "secrets": list(state.secrets),
+        "interrupted": state.interrupted,
     }
 
 

@@ -98,3 +98,25 @@ def test_waiting_past_the_bound_raises_instead_of_hanging() -> None:
 def test_headroom_must_be_a_fraction() -> None:
     with pytest.raises(ValueError):
         Pacer(10, 10, headroom=1.5)
+
+
+def test_every_wait_of_a_second_or_more_is_announced_with_its_reason() -> None:
+    clock, lines = Clock(), []
+    by_requests = Pacer(1, None, clock=clock.time, sleep=clock.sleep, label="key 2", notify=lines.append)
+    by_tokens = Pacer(None, 1000, clock=clock.time, sleep=clock.sleep, notify=lines.append)
+    by_requests.acquire(1)
+    by_requests.acquire(1)  # the second request of a 1-RPM key waits out the (slack) minute
+    by_requests.hold(100)
+    by_requests.acquire(1)
+    by_tokens.acquire(800)
+    by_tokens.acquire(200)  # 90% of 1000 tokens: the second must wait for the first to leave
+    by_tokens.hold(0.5)
+    by_tokens.acquire(1)  # half a second: not worth a line
+    assert lines == [
+        "waiting 63 s: pacing under 1 rpm (key 2)",
+        "waiting 100 s: the target's Retry-After (key 2)",
+        "waiting 63 s: pacing under 1000 tpm",
+    ]
+    assert by_requests.describe() == "1 rpm (key 2)"
+    assert Pacer(60, 1000).describe() == "60 rpm / 1000 tpm"
+    assert Pacer(None, None).describe() == "no declared limits"

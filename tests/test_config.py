@@ -157,6 +157,9 @@ SAMPLES: dict[str, tuple[str, str, str, object, object, object]] = {
     "read_timeout": ("4", "5", "6", 4.0, 5.0, 6.0),
     "total_timeout": ("7", "8", "9", 7.0, 8.0, 9.0),
     "max_response_bytes": ("2048", "4096", "8192", 2048, 4096, 8192),
+    "stall_seconds": ("1", "2.5", "3", 1.0, 2.5, 3.0),
+    "ca_bundle": ('"/"', "/tmp", "/usr", "/", "/tmp", "/usr"),
+    "insecure": ("true", "0", "yes", True, False, True),
 }
 ENV_OPTIONS = [option for option in TARGET_OPTIONS if option.env is not None]
 
@@ -270,7 +273,7 @@ def test_option_table_is_consistent() -> None:
         "--profile",
     }
     assert {o.flag for o in TARGET_OPTIONS} >= {"--rpm", "--tpm", "--budget-requests"}
-    assert all(option.help and option.metavar for option in TARGET_OPTIONS)
+    assert all(option.help and (option.metavar or option.kind == "flag") for option in TARGET_OPTIONS)
 
 
 def test_argparse_front(tmp_path: Path) -> None:
@@ -483,10 +486,10 @@ def test_models_tables_declare_context_lengths_per_model(tmp_path: Path) -> None
 
 def test_rate_limits_of_the_second_key_window_and_the_ratelimit_capability(tmp_path: Path) -> None:
     plain = load_target(None, {}, ENV)
-    assert plain.key_2_limits == (60, 100_000) and plain.ratelimit_window == 60.0
+    assert plain.limits(2) == (60, 100_000) and plain.ratelimit_window == 60.0
     assert plain.claims("ratelimit")
     own = load_target(None, {"rpm": "1000", "rpm_2": "3", "tpm_2": "2000", "ratelimit_window": "3"}, ENV)
-    assert own.key_2_limits == (3, 2000) and (own.rpm, own.tpm) == (1000, 100_000)
+    assert own.limits(2) == (3, 2000) and (own.rpm, own.tpm) == (1000, 100_000)
     assert "key 2 limits 3 rpm / 2000 tpm" in own.describe()
     path = write(tmp_path, "[capabilities]\nratelimit = false\n")
     assert not load_target(path, {}, ENV).claims("ratelimit")

@@ -93,19 +93,37 @@ class NotChecked(Exception):
     """
 
 
+PROMPT_TOKENS_PER_REQUEST = 200
+"""What a plan counts for the prompt of an ordinary request (ours are a few dozen to ~150 tokens)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cost:
-    """An upper bound on what running something spends: requests and output tokens."""
+    """An upper bound on what running something spends: requests and output tokens.
+
+    ``input_tokens`` are prompt tokens *beyond* ``PROMPT_TOKENS_PER_REQUEST`` per request: only a
+    check sending large prompts (a TPM burst, an over-long prompt) declares them.
+    """
 
     requests: int = 0
     output_tokens: int = 0
+    input_tokens: int = 0
 
     def __add__(self, other: Cost) -> Cost:
-        return Cost(self.requests + other.requests, self.output_tokens + other.output_tokens)
+        return Cost(
+            self.requests + other.requests,
+            self.output_tokens + other.output_tokens,
+            self.input_tokens + other.input_tokens,
+        )
 
     def times(self, count: int) -> Cost:
         """This cost ``count`` times over."""
-        return Cost(self.requests * count, self.output_tokens * count)
+        return Cost(self.requests * count, self.output_tokens * count, self.input_tokens * count)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """An estimate of every prompt token sent: the ordinary prompts plus the declared large ones."""
+        return self.requests * PROMPT_TOKENS_PER_REQUEST + self.input_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +304,8 @@ def plan_cost(checks: Iterable[Check], settings: PlanSettings) -> Cost:
     names = {name for c in chosen for name in c.observations}
     total = sum((OBSERVATIONS[n].cost_for(settings) for n in sorted(names)), Cost())
     total = sum((c.own_cost(settings) for c in chosen), total)
-    return Cost(total.requests, min(total.output_tokens, total.requests * settings.max_output_tokens))
+    capped = min(total.output_tokens, total.requests * settings.max_output_tokens)
+    return Cost(total.requests, capped, total.input_tokens)
 
 
 def with_severity(failure: Failure, profile: Profile) -> Failure | None:

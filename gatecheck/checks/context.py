@@ -5,6 +5,12 @@ Every request a check sends goes through ``CheckContext.send``, which paces it u
 declared limits, waits out and retries a 429 (bounded) so an unrelated check never reports a rate
 limit as its failure, counts it against the budget and against the check (or observation) that
 sent it, so the costs declared for ``--plan`` can be verified.
+
+The session also keeps the run alive and bounded: each key is paced by its own declared limits;
+after a request times out, stalls or loses its connection the target is probed (``GET /v1/models``,
+any HTTP answer counts), and when it no longer answers nothing more is sent: every later request
+and check ends "not checked: the target stopped answering after <check>". Past the run's deadline
+the same happens with "not checked: deadline".
 """
 
 from __future__ import annotations
@@ -12,13 +18,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gatecheck._headers import parse_retry_after
 from gatecheck.checks.base import OBSERVATIONS, Check, Failure, NotChecked
-from gatecheck.checks.pacing import Pacer, PacingTimeout
+from gatecheck.checks.pacing import Pacer, PacingTimeout, Ticket
 from gatecheck.redaction import Secret
 
 if TYPE_CHECKING:
@@ -32,6 +38,24 @@ RETRIES_ON_429 = 3
 
 MAX_RETRY_WAIT_S = 65.0
 """The longest Retry-After honoured for one retry (a minute window plus slack)."""
+
+PACING_BOUND_S = 120.0
+"""The longest one request waits for a pacing slot before its check gives up (not checked)."""
+
+TRANSPORT_FAILURES = frozenset(
+    {"connect", "connect_timeout", "read_timeout", "write_timeout", "pool_timeout", "total_timeout", "stall"}
+    | {"protocol", "network"}
+)
+"""Exchange errors after which the target is probed: did it stop answering altogether?"""
+
+PROBE_ATTEMPTS = 2
+PROBE_PAUSE_S = 1.0
+PROBE_TIMEOUT_S = 5.0
+"""A liveness probe: up to two bounded ``GET /v1/models``, a second apart; any HTTP answer is alive."""
+
+
+def _quiet(_line: str) -> None:
+    """The default ``notify``: say nothing."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,10 @@ class RunSettings:
     fuzz_examples: int = 10
     fuzz_seed: int = 0
     close_grace_s: float = 2.0
+    deadline_s: float | None = None
+    """The whole run's bound (``--deadline``); None: unbounded."""
+    notify: Callable[[str], None] = _quiet
+    """Where a waiting or stopping notice goes (one line, no newline)."""
 
 
 @dataclass
@@ -77,11 +105,84 @@ class Session:
     requests_sent: int = 0
     last_sent: dict[str, float] = field(default_factory=dict)
     """When a request on the main key (``main``) or the rate-limit key (``ratelimit``) last ended."""
+    pacer_2: Pacer | None = None
+    """The second key's pacer, under its own declared limits (None: no second key to pace)."""
+    probe_client: Client | None = None
+    """A client with short bounds for liveness probes (None: never probe)."""
+    deadline: float | None = None
+    """``time.monotonic()`` past which nothing more is started (from ``settings.deadline_s``)."""
+    stopped: str | None = None
+    """Why nothing more is sent ("not checked: ..."), once the target died or the deadline passed."""
+    probes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.deadline is None and self.settings.deadline_s is not None:
+            self.deadline = time.monotonic() + self.settings.deadline_s
 
     def context(self, check: Check) -> CheckContext:
         """A fresh context for one run of ``check``."""
         return CheckContext(self, check)
+
+    def pacer_for(self, key: Secret | str | None) -> Pacer:
+        """The pacer of the key a request uses: the second key's own, else the main one."""
+        if self.pacer_2 is not None and key is not None and key == self.target.api_key_2:
+            return self.pacer_2
+        return self.pacer
+
+    def remaining_s(self) -> float:
+        """Seconds left before the run's deadline (infinite without one)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def guard(self) -> None:
+        """Raise ``NotChecked`` once nothing more may be sent (the target stopped answering, the deadline)."""
+        if self.stopped is None and self.remaining_s() <= 0:
+            self.stop(self.deadline_reason())
+        if self.stopped is not None:
+            raise NotChecked(self.stopped)
+
+    def stop(self, reason: str) -> None:
+        """From now on every check and request ends as ``reason`` (the first reason stays)."""
+        with self._lock:
+            first = self.stopped is None
+            if first:
+                self.stopped = reason
+        if first:
+            self.settings.notify(
+                f"{reason.removeprefix('not checked: ')}: the remaining checks are not checked"
+            )
+
+    def deadline_reason(self) -> str:
+        """The reason every check left at the deadline is given."""
+        minutes = (self.settings.deadline_s or 0) / 60
+        return f"not checked: the run's deadline (--deadline {minutes:g} min) passed"
+
+    def after(self, exchange: Exchange, check_id: str) -> None:
+        """After a transport failure, probe the target; when it no longer answers, stop the run there."""
+        if self.stopped is not None or exchange.error_kind not in TRANSPORT_FAILURES:
+            return
+        if not self.answers():
+            self.stop(f"not checked: the target stopped answering after {check_id}")
+
+    def answers(self) -> bool:
+        """Whether the target gives any HTTP answer to a bounded ``GET /v1/models`` (True: not probed)."""
+        if self.probe_client is None:
+            return True
+        for attempt in range(PROBE_ATTEMPTS):
+            if attempt:
+                time.sleep(PROBE_PAUSE_S)
+            with self._lock:
+                self.probes += 1
+            if self.probe_client.send("GET", "/v1/models").status != 0:
+                return True
+        return False
+
+    def wait(self, seconds: float, why: str) -> None:
+        """Sleep ``seconds`` (not past the deadline), announcing it when it is a second or more."""
+        seconds = max(0.0, min(seconds, self.remaining_s()))
+        if seconds >= 1:
+            self.settings.notify(f"waiting {seconds:.0f} s: {why}")
+        time.sleep(seconds)
 
     def charge(self, account: str) -> None:
         """Count one request against the budget and ``account``; refuse past the budget (thread-safe)."""
@@ -123,6 +224,7 @@ class CheckContext:
         self.check = check
         self.failures: list[Failure] = []
         self._account = check.id
+        self._stalled = ""
 
     @property
     def target(self) -> Target:
@@ -204,37 +306,71 @@ class CheckContext:
         chosen = client or self.session.client
         json_body = capped(json_body, self.target.max_output_tokens)
         account = self.session.key_account(key)
+        self.session.guard()
+        self._refuse_second_stall(json_body)
         if not paced:
             self.session.charge(self._account)
-            exchange = chosen.send(
-                method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
+            exchange = self._sent(
+                chosen.send(
+                    method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
+                )
             )
             self.session.last_sent[account] = time.monotonic()
             return exchange
         if tokens is None:
             tokens = estimate_tokens(json_body, self.target.max_output_tokens)
+        pacer = self.session.pacer_for(key)
         for attempt in range(RETRIES_ON_429 + 1):
-            try:
-                ticket = self.session.pacer.acquire(tokens)
-            except PacingTimeout as exc:
-                raise NotChecked(f"not checked: {exc} (the declared --rpm/--tpm leave no room)") from None
+            ticket = self._slot(pacer, tokens)
             self.session.charge(self._account)
-            exchange = chosen.send(
-                method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
+            exchange = self._sent(
+                chosen.send(
+                    method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
+                )
             )
             self.session.last_sent[account] = time.monotonic()
-            self.session.pacer.settle(ticket, used_tokens(exchange, tokens))
+            pacer.settle(ticket, used_tokens(exchange, tokens))
             if exchange.status != 429:
                 return exchange
             wait = retry_after_seconds(exchange, default=2.0**attempt)
             if attempt == RETRIES_ON_429:
                 break
-            self.session.pacer.hold(min(wait, MAX_RETRY_WAIT_S))
+            pacer.hold(min(wait, MAX_RETRY_WAIT_S))
         raise NotChecked(
             f"not checked: {method} {path} met 429 {RETRIES_ON_429 + 1} times although the "
-            f"suite paces under the declared limits ({self.target.rpm} rpm, {self.target.tpm} tpm); "
-            "declare lower limits with --rpm/--tpm"
+            f"suite paces under the declared limits ({pacer.describe()}); "
+            "declare lower limits with --rpm/--tpm (--rpm-2/--tpm-2 for the second key)"
         )
+
+    def _slot(self, pacer: Pacer, tokens: int) -> Ticket:
+        """A pacing slot, waited for no longer than the pacing bound or the run's deadline."""
+        remaining = self.session.remaining_s()
+        try:
+            return pacer.acquire(tokens, max_wait_s=min(PACING_BOUND_S, max(0.0, remaining)))
+        except PacingTimeout as exc:
+            if remaining < PACING_BOUND_S:  # the deadline comes first: the run ends there
+                self.session.stop(self.session.deadline_reason())
+                self.session.guard()
+            raise NotChecked(f"not checked: {exc} (the declared --rpm/--tpm leave no room)") from None
+
+    def _sent(self, exchange: Exchange) -> Exchange:
+        """Note the exchange with the session (a transport failure makes it probe the target)."""
+        if exchange.error_kind == "stall":
+            self._stalled = exchange.error or "stalled"
+        self.session.after(exchange, self.check.id)
+        return exchange
+
+    def _refuse_second_stall(self, json_body: Any) -> None:
+        """One stall per check: a check whose stream stalled sends no further stream (one root cause).
+
+        Each would wait out ``--stall-seconds`` again to show the same thing; the check ends there,
+        keeping what it found ("not checked" for the rest).
+        """
+        if self._stalled and isinstance(json_body, Mapping) and json_body.get("stream") is True:
+            raise NotChecked(
+                f"not checked: a stream of this check already stalled ({self._stalled}); "
+                "its further streamed requests were not sent"
+            )
 
     def chat(self, body: Mapping[str, Any], **kwargs: Any) -> Exchange:
         """POST ``body`` to /v1/chat/completions."""

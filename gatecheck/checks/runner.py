@@ -6,6 +6,7 @@ means the same wherever it is produced.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 from collections.abc import Iterable, Sequence
@@ -50,7 +51,9 @@ def missing_capabilities(check: Check, session: Session) -> list[str]:
 def run_check(session: Session, check: Check) -> CheckResult:
     """Run one check and grade it; never raises for anything the target does.
 
-    The session's keys are masked in every quote made meanwhile, before any cut (``redacting``).
+    A check cut short by the run (the target stopped answering, the deadline, the budget) keeps
+    the failures it had already seen; with none it is a SKIP giving the reason. The session's keys
+    are masked in every quote made meanwhile, before any cut (``redacting``).
     """
     with redacting(session.secrets):
         return _run_check(session, check)
@@ -64,23 +67,40 @@ def _run_check(session: Session, check: Check) -> CheckResult:
         return _result(session, check, "SKIP", reason, started, {})
     ctx = session.context(check)
     extra: dict[str, object] = {}
+    cut_short = ""
     try:
+        session.guard()
         check.func(ctx, *(ctx.observe(name) for name in check.observations))
     except Failure as failure:
         ctx.record(failure)
     except NotChecked as exc:
-        return _result(session, check, "SKIP", str(exc), started, extra)
+        cut_short = str(exc)
     except Exception as exc:  # a response shape the check did not foresee: report it, do not crash the run
         ctx.record(_crash(check, exc))
         extra["internal_error"] = redact("".join(traceback.format_exception(exc)), session.secrets)
     graded = grade(ctx.failures, session.profile, check.citation)
+    if cut_short and not graded:
+        return _result(session, check, "SKIP", cut_short, started, extra)
     verdict = verdict_of(graded)
     extra["rules"] = sorted({f.rule for f in graded})
+    extra["findings"] = [finding_key(f) for f in graded]
     undeclared = sorted({f.rule for f in ctx.failures} - set(check.rules)) if check.rules else []
     if undeclared:  # a gatecheck bug: the check reports a rule it does not own (tests assert none)
         extra["undeclared_rules"] = undeclared
-    message = "\n\n".join(format_failure(f, check.citation) for f in graded)
+    message = FINDING_SEPARATOR.join(format_failure(f, check.citation) for f in graded)
+    if cut_short:
+        message += f"{FINDING_SEPARATOR}Then the check stopped: {cut_short}"
     return replace(_result(session, check, verdict, message, started, extra), files=failure_files(graded))
+
+
+FINDING_SEPARATOR = "\n\n"
+"""Between the formatted findings of one message (a finding never holds an empty line)."""
+
+
+def finding_key(failure: Failure) -> str:
+    """What makes findings of several checks one root cause: the rule and the received evidence."""
+    digest = hashlib.sha256(failure.received.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+    return f"{failure.rule}:{digest}"
 
 
 def run_checks(session: Session, checks: Sequence[Check]) -> list[CheckResult]:

@@ -3,7 +3,8 @@
 The embedded gateway is started for the suite's needs: a main key with limits no check can reach
 (so nothing is paced or waited for) and a second key with small limits and a short window, on
 which the rate-limit checks burst, wait and retry in a few seconds. A real target gets a pacer
-under its declared limits, and its second key (if configured) for the rate-limit checks.
+per key under that key's declared limits (``--rpm``/``--tpm``, ``--rpm-2``/``--tpm-2``), its second
+key (if configured) for the rate-limit checks, and a short-bounded client for liveness probes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from gatecheck.checks.base import PlanSettings
-from gatecheck.checks.context import RateLimitSetup, RunSettings, Session
+from gatecheck.checks.context import PROBE_TIMEOUT_S, RateLimitSetup, RunSettings, Session
 from gatecheck.checks.pacing import Pacer
 from gatecheck.client import Client
 from gatecheck.config import Target
@@ -64,7 +65,7 @@ def ratelimit_limits(target: Target) -> tuple[int, int]:
     """(RPM, TPM) the rate-limit checks will find on their key: the second key's when there is one."""
     if target.base_url is None:
         return EMBEDDED_RPM, EMBEDDED_TPM
-    return target.key_2_limits if target.api_key_2 is not None else (target.rpm, target.tpm)
+    return target.limits(2) if target.api_key_2 is not None else target.limits(1)
 
 
 def plan_settings(target: Target, fuzz_examples: int) -> PlanSettings:
@@ -93,9 +94,24 @@ def open_session(
             gateway = stack.enter_context(start_in_thread(config))
             target = embedded_target(target, gateway.url)
         client = stack.enter_context(Client(target))
+        probe = dataclasses.replace(
+            target,
+            connect_timeout=min(target.connect_timeout, PROBE_TIMEOUT_S),
+            read_timeout=min(target.read_timeout, PROBE_TIMEOUT_S),
+            total_timeout=min(target.total_timeout, PROBE_TIMEOUT_S),
+        )
         rpm, tpm = (EMBEDDED_RPM, EMBEDDED_TPM) if embedded else ratelimit_limits(target)
         window = EMBEDDED_WINDOW_S if embedded else target.ratelimit_window
-        pacer = Pacer(None, None) if embedded else Pacer(target.rpm, target.tpm, window_s=window)
+        if embedded:
+            pacer, pacer_2 = Pacer(None, None), None
+        else:
+            pacer = Pacer(*target.limits(1), window_s=window, label="key 1", notify=settings.notify)
+            second = target.api_key_2 is not None
+            pacer_2 = (
+                Pacer(*target.limits(2), window_s=window, label="key 2", notify=settings.notify)
+                if second
+                else None
+            )
         ratelimit = RateLimitSetup(
             client=client,
             key=target.api_key_2 or target.api_key,
@@ -112,5 +128,8 @@ def open_session(
             pacer=pacer,
             ratelimit=ratelimit,
             settings=settings,
-            secrets=tuple(k for k in (target.api_key, target.api_key_2) if k is not None),
+            secrets=tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
+            + target.header_secrets,
+            pacer_2=pacer_2,
+            probe_client=stack.enter_context(Client(probe)),
         )

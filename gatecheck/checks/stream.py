@@ -57,7 +57,7 @@ _READER_RULES = (*BREAKAGE_RULES, "sse-unterminated")
 """What the only reader of a stream reports when it did not arrive whole (framing included)."""
 
 _PAYLOAD_RULES = ("invalid-json", "not-an-object", "malformed")
-_STALLED = frozenset({"read_timeout", "total_timeout"})
+_STALLED = frozenset({"read_timeout", "total_timeout", "stall"})
 
 
 class StreamCapture(Capture["AssembledChat"]):

@@ -58,9 +58,11 @@ def text(value: str) -> str:
 def _header(info: RunInfo) -> str:
     profile = text(info.profile) if info.profile else "per target"
     started = text(info.started) if info.started else "not recorded"
+    partial = "<p><strong>Interrupted</strong>: the run was stopped before every check had run.</p>\n"
     return (
         "<h1>gatecheck conformance matrix</h1>\n"
-        f'<p class="meta">gatecheck {text(info.tool_version)} · started {started} · '
+        + (partial if info.interrupted else "")
+        + f'<p class="meta">gatecheck {text(info.tool_version)} · started {started} · '
         f"finished {text(info.finished)} · profile {profile}</p>"
     )
 

@@ -27,6 +27,7 @@ def results_document(records: Sequence[dict[str, Any]], matrix: Matrix, info: Ru
         "started": info.started,
         "finished": info.finished,
         "profile": info.profile,
+        "interrupted": info.interrupted,
         "targets": [
             {"name": t.name, "base_url": t.base_url, "profile": t.profile, "counts": matrix.counts(t.name)}
             for t in info.targets

@@ -58,6 +58,10 @@ def _header(info: RunInfo) -> str:
         f"- started: {info.started or 'not recorded'}; finished: {info.finished}",
         f"- profile: {inline(info.profile) if info.profile else 'per target (see below)'}",
     ]
+    if info.interrupted:
+        lines.append(
+            "- **interrupted**: the run was stopped before every check had run; the results are partial"
+        )
     return "\n".join(lines)
 
 

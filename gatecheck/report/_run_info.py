@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import gatecheck
 
-RUN_INFO_KEYS = ("started", "finished", "profile", "targets", "secrets")
+RUN_INFO_KEYS = ("started", "finished", "profile", "targets", "secrets", "interrupted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,8 @@ class RunInfo:
     finished: str
     profile: str | None
     targets: tuple[TargetInfo, ...]
+    interrupted: bool = False
+    """The run was stopped (Ctrl-C) before every check had run: the results are partial."""
 
 
 def parse_run_info(run_info: Mapping[str, object], result_targets: Iterable[str]) -> RunInfo:
@@ -60,7 +62,14 @@ def parse_run_info(run_info: Mapping[str, object], result_targets: Iterable[str]
         finished=finished if finished is not None else _iso(datetime.now(UTC)),
         profile=profile if profile is not None else _shared_profile(targets),
         targets=tuple(replace(t, profile=t.profile or profile) for t in targets),
+        interrupted=_flag(run_info.get("interrupted", False)),
     )
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"run_info['interrupted'] must be a bool, not {type(value).__name__}")
+    return value
 
 
 def safe_url(url: str) -> str:
