@@ -30,11 +30,14 @@ from aiohttp import web
 from gatecheck._types import JSON, JSONObject
 from gatecheck.reference import errors as E
 from gatecheck.reference.arrival import arrived_at
+from gatecheck.reference.bends import bend_chat_request
 from gatecheck.reference.catalogue import MIDSTREAM_ERROR_MODEL, MODELS, ModelInfo
 from gatecheck.reference.chat import (
+    ANSWER_FAULTS,
     BODY_FAULTS,
     DONE,
     STREAM_FAULTS,
+    AnswerFaults,
     BodyFaults,
     ChatAnswer,
     ChatStream,
@@ -50,6 +53,7 @@ from gatecheck.reference.extras import (
     models_body,
     parse_size,
     png,
+    search_sources,
 )
 from gatecheck.reference.fakemodel import QUIRK_FAULTS, Completion, Prompt, Quirks, complete
 from gatecheck.reference.faults import switches
@@ -125,6 +129,7 @@ class Gateway:
         self._closing = False
         self._pacer: Pacer | None = None  # made in the gateway's event loop, on the first stream
         self._body_faults = switches(BodyFaults, BODY_FAULTS, faults)
+        self._answer_faults = switches(AnswerFaults, ANSWER_FAULTS, faults)
         self._stream_faults = switches(StreamFaults, STREAM_FAULTS, faults)
         self._message_faults = switches(MessageFaults, MESSAGE_FAULTS, faults)
         self._quirks = switches(Quirks, QUIRK_FAULTS, faults)
@@ -336,12 +341,14 @@ class Gateway:
 
     async def _chat_like(self, request: web.Request, request_id: str, schema: str) -> web.StreamResponse:
         key = self.authenticate(request)
-        body = await self.read_json(request, schema)
+        body = await self.read_json(request, schema, lambda b: bend_chat_request(b, self._faults))
         t0 = arrived_at(request)  # the read that completed the body
         model = self.model_for(body, key, "chat")
         prompt = openai_prompt(body, model)
+        if schema == "gateway.search.request" and "search-no-citations" not in self._faults:
+            prompt = dataclasses.replace(prompt, sources=search_sources(prompt.text))
         self.check_context(prompt, model)
-        stream = body.get("stream") is True
+        stream = body.get("stream") is True or ("stream-by-default" in self._faults and "stream" not in body)
         quirks = self._stream_quirks if stream else self._quirks
         count = 1 if "ignore-n" in self._faults else prompt.n
         choices = tuple(complete(prompt, i, self.config.reply_words, quirks) for i in range(count))
@@ -352,6 +359,7 @@ class Gateway:
             prompt_tokens=prompt.prompt_tokens,
             choices=choices,
             reasoning_model=model.reasoning,
+            faults=self._answer_faults,
         )
         headers = self.admit(key, answer.prompt_tokens + answer.completion_tokens)
         headers["x-request-id"] = request_id
@@ -469,6 +477,8 @@ class Gateway:
             balance=self.config.balance,
             daily_budget=self.config.daily_budget,
             arithmetic_fault="balance-arithmetic" in self._faults,
+            currency="USD" if "balance-currency-usd" in self._faults else "CNY",
+            reset_past="balance-reset-past" in self._faults,
         )
         return _json_response(body, headers={"x-request-id": request_id})
 
@@ -477,17 +487,23 @@ class Gateway:
         key = self.authenticate(request)
         body = await self.read_json(request, "gateway.images.request")
         self.model_for(body, key, "image")
-        size = parse_size(body.get("size", "1024x1024"))
+        size = parse_size(
+            "1024x1024" if "images-ignore-size" in self._faults else body.get("size", "1024x1024")
+        )
         if size is None:
             raise E.ApiError(
                 E.INVALID_PARAMS, "Invalid parameter 'size': expected WxH, sides 1 to 4096", param="size"
             )
         prompt = str(body.get("prompt") or "")
         count = body.get("n")
-        count = min(max(count, 1), 10) if isinstance(count, int) else 1
+        count = (
+            min(max(count, 1), 10) if isinstance(count, int) and "images-ignore-n" not in self._faults else 1
+        )
         headers = self.admit(key, len(prompt.split()))
         headers["x-request-id"] = request_id
-        as_b64 = body.get("response_format") == "b64_json"
+        as_b64 = (
+            body.get("response_format") == "b64_json" and "images-ignore-response-format" not in self._faults
+        )
         data = []
         for index in range(count):
             image = NOT_A_PNG if "images-bad-png" in self._faults else png(*size, colour_for(prompt, index))
