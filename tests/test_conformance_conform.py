@@ -82,8 +82,9 @@ def test_the_plan_prints_the_spend_and_sends_nothing(capsys: pytest.CaptureFixtu
     code = main(["conform", "--plan", "--base-url", "http://127.0.0.1:9", "-m", "nonstream"])
     out = capsys.readouterr().out
     assert code == 0
-    # nonstream_stop calibrates on the target: 3 requests (two answers without stop, one with)
-    assert "9 checks, at most 8 requests and 346 output tokens (budget 1000 requests" in out
+    # nonstream_stop calibrates on the target: 3 requests (two answers without stop, one with);
+    # reasoning_effort: 3 requests of 12 tokens; multimodal: 5 requests (a text part, four media) of 5
+    assert "14 checks, at most 16 requests and 407 output tokens (budget 1000 requests" in out
 
 
 def test_a_run_over_the_budget_refuses_to_start(capsys: pytest.CaptureFixture[str]) -> None:
