@@ -51,12 +51,26 @@ class OwnWords:
     """Stops at a stop sequence but says finish_reason length."""
     capped_says_stop: bool = False
     """Cut at max_tokens but says finish_reason stop."""
+    thinks: int = 0
+    """Reasoning tokens spent first when the request carries reasoning_effort (within the cap)."""
+    reasoning_outside_cap: bool = False
+    """The cap limits the answer only: reasoning comes on top."""
+    usage_without_reasoning: bool = False
+    """completion_tokens leave the reasoning tokens out (reasoning_tokens still reported)."""
+    refuses_effort: tuple[str, ...] = ()
+    """reasoning_effort values answered 400."""
+    cached: int | None = None
+    """prompt_tokens_details.cached_tokens to report (None: no details)."""
     bodies: list[dict[str, Any]] = field(default_factory=list)
     _calls: itertools.count[int] = field(default_factory=itertools.count)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         self.bodies.append(body)
+        effort = body.get("reasoning_effort")
+        if effort in self.refuses_effort:
+            error = {"code": "INVALID_PARAMS", "message": f"reasoning_effort {effort} is not supported"}
+            return httpx.Response(400, json={"error": {**error, "request_id": "req-own"}})
         text = self._text(body)
         stops = body.get("stop") or []
         finish = "stop"
@@ -66,10 +80,14 @@ class OwnWords:
                 text = text[: min(found)]
                 finish = "length" if self.stop_says_length else "stop"
         cap = body.get("max_tokens") or body.get("max_completion_tokens")
+        thought = "Hmm " * self.thinks if effort else ""
+        if isinstance(cap, int) and not self.reasoning_outside_cap:
+            thought = thought[: cap * CHARS_PER_TOKEN]
+            cap -= tokens(thought)
         if isinstance(cap, int) and not self.ignore_max_tokens and tokens(text) > cap:
             text = text[: cap * CHARS_PER_TOKEN]
             finish = "stop" if self.capped_says_stop else "length"
-        return httpx.Response(200, json=self._completion(body, text, finish))
+        return httpx.Response(200, json=self._completion(body, text, finish, thought))
 
     def _text(self, body: dict[str, Any]) -> str:
         if self.silent:
@@ -92,16 +110,26 @@ class OwnWords:
         description = " ".join(words * (4 if self.long_json else 1))
         return json.dumps({"name": "blue", "description": description})
 
-    def _completion(self, body: dict[str, Any], text: str, finish: str) -> dict[str, Any]:
+    def _completion(self, body: dict[str, Any], text: str, finish: str, thought: str = "") -> dict[str, Any]:
         prompt = sum(tokens(str(m.get("content") or "")) for m in body.get("messages", []))
-        done = tokens(text)
+        done = tokens(text) + (0 if self.usage_without_reasoning else tokens(thought))
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": done,
+            "total_tokens": prompt + done,
+        }
+        if thought:
+            usage["completion_tokens_details"] = {"reasoning_tokens": tokens(thought)}
+        if self.cached is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if thought:
+            message["reasoning_content"] = thought
         return {
             "id": "chatcmpl-own-1",
             "object": "chat.completion",
             "created": 1_712_345_678,
             "model": body.get("model", "m"),
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-            ],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done},
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
         }

@@ -8,6 +8,12 @@ the same rules are in tests/test_conformance_faults.py.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import struct
+import wave
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -15,10 +21,13 @@ import pytest
 from _checks_helpers import make_session
 from _own_words import NUMBERS, PARAGRAPH, OwnWords
 
-from gatecheck.checks import CHECKS, load_all, run_check
+from gatecheck.checks import CHECKS, load_all, media, run_check
+from gatecheck.checks import requests as rq
 from gatecheck.checks.chat import pick_stop
+from gatecheck.checks.images import image_dimensions, png_problem
 from gatecheck.checks.wire import is_json_object_prefix
 from gatecheck.results import CheckResult
+from gatecheck.schemas import default_store
 
 load_all()
 
@@ -255,3 +264,226 @@ def test_tool_arguments_are_not_checked_when_there_is_no_call_or_the_cap_cut_the
     assert judge("tools_choice_required", answering(200, cut)).verdict == "PASS"
     cut_args = judge("tools_arguments_valid", answering(200, cut))
     assert cut_args.verdict == "SKIP" and "cut inside its arguments" in cut_args.message
+
+
+# --- a request without stream is answered non-streaming -------------------------------------
+
+
+def sse_answer(request: httpx.Request) -> httpx.Response:
+    """A gateway that streams unless told not to (004's page title says "default streaming")."""
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": []}
+    body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+    return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
+
+
+def test_a_request_without_stream_answered_as_one_completion_passes() -> None:
+    server = OwnWords()
+    assert judge("nonstream_default", server).verdict == "PASS"
+    assert "stream" not in server.bodies[0]
+
+
+def test_an_event_stream_for_a_request_without_stream_is_one_finding() -> None:
+    result = judge("nonstream_default", sse_answer)
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["stream-default-off"], result.message
+    for check_id in (*BASIC, "nonstream_usage_details"):
+        other = judge(check_id, sse_answer)
+        assert other.verdict == "SKIP", check_id
+        assert other.message.endswith("was answered with an event stream (nonstream_default reports it)")
+    broken = judge("nonstream_default", answering(500, {"error": {"code": "INTERNAL_ERROR"}}))
+    assert broken.verdict == "SKIP" and "(nonstream_schema reports it)" in broken.message
+
+
+# --- reasoning models: reasoning_effort, max_completion_tokens with reasoning, usage details ------
+
+
+def test_reasoning_effort_is_accepted_by_a_model_that_writes_its_own_text() -> None:
+    server = OwnWords(thinks=40)
+    assert judge("nonstream_reasoning_effort", server).verdict == "PASS"
+    assert [b["reasoning_effort"] for b in server.bodies] == ["low", "medium", "high"]
+    assert all("max_tokens" not in b and b["max_completion_tokens"] == 12 for b in server.bodies)
+
+
+def test_a_refused_reasoning_effort_fails_naming_the_value() -> None:
+    result = judge("nonstream_reasoning_effort", OwnWords(thinks=40, refuses_effort=("high",)))
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["reasoning-effort-rejected"]
+    assert 'reasoning_effort "high" was refused' in result.message and '"medium"' not in result.message
+
+
+def test_the_cap_with_reasoning_is_judged_on_the_targets_usage() -> None:
+    cut_in_reasoning = judge("nonstream_reasoning_cap", OwnWords(thinks=40))
+    assert cut_in_reasoning.verdict == "PASS", cut_in_reasoning.message
+    after_reasoning = judge("nonstream_reasoning_cap", OwnWords(thinks=3))  # 3 reasoning + 9 of text
+    assert after_reasoning.verdict == "PASS", after_reasoning.message
+    over = judge("nonstream_reasoning_cap", OwnWords(thinks=8, reasoning_outside_cap=True))
+    assert over.verdict == "FAIL" and over.extra["rules"] == ["max-completion-tokens-reasoning"], over.message
+    assert "completion_tokens 20, reasoning_tokens 8" in over.message
+
+
+def test_the_cap_with_reasoning_is_not_checked_without_reasoning_or_without_a_cut() -> None:
+    plain = judge("nonstream_reasoning_cap", OwnWords())
+    assert plain.verdict == "SKIP" and "shows no reasoning" in plain.message
+    short = judge("nonstream_reasoning_cap", OwnWords(thinks=2, short=True))
+    assert short.verdict == "SKIP" and "ended by itself after 5 tokens" in short.message, short.message
+
+
+def test_reasoning_tokens_left_out_of_completion_tokens_is_a_protocol_deviation() -> None:
+    result = judge("nonstream_reasoning_cap", OwnWords(thinks=8, usage_without_reasoning=True))
+    assert result.verdict == "WARN" and result.extra["rules"] == ["usage-reasoning-tokens"], result.message
+
+
+def test_usage_details_are_judged_only_when_present() -> None:
+    absent = judge("nonstream_usage_details", OwnWords())
+    assert absent.verdict == "SKIP" and absent.message.startswith(
+        "not checked: the answer's usage gives neither"
+    )
+    assert judge("nonstream_usage_details", OwnWords(cached=0)).verdict == "PASS"
+    over = judge("nonstream_usage_details", OwnWords(cached=500))
+    assert over.verdict == "WARN" and over.extra["rules"] == ["usage-cached-tokens"], over.message
+
+
+# --- multimodal content parts ---------------------------------------------------------------
+
+
+@dataclass
+class Vision:
+    """A correct target whose model sees images only: other media are refused with 400 (or break)."""
+
+    modalities: tuple[str, ...] = ("image_url",)
+    counts_media: bool = True
+    broken: tuple[str, ...] = ()
+    text_parts_refused: bool = False
+    kinds: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        parts = json.loads(request.content)["messages"][0]["content"]
+        kinds = [p["type"] for p in parts]
+        self.kinds.append(kinds)
+        media = [k for k in kinds if k != "text"]
+        if self.text_parts_refused:
+            return httpx.Response(400, json={"error": {"code": "INVALID_PARAMS", "message": "strings only"}})
+        if any(k in self.broken for k in media):
+            return httpx.Response(500, json={"error": {"code": "INTERNAL_ERROR", "message": "boom"}})
+        if any(k not in self.modalities for k in media):
+            return httpx.Response(400, json={"error": {"code": "INVALID_PARAMS", "message": "unsupported"}})
+        prompt = 12 + (258 * len(media) if self.counts_media else 0)
+        body = OwnWords()._completion({"messages": []}, "A small picture.", "stop")
+        body["usage"] = {"prompt_tokens": prompt, "completion_tokens": 4, "total_tokens": prompt + 4}
+        return httpx.Response(200, json=body)
+
+
+def test_multimodal_passes_on_a_model_that_lacks_some_modalities() -> None:
+    server = Vision()
+    assert judge("nonstream_multimodal", server).verdict == "PASS"
+    assert server.kinds == [["text"], *(["text", kind] for kind in rq.MEDIA_PARTS)]
+    assert judge("nonstream_multimodal", Vision(modalities=tuple(rq.MEDIA_PARTS))).verdict == "PASS"
+
+
+def test_multimodal_is_not_checked_when_every_media_part_is_refused() -> None:
+    result = judge("nonstream_multimodal", Vision(modalities=()))
+    assert result.verdict == "SKIP" and "refused every media part" in result.message
+
+
+def test_text_parts_refused_or_a_media_part_breaking_the_gateway_fails() -> None:
+    refused = judge("nonstream_multimodal", Vision(text_parts_refused=True))
+    assert refused.verdict == "FAIL" and refused.extra["rules"] == ["content-text-parts"]
+    broken = judge("nonstream_multimodal", Vision(broken=("input_audio",)))
+    assert broken.verdict == "FAIL" and broken.extra["rules"] == ["media-part-status"], broken.message
+    assert "input_audio content part was answered 500" in broken.message
+
+
+def test_a_media_part_that_does_not_count_in_usage_is_a_warning() -> None:
+    result = judge("nonstream_multimodal", Vision(counts_media=False))
+    assert result.verdict == "WARN" and result.extra["rules"] == ["media-part-dropped"], result.message
+
+
+def test_the_media_payloads_are_small_valid_files() -> None:
+    assert png_problem(media.png_image()) == "" and image_dimensions(media.png_image()) == (8, 8)
+    with wave.open(io.BytesIO(media.wav_audio())) as audio:
+        assert (audio.getnchannels(), audio.getframerate(), audio.getnframes()) == (1, 8000, 2000)
+    pdf = media.pdf_document()
+    assert pdf.startswith(b"%PDF-1.4\n") and pdf.endswith(b"%%EOF\n")
+    start = int(pdf.rsplit(b"startxref\n", 1)[1].split()[0])
+    offsets = [int(line[:10]) for line in pdf[start:].split(b"\n")[3:8]]
+    assert [pdf[o : o + 7] for o in offsets] == [b"%d 0 obj" % n for n in range(1, 6)]
+    assert mp4_boxes(media.TINY_MP4) == ["ftyp", "moov", "free", "mdat"]
+    assert hashlib.sha256(media.TINY_MP4).hexdigest().startswith("cc35fdc4")
+    for make in rq.MEDIA_PARTS.values():
+        assert not default_store().issues(
+            "openai.chat.request",
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, make()]}],
+            },
+        )
+
+
+def mp4_boxes(data: bytes) -> list[str]:
+    """The top-level ISO BMFF boxes, which must cover the file exactly."""
+    names, pos = [], 0
+    while pos < len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        assert size >= 8 and pos + size <= len(data)
+        names.append(kind.decode())
+        pos += size
+    return names
+
+
+# --- tool role messages and parallel tool calls --------------------------------------------------
+
+
+def tool_answer(calls: list[tuple[str, str, str]], finish: str = "tool_calls") -> dict[str, Any]:
+    body = OwnWords()._completion({"messages": []}, "", finish)
+    body["choices"][0]["message"] = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in calls
+        ],
+    }
+    return body
+
+
+WEATHER_CALL = ("call_a", "get_weather", '{"city": "Beijing"}')
+TIME_CALL = ("call_b", "get_local_time", '{"city": "Tokyo", "format": "24h"}')
+
+
+def test_tool_results_one_or_two_in_a_row_are_accepted() -> None:
+    server = OwnWords()
+    assert judge("tools_result_turn", server).verdict == "PASS"
+    roles = [[m["role"] for m in b["messages"]] for b in server.bodies]
+    assert roles == [["user", "assistant", "tool"], ["user", "assistant", "tool", "tool"]]
+
+
+def test_refusing_two_tool_results_in_a_row_fails() -> None:
+    def refuses_two(request: httpx.Request) -> httpx.Response:
+        roles = [m["role"] for m in json.loads(request.content)["messages"]]
+        if roles[-2:] == ["tool", "tool"]:
+            return httpx.Response(
+                400, json={"error": {"code": "INVALID_PARAMS", "message": "one tool message"}}
+            )
+        return OwnWords()(request)
+
+    result = judge("tools_result_turn", refuses_two)
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["tool-result-refused"], result.message
+    assert "two tool results" in result.message and "one tool result was" not in result.message
+
+
+def test_parallel_tool_calls_with_their_own_ids_pass() -> None:
+    assert (
+        judge("tools_parallel_calls", answering(200, tool_answer([WEATHER_CALL, TIME_CALL]))).verdict
+        == "PASS"
+    )
+
+
+def test_one_tool_call_where_two_were_asked_is_not_checked() -> None:
+    result = judge("tools_parallel_calls", answering(200, tool_answer([WEATHER_CALL])))
+    assert result.verdict == "SKIP" and "made 1 tool call(s)" in result.message
+    text = judge("tools_parallel_calls", OwnWords())
+    assert text.verdict == "SKIP" and "made 0 tool call(s)" in text.message
+
+
+def test_parallel_tool_calls_sharing_an_id_are_a_protocol_deviation() -> None:
+    same = tool_answer([WEATHER_CALL, ("call_a", *TIME_CALL[1:])])
+    result = judge("tools_parallel_calls", answering(200, same))
+    assert result.verdict == "WARN" and result.extra["rules"] == ["tool-call-ids-distinct"], result.message

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import struct
 import zlib
 
 import pytest
 
-from gatecheck.checks.images import PNG_SIGNATURE, image_kind, image_problem, png_problem
+from gatecheck.checks.images import PNG_SIGNATURE, image_dimensions, image_kind, image_problem, png_problem
 
 
 def chunk(kind: bytes, body: bytes) -> bytes:
@@ -78,3 +79,35 @@ def test_other_formats_by_magic_and_ending() -> None:
     webp = b"RIFF" + struct.pack("<I", 12) + b"WEBPVP8 " + b"\x00" * 4
     assert image_problem(webp) == ""
     assert "RIFF size" in image_problem(webp + b"extra")
+
+
+# Real files made by an encoder (FFmpeg's mjpeg and libwebp through PyAV), 5 pixels wide, 3 high.
+JPEG_5X3 = base64.b64decode(
+    "/9j//gAQTGF2YzYyLjI4LjEwMgD/2wBDAAgEBAQEBAUFBQUFBQYGBgYGBgYGBgYGBgYHBwcICAgHBwcGBgcHCAgICAkJCQgICAgJCQoKCgwM"
+    "CwsODg4RERT/xABmAAEBAQAAAAAAAAAAAAAAAAAEAwcBAQAAAAAAAAAAAAAAAAAAAAQQAAICAQMDBQEAAAAAAAAAAAIDBAEFABIRE9Mi"
+    "lLR0NVNBEQACAQQDAQAAAAAAAAAAAAADAQIxIgBREQQhE//AABEIAAMABQMBIgACEQADEQD/2gAMAwEAAhEDEQA/AMizc2Q/IvQ4heqI6Z"
+    "HjA5a3UlQzZHAj1RL+cDuvysRAbvaA1Q9wfhE9LG7Wr5b7jI/Nne9kaPpfWIRghfKm3vHhEL4Bsh6ETdqq4R5dM//Z"
+)
+WEBP_LOSSY_5X3 = base64.b64decode(
+    "UklGRlIAAABXRUJQVlA4IEYAAADwAQCdASoFAAMAAgA0JQBOhglYMhKiEoAA/v2nPo9uAgOb3eRWr0JZgt7frHr9G0+E0iUheG4WH4yX57DN"
+    "x3YaOaagAAAA"
+)
+WEBP_LOSSLESS_5X3 = base64.b64decode(
+    "UklGRkwAAABXRUJQVlA4TD8AAAAvBIAAADdAEEASSibvttecBAEksQU6wjATjEKgYfFIMmuigQiK2OY/oItEeFvPzRMgyLbN5Sc6zAUa0f/4"
+    "SggA"
+)
+GIF_5X3 = (
+    b"GIF89a\x05\x00\x03\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+    b",\x00\x00\x00\x00\x05\x00\x03\x00\x00\x02\x03\x84\x8f\x05\x00;"
+)
+
+
+@pytest.mark.parametrize("data", [png(5, 3), JPEG_5X3, WEBP_LOSSY_5X3, WEBP_LOSSLESS_5X3, GIF_5X3])
+def test_the_size_of_an_image_is_read_from_its_header(data: bytes) -> None:
+    assert image_problem(data) == ""
+    assert image_dimensions(data) == (5, 3)
+
+
+def test_an_image_whose_size_cannot_be_read_has_none() -> None:
+    assert image_dimensions(b"not an image") is None
+    assert image_dimensions(JPEG_5X3[:40]) is None  # cut before its start-of-frame marker

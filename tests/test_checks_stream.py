@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 from _checks_helpers import make_session, stream_exchange
 
@@ -350,3 +351,91 @@ def test_streamed_and_plain_answers_that_differ_are_a_warning() -> None:
     assert (
         judge("stream_matches_nonstream", stream_exchange(wire(clean_chunks())), twin=same).verdict == "PASS"
     )
+
+
+# --- parallel tool calls in a stream: the check sends its own request ------------------------
+
+
+def call_delta(index: int, call_id: str | None, name: str | None, arguments: str) -> dict[str, Any]:
+    fragment: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+    if call_id is not None:
+        fragment.update(id=call_id, type="function")
+        fragment["function"]["name"] = name
+    return chunk({"tool_calls": [fragment]})
+
+
+WEATHER_PARTS = [
+    (0, "call_a", "get_weather", ""),
+    (0, None, None, '{"city": '),
+    (0, None, None, '"Beijing"}'),
+]
+TIME_PARTS = [
+    (1, "call_b", "get_local_time", ""),
+    (1, None, None, '{"city": "Tokyo", '),
+    (1, None, None, '"format": "24h"}'),
+]
+
+
+def streaming(parts: list[tuple[int, str | None, str | None, str]]) -> Any:
+    """A server streaming these tool-call fragments (role first, finish tool_calls, usage, [DONE])."""
+    chunks = [chunk({"role": "assistant", "content": None})]
+    chunks += [call_delta(*part) for part in parts]
+    chunks += [chunk({}, "tool_calls"), clean_chunks()[-1]]
+    body = b"".join(wire(chunks))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["stream"] is True
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    return handler
+
+
+def judge_parallel(handler: Any) -> CheckResult:
+    result = run_check(make_session(handler), CHECKS["stream_parallel_tool_calls"])
+    assert "undeclared_rules" not in result.extra, result.extra
+    return result
+
+
+def test_two_streamed_tool_calls_one_after_the_other_pass() -> None:
+    result = judge_parallel(streaming(WEATHER_PARTS + TIME_PARTS))
+    assert result.verdict == "PASS", result.message
+
+
+def test_one_streamed_tool_call_where_two_were_asked_is_not_checked() -> None:
+    result = judge_parallel(streaming(WEATHER_PARTS))
+    assert result.verdict == "SKIP" and "streamed 1 tool call(s)" in result.message
+
+
+def test_two_tool_calls_under_one_index_fail() -> None:
+    same_index = WEATHER_PARTS + [(0, *part[1:]) for part in TIME_PARTS]
+    result = judge_parallel(streaming(same_index))
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["stream-tool-calls-same-index"], (
+        result.message
+    )
+    assert 'index 0 carries ids ["call_a", "call_b"]' in result.message
+
+
+def test_interleaved_arguments_are_a_warning_and_shared_ids_a_protocol_deviation() -> None:
+    interleaved = [
+        WEATHER_PARTS[0],
+        TIME_PARTS[0],
+        WEATHER_PARTS[1],
+        TIME_PARTS[1],
+        WEATHER_PARTS[2],
+        TIME_PARTS[2],
+    ]
+    result = judge_parallel(streaming(interleaved))
+    assert result.verdict == "WARN" and result.extra["rules"] == ["stream-tool-calls-interleaved"], (
+        result.message
+    )
+    shared = [*WEATHER_PARTS, (1, "call_a", "get_local_time", ""), *TIME_PARTS[1:]]
+    same_id = judge_parallel(streaming(shared))
+    assert same_id.verdict == "WARN" and same_id.extra["rules"] == ["tool-call-ids-distinct"], same_id.message
+
+
+def test_a_parallel_tool_stream_answered_500_is_its_own_finding() -> None:
+    def fails(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"code": "INTERNAL_ERROR", "message": "boom"}})
+
+    result = judge_parallel(fails)
+    assert result.verdict == "FAIL" and result.extra["rules"] == ["stream-status"], result.message

@@ -16,6 +16,7 @@ import pytest
 from _hostile import Reply, Seen, elapsed, refused_url, scripted
 
 import gatecheck
+from gatecheck.checks import select
 from gatecheck.cli import main
 from gatecheck.commands.conform import findings_text
 from gatecheck.reference import DEMO_KEY
@@ -88,9 +89,10 @@ def test_the_plan_prints_the_spend_and_sends_nothing(capsys: pytest.CaptureFixtu
     code = main(["conform", "--plan", "--base-url", "http://127.0.0.1:9", "-m", "nonstream"])
     out = capsys.readouterr().out
     assert code == 0
-    # nonstream_stop calibrates on the target: 3 requests (two answers without stop, one with)
-    assert "9 checks, at most 8 requests and 346 output tokens (budget 1000 requests" in out
-    assert "about 1600 input tokens" in out
+    # nonstream_stop calibrates on the target: 3 requests (two answers without stop, one with);
+    # reasoning_effort: 3 requests of 12 tokens; multimodal: 5 requests (a text part, four media) of 5
+    assert "14 checks, at most 16 requests and 407 output tokens (budget 1000 requests" in out
+    assert "about 3200 input tokens" in out
     assert "waits at least 0 s: 0 s of pacing at 60 rpm / 100000 tpm; 0 s of Retry-After windows" in out
 
 
@@ -137,7 +139,8 @@ def test_list_names_every_check(capsys: pytest.CaptureFixture[str]) -> None:
 def test_list_honours_the_selection(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conform", "--list", "-m", "aux", "-k", "not images"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
-    assert listed == ["aux_models_list", "aux_balance", "aux_search"]
+    assert listed == [c.id for c in select() if c.area == "aux" and "images" not in c.id]
+    assert "aux_models_list" in listed and not any("images" in check_id for check_id in listed)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

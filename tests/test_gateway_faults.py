@@ -7,8 +7,10 @@ conformance suite's checks), run on two gateways with the same options, one with
 from __future__ import annotations
 
 import base64
+import datetime
 import itertools
 import json
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -246,6 +248,26 @@ def _reasoning_first(gw: RunningGateway) -> bool:
     return "".join(kinds).startswith("r") and "cr" not in "".join(kinds)
 
 
+BOTH_TOOLS = "Call get_weather and get_time for Beijing"
+
+
+def two_call_fragments(gw: RunningGateway) -> list[dict[str, Any]]:
+    chunks = chat_stream(gw, tools=[WEATHER, TIME], tool_choice="required", messages=user(BOTH_TOOLS))
+    return [f for d in deltas(chunks) for f in d.get("tool_calls") or []]
+
+
+@probe("tool-calls-same-index")
+def _one_index_per_call(gw: RunningGateway) -> bool:
+    headers = [f["index"] for f in two_call_fragments(gw) if "id" in f]
+    return len(headers) == 2 and len(set(headers)) == 2
+
+
+@probe("tool-calls-interleaved")
+def _calls_in_runs(gw: RunningGateway) -> bool:
+    order = [f["index"] for f in two_call_fragments(gw)]
+    return order == sorted(order) and len(set(order)) == 2
+
+
 @probe("stream-nondeterministic")
 def _stream_equals_body(gw: RunningGateway) -> bool:
     request = chat_body("same answer please", temperature=0)
@@ -280,6 +302,36 @@ def _finish_enum(gw: RunningGateway) -> bool:
         "tool_calls",
         "content_filter",
     }
+
+
+def reasoning_usage(gw: RunningGateway, **extra: Any) -> dict[str, Any]:
+    body = chat_body(COUNT, model="deepseek-v4-pro", reasoning_effort="low", **extra)
+    return dict(post(gw, CHAT, body).json()["usage"])
+
+
+@probe("usage-reasoning-excluded")
+def _reasoning_in_completion(gw: RunningGateway) -> bool:
+    usage = reasoning_usage(gw, max_completion_tokens=12)
+    return bool(usage["completion_tokens_details"]["reasoning_tokens"] <= usage["completion_tokens"] == 12)
+
+
+@probe("usage-cached-over-prompt")
+def _cached_within_prompt(gw: RunningGateway) -> bool:
+    usage = post(gw, CHAT, chat_body()).json()["usage"]
+    return bool(usage["prompt_tokens_details"]["cached_tokens"] <= usage["prompt_tokens"])
+
+
+@probe("tool-calls-same-id")
+def _distinct_call_ids(gw: RunningGateway) -> bool:
+    body = chat_body(BOTH_TOOLS, tools=[WEATHER, TIME], tool_choice="required")
+    calls = post(gw, CHAT, body).json()["choices"][0]["message"]["tool_calls"]
+    return len(calls) == 2 and len({c["id"] for c in calls}) == 2
+
+
+@probe("stream-by-default")
+def _not_streamed_by_default(gw: RunningGateway) -> bool:
+    response = post(gw, CHAT, chat_body())
+    return response.headers["content-type"].startswith("application/json")
 
 
 @probe("ignore-n")
@@ -331,6 +383,53 @@ def _tool_args(gw: RunningGateway) -> bool:
     )
     arguments = json.loads(message["tool_calls"][0]["function"]["arguments"])
     return bool(jsonschema.Draft7Validator(TIME["function"]["parameters"]).is_valid(arguments))
+
+
+@probe("reasoning-effort-rejected")
+def _effort_accepted(gw: RunningGateway) -> bool:
+    body = chat_body(model="deepseek-v4-pro", reasoning_effort="high", max_completion_tokens=8)
+    return post(gw, CHAT, body).status_code == 200
+
+
+@probe("reasoning-outside-cap")
+def _cap_includes_reasoning(gw: RunningGateway) -> bool:
+    return reasoning_usage(gw, max_completion_tokens=12)["completion_tokens"] <= 12
+
+
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+def parts_usage(gw: RunningGateway, *parts: dict[str, Any]) -> httpx.Response:
+    content = [{"type": "text", "text": "what is this"}, *parts]
+    return post(gw, CHAT, chat_body(messages=[{"role": "user", "content": content}], max_tokens=4))
+
+
+@probe("content-parts-rejected")
+def _text_parts_accepted(gw: RunningGateway) -> bool:
+    return parts_usage(gw).status_code == 200
+
+
+@probe("media-parts-dropped")
+def _media_counted(gw: RunningGateway) -> bool:
+    return bool(
+        parts_usage(gw, IMAGE_PART).json()["usage"]["prompt_tokens"]
+        > parts_usage(gw).json()["usage"]["prompt_tokens"]
+    )
+
+
+@probe("tool-results-parallel-refused")
+def _two_tool_results(gw: RunningGateway) -> bool:
+    calls = [
+        {"id": f"c{i}", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+        for i in (1, 2)
+    ]
+    messages = [
+        *user("weather twice"),
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "c2", "content": "rain"},
+    ]
+    return post(gw, CHAT, chat_body(messages=messages, tools=[WEATHER])).status_code == 200
 
 
 # --- auth and errors -------------------------------------------------------------------------
@@ -581,6 +680,22 @@ def _balance(gw: RunningGateway) -> bool:
     return bool(abs(key["daily_budget"] - key["daily_used"] - key["daily_remaining"]) < 1e-6)
 
 
+@probe("balance-currency-usd")
+def _balance_cny(gw: RunningGateway) -> bool:
+    return bool(CLIENT.get(gw.url + "/v1/balance", headers=AUTH).json()["currency"] == "CNY")
+
+
+@probe("balance-reset-past")
+def _reset_ahead(gw: RunningGateway) -> bool:
+    key = CLIENT.get(gw.url + "/v1/balance", headers=AUTH).json()["api_key"]
+    return datetime.datetime.fromisoformat(key["daily_reset_at"]).timestamp() > time.time()
+
+
+def images(gw: RunningGateway, **extra: Any) -> list[dict[str, Any]]:
+    body = {"model": "gpt-image-2", "prompt": "a cat", **extra}
+    return list(post(gw, "/v1/images/generations", body).json()["data"])
+
+
 @probe("images-bad-png")
 def _png(gw: RunningGateway) -> bool:
     body = post(
@@ -591,10 +706,32 @@ def _png(gw: RunningGateway) -> bool:
     return base64.b64decode(body.json()["data"][0]["b64_json"]).startswith(b"\x89PNG\r\n\x1a\n")
 
 
+@probe("images-ignore-response-format")
+def _b64_when_asked(gw: RunningGateway) -> bool:
+    return all("b64_json" in item for item in images(gw, response_format="b64_json"))
+
+
+@probe("images-ignore-n")
+def _n_images(gw: RunningGateway) -> bool:
+    return len(images(gw, n=3)) == 3
+
+
+@probe("images-ignore-size")
+def _image_size(gw: RunningGateway) -> bool:
+    data = base64.b64decode(images(gw, size="64x32", response_format="b64_json")[0]["b64_json"])
+    return data[16:24] == struct.pack(">II", 64, 32)
+
+
 @probe("search-bad-shape")
 def _search_shape(gw: RunningGateway) -> bool:
     body = post(gw, "/v1/search/completions", chat_body("tech news")).json()
     return body.get("object") == "chat.completion" and bool(body.get("choices"))
+
+
+@probe("search-no-citations")
+def _search_cites(gw: RunningGateway) -> bool:
+    body = post(gw, "/v1/search/completions", chat_body("tech news")).json()
+    return "https://search.gatecheck.invalid/" in body["choices"][0]["message"]["content"]
 
 
 def test_every_fault_has_a_probe() -> None:

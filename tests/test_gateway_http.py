@@ -49,7 +49,12 @@ def test_chat_non_streaming(reference_gateway: RunningGateway) -> None:
     assert choice["message"] == {"role": "assistant", "content": "1 2 3 4 5 6 7 8 9 10 11 "}
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
-    assert usage == {"prompt_tokens": 8, "completion_tokens": 11, "total_tokens": 19}
+    assert usage == {
+        "prompt_tokens": 8,
+        "completion_tokens": 11,
+        "total_tokens": 19,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert response.headers["x-request-id"].startswith("req-")
     assert int(response.headers["X-RateLimit-Remaining"]) < int(response.headers["X-RateLimit-Limit"])
 

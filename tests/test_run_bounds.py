@@ -202,7 +202,7 @@ def test_past_the_deadline_the_rest_is_not_checked(capsys: pytest.CaptureFixture
     assert seconds < 15, seconds
     assert code in (0, 1)
     assert results[-1]["verdict"] == "SKIP" and results[-1]["message"] == reason
-    assert reason in out
+    assert reason in " ".join(out.split())  # the SKIP line may wrap
 
 
 def test_ctrl_c_exits_130_and_writes_reports_marked_interrupted(tmp_path: Path) -> None:
@@ -233,8 +233,9 @@ def test_ctrl_c_exits_130_and_writes_reports_marked_interrupted(tmp_path: Path) 
     document = json.loads((tmp_path / "reports" / "conformance" / "results.json").read_text())
     done = len(document["results"])
     assert process.returncode == 130, err
-    assert f"interrupted after {done} of 13 checks" in err
-    assert document["interrupted"] is True and 1 <= done < 13
+    selected = len([c for c in select() if {"nonstream", "aux"} & set(c.all_markers)])
+    assert f"interrupted after {done} of {selected} checks" in err
+    assert document["interrupted"] is True and 1 <= done < selected
     assert "**interrupted**" in (tmp_path / "reports" / "conformance" / "matrix.md").read_text()
 
 

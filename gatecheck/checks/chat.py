@@ -18,7 +18,10 @@ from gatecheck.checks.wire import (
     as_json,
     describe,
     excerpt,
+    header,
+    is_json,
     json_object,
+    json_of,
     require_status,
     schema_failures,
 )
@@ -32,6 +35,10 @@ FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")
 FIELD_REF = "001 Field Reference"
 BASIC_OWNER = "nonstream_schema"
 """The check that reports what makes the shared basic answer unreadable (a 500, a body not JSON)."""
+DEFAULT_OWNER = "nonstream_default"
+"""The check that reports an event stream sent back to a request without ``stream``."""
+REASONING_OWNER = "nonstream_reasoning_effort"
+"""The check that reports what makes the shared reasoning answer unreadable (reasoning_effort refused...)."""
 PARAMS = "000/001 Request Parameters"
 
 _EARLIEST_CREATED = 1_000_000_000  # 2001: anything earlier is not a Unix timestamp in seconds
@@ -39,9 +46,38 @@ _CLOCK_SKEW_S = 86_400
 
 
 def completion(exchange: Exchange, what: str = "the chat completion") -> dict[str, Any]:
-    """The 200 JSON object body of a chat completion, or a Failure saying what came instead."""
+    """The 200 JSON object body of a chat completion, or a Failure saying what came instead.
+
+    An event stream answering a request without ``stream`` is ``nonstream_default``'s finding: every
+    other reader is "not checked".
+    """
+    streamed = streamed_by_default(exchange)
+    if streamed is not None:
+        raise NotChecked(
+            f"not checked: {what} was answered with an event stream ({DEFAULT_OWNER} reports it)"
+        )
     require_status(exchange, 200, rule="chat-status", what=what)
     return json_object(exchange, rule="chat-not-json", what=what)
+
+
+def streamed_by_default(exchange: Exchange) -> Failure | None:
+    """The finding when a request that did not ask to stream got an event stream back, else None.
+
+    An event stream: a body that is not JSON and is served as text/event-stream or starts like one.
+    """
+    if exchange.status != 200 or is_json(json_of(exchange)):
+        return None
+    ctype = (header(exchange, "content-type") or "").split(";")[0].strip().lower()
+    if ctype != "text/event-stream" and not exchange.body.lstrip().startswith((b"data:", b"event:")):
+        return None
+    return Failure(
+        title="a request without stream was answered with an event stream",
+        rule="stream-default-off",
+        expected="one JSON chat.completion (004: a request without stream is handled as non-streaming; "
+        "000/001/002: stream defaults to false)",
+        received=describe(exchange),
+        exchange=exchange,
+    )
 
 
 def validated_completion(
@@ -99,6 +135,11 @@ def usage_of(body: dict[str, Any]) -> dict[str, Any]:
     return usage if isinstance(usage, dict) else {}
 
 
+def count_of(value: Any) -> int | None:
+    """A token count read from a body: a whole number of at least 0 (not a JSON ``true``), else None."""
+    return value if are_numbers([value], counts=True) else None
+
+
 def output_cap(ctx: CheckContext, asked: int) -> int:
     """The output limit a request asking for ``asked`` really carries (``--max-output-tokens`` caps it)."""
     return min(asked, ctx.target.max_output_tokens)
@@ -118,6 +159,20 @@ def basic_answer(ctx: CheckContext) -> Exchange:
 def nonstream_schema(ctx: CheckContext, basic_answer: Exchange) -> None:
     """A non-streaming answer is 200 with a valid chat.completion body (the shared answer's owner)."""
     validated_completion(ctx, basic_answer)
+
+
+@check(
+    "nonstream",
+    "004 Request Body (stream not provided: handled as non-streaming); 001 Request Parameters (stream: "
+    "false or omitted); 000/002 (stream: default false)",
+    rules=("stream-default-off",),
+)
+def nonstream_default(ctx: CheckContext, basic_answer: Exchange) -> None:
+    """A request without ``stream`` is answered with one JSON completion, not an event stream."""
+    streamed = streamed_by_default(basic_answer)
+    if streamed is not None:
+        raise streamed
+    shared_body(ctx, basic_answer, "the chat completion")
 
 
 @dataclass(frozen=True)
@@ -403,6 +458,220 @@ def _judge_cap(ctx: CheckContext, field: str, cap: int) -> str:
     elif used < cap and reason != "length":
         return f"{field}: the answer ended by itself after {used} tokens, under the cap of {cap}"
     return ""
+
+
+@observation(cost=Cost(1, rq.REASONING_CAP))
+def reasoning_answer(ctx: CheckContext) -> Exchange:
+    """The plain question to the reasoning model, reasoning_effort low, max_completion_tokens capped."""
+    return ctx.chat(rq.reasoning(ctx.target.models.reasoning, "low"))
+
+
+REASONING = "000/001 Request Parameters (reasoning_effort: low, medium, high; reasoning models only); 004"
+
+
+@check(
+    "nonstream",
+    f"{REASONING} Request Body (reasoning_effort); 000/001 Compatibility (reasoning_effort supported)",
+    cost=Cost(len(rq.REASONING_EFFORTS) - 1, (len(rq.REASONING_EFFORTS) - 1) * rq.REASONING_CAP),
+    rules=(*_OWN_ANSWER_RULES, "reasoning-effort-rejected"),
+)
+@requires("reasoning")
+def nonstream_reasoning_effort(ctx: CheckContext, reasoning_answer: Exchange) -> None:
+    """The reasoning model accepts reasoning_effort low, medium and high (taking effect is the model's)."""
+    model = ctx.target.models.reasoning
+    for effort in rq.REASONING_EFFORTS:
+        exchange = reasoning_answer if effort == "low" else ctx.chat(rq.reasoning(model, effort))
+        what = f"the reasoning completion with reasoning_effort {as_json(effort)}"
+        try:
+            if 400 <= exchange.status < 500:
+                raise Failure(
+                    title=f"reasoning_effort {as_json(effort)} was refused by the reasoning model",
+                    rule="reasoning-effort-rejected",
+                    expected=f"HTTP 200: reasoning_effort {as_json(effort)} is a documented value for "
+                    "reasoning models",
+                    received=describe(exchange),
+                    exchange=exchange,
+                )
+            first_message(completion(exchange, what), exchange)
+        except Failure as failure:
+            ctx.record(failure)
+
+
+@check(
+    "nonstream",
+    "004 Request Body (max_completion_tokens: including reasoning tokens); OpenAI usage "
+    "(completion_tokens_details.reasoning_tokens)",
+    rules=("max-completion-tokens-reasoning", "usage-reasoning-tokens"),
+)
+@requires("reasoning")
+def nonstream_reasoning_cap(ctx: CheckContext, reasoning_answer: Exchange) -> None:
+    """max_completion_tokens caps the completion tokens of a reasoning model, its reasoning tokens included.
+
+    Calibrated by the target's usage: judged when the answer shows reasoning and reached the cap
+    (or went past it); one that ended by itself under the cap is "not checked".
+    """
+    cap = output_cap(ctx, rq.REASONING_CAP)
+    body, message = shared_message(ctx, reasoning_answer, "the reasoning completion", REASONING_OWNER)
+    usage = usage_of(body)
+    used = count_of(usage.get("completion_tokens"))
+    reasoning = count_of(as_dict(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    check_reasoning_tokens(ctx, usage, reasoning_answer)
+    if used is None:
+        if not ctx.failures:
+            shown_usage = as_json(usage.get("completion_tokens"))
+            raise NotChecked(f"not checked: the answer reports no usage.completion_tokens ({shown_usage})")
+        return
+    thought = message.get(ctx.profile.reasoning_field)
+    shown = bool(reasoning) or (isinstance(thought, str) and bool(thought))
+    reason = _choices(body)[0].get("finish_reason")
+    if used > cap:
+        ctx.record(
+            Failure(
+                title=f"max_completion_tokens={cap} did not cap the reasoning model's completion tokens",
+                rule="max-completion-tokens-reasoning",
+                expected=f"usage.completion_tokens <= {cap}, reasoning tokens included (004)",
+                received=f"completion_tokens {used}, reasoning_tokens {as_json(reasoning)}, "
+                f"finish_reason {as_json(reason)}",
+                exchange=reasoning_answer,
+            )
+        )
+    elif ctx.failures:
+        return
+    elif not shown:
+        raise NotChecked(
+            "not checked: the reasoning model's answer shows no reasoning (no "
+            f"{ctx.profile.reasoning_field}, completion_tokens_details.reasoning_tokens {as_json(reasoning)})"
+        )
+    elif used < cap and reason != "length":
+        raise NotChecked(
+            f"not checked: the answer ended by itself after {used} tokens (reasoning included), under the "
+            f"cap of {cap}: nothing to cut"
+        )
+
+
+def check_reasoning_tokens(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange) -> bool:
+    """Record a failure unless reasoning_tokens <= completion_tokens; False when they are not both given."""
+    done = count_of(usage.get("completion_tokens"))
+    reasoning = count_of(as_dict(usage.get("completion_tokens_details")).get("reasoning_tokens"))
+    if done is None or reasoning is None:
+        return False
+    if reasoning > done:
+        ctx.record(
+            Failure(
+                title="usage counts more reasoning tokens than completion tokens",
+                rule="usage-reasoning-tokens",
+                expected="completion_tokens_details.reasoning_tokens <= completion_tokens (reasoning tokens "
+                "are part of the completion tokens)",
+                received=f"reasoning_tokens {reasoning}, completion_tokens {done}",
+                exchange=exchange,
+            )
+        )
+    return True
+
+
+@check(
+    "nonstream",
+    "OpenAI usage (prompt_tokens_details.cached_tokens, completion_tokens_details.reasoning_tokens)",
+    rules=("usage-cached-tokens", "usage-reasoning-tokens"),
+)
+def nonstream_usage_details(ctx: CheckContext, basic_answer: Exchange) -> None:
+    """Usage details, when given, are parts: cached <= prompt tokens, reasoning <= completion tokens."""
+    usage = usage_of(shared_body(ctx, basic_answer, "the chat completion"))
+    prompt = count_of(usage.get("prompt_tokens"))
+    cached = count_of(as_dict(usage.get("prompt_tokens_details")).get("cached_tokens"))
+    judged = check_reasoning_tokens(ctx, usage, basic_answer)
+    if prompt is not None and cached is not None:
+        judged = True
+        if cached > prompt:
+            ctx.record(
+                Failure(
+                    title="usage counts more cached tokens than prompt tokens",
+                    rule="usage-cached-tokens",
+                    expected="prompt_tokens_details.cached_tokens <= prompt_tokens (cached tokens are "
+                    "part of the prompt tokens)",
+                    received=f"cached_tokens {cached}, prompt_tokens {prompt}",
+                    exchange=basic_answer,
+                )
+            )
+    if not judged:
+        raise NotChecked(
+            "not checked: the answer's usage gives neither prompt_tokens_details.cached_tokens nor "
+            f"completion_tokens_details.reasoning_tokens with its count (usage {as_json(usage)})"
+        )
+
+
+MULTIMODAL = "004 Request Body (content: text, image_url, input_audio, file, video_url); 000 Compatibility"
+
+
+@check(
+    "nonstream",
+    f"{MULTIMODAL} (multimodal input: images, audio); 002 Error Codes (400 INVALID_PARAMS)",
+    cost=Cost(1 + len(rq.MEDIA_PARTS), (1 + len(rq.MEDIA_PARTS)) * rq.CUT_TOKENS),
+    rules=(*_OWN_ANSWER_RULES, "content-text-parts", "media-part-status", "media-part-dropped"),
+)
+@requires("multimodal")
+def nonstream_multimodal(ctx: CheckContext) -> None:
+    """Content as an array of parts is accepted; each media part is accepted, or refused with 400.
+
+    A model may lack a modality (the documented answer is then a 400); an accepted part must reach
+    the model: the target's own prompt_tokens grow over the same text without it (judgement).
+    """
+    model = ctx.target.models.chat
+    exchange = ctx.chat(rq.content_parts(model))
+    if exchange.status != 200:
+        raise Failure(
+            title="a content array of one text part was refused",
+            rule="content-text-parts" if 400 <= exchange.status < 500 else "chat-status",
+            expected="HTTP 200: 004 documents content as an array of parts",
+            received=describe(exchange),
+            exchange=exchange,
+        )
+    baseline = count_of(usage_of(completion(exchange, "the text-part completion")).get("prompt_tokens"))
+    refused = [media for media in rq.MEDIA_PARTS if not _judge_media(ctx, media, baseline)]
+    if len(refused) == len(rq.MEDIA_PARTS) and not ctx.failures:
+        raise NotChecked(
+            f"not checked: the model refused every media part ({', '.join(refused)}) with 400; a model "
+            "that lacks them all has no multimodal input to judge (claim multimodal for one that has)"
+        )
+
+
+def _judge_media(ctx: CheckContext, media: str, baseline: int | None) -> bool:
+    """Send the text part with one ``media`` part, record what breaks the rules; False when refused (400)."""
+    exchange = ctx.chat(rq.content_parts(ctx.target.models.chat, media))
+    what = f"the completion with a {media} part"
+    if exchange.status == 400:
+        return False
+    if exchange.status != 200:
+        ctx.record(
+            Failure(
+                title=f"a {media} content part was answered {exchange.status or 'with nothing'}",
+                rule="media-part-status",
+                expected="HTTP 200, or 400 when the model lacks the modality (002 Error Codes: "
+                "INVALID_PARAMS)",
+                received=describe(exchange),
+                exchange=exchange,
+            )
+        )
+        return True
+    try:
+        body = completion(exchange, what)
+        first_message(body, exchange)
+    except Failure as failure:
+        ctx.record(failure)
+        return True
+    prompt = count_of(usage_of(body).get("prompt_tokens"))
+    if baseline is not None and prompt is not None and prompt <= baseline:
+        ctx.record(
+            Failure(
+                title=f"the {media} part was accepted but seems not to reach the model",
+                rule="media-part-dropped",
+                expected=f"usage.prompt_tokens above the {baseline} of the same text without the {media} "
+                "part (the target's own count)",
+                received=f"prompt_tokens {prompt}",
+                exchange=exchange,
+            )
+        )
+    return True
 
 
 def check_usage(ctx: CheckContext, usage: dict[str, Any], exchange: Exchange, rule: str) -> None:

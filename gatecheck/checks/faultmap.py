@@ -44,12 +44,18 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     "tool-call-id-repeated": _fail("stream_tool_call_deltas"),
     "tool-call-bad-arguments": _warn("stream_tool_call_deltas"),
     "reasoning-after-content": _warn("stream_reasoning_order"),
+    "tool-calls-same-index": _fail("stream_parallel_tool_calls"),
+    "tool-calls-interleaved": _warn("stream_parallel_tool_calls"),
     "stream-nondeterministic": _warn("stream_matches_nonstream"),
     # non-streaming bodies
     "body-usage-total-wrong": _fail("nonstream_usage"),
     "body-wrong-object": _fail("nonstream_identity", "fuzz_valid_requests"),
     "body-role-not-assistant": _fail("nonstream_choices"),
     "body-bad-finish-reason": _fail("nonstream_finish_reason"),
+    "usage-reasoning-excluded": _warn("nonstream_reasoning_cap"),
+    "usage-cached-over-prompt": _warn("nonstream_usage_details"),
+    "tool-calls-same-id": _warn("tools_parallel_calls", "stream_parallel_tool_calls"),
+    "stream-by-default": _fail("nonstream_default"),
     # parameters accepted but ignored
     "ignore-n": _fail("nonstream_n"),
     "ignore-stop": _fail("nonstream_stop"),
@@ -58,6 +64,11 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     "ignore-json-schema": _fail("json_schema_output"),
     "ignore-tool-choice": _fail("tools_choice_required", "tools_choice_named"),
     "tool-args-invalid": _warn("tools_arguments_valid"),
+    "reasoning-effort-rejected": _fail("nonstream_reasoning_effort"),
+    "reasoning-outside-cap": _fail("nonstream_reasoning_cap"),
+    "content-parts-rejected": _fail("nonstream_multimodal"),
+    "media-parts-dropped": _warn("nonstream_multimodal"),
+    "tool-results-parallel-refused": _fail("tools_result_turn"),
     # auth
     "auth-accept-any-key": _fail("errors_invalid_key"),
     "auth-key-optional": _fail("errors_missing_key"),
@@ -101,7 +112,13 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     # auxiliary endpoints
     "models-missing-model": _fail("aux_models_list"),
     "balance-arithmetic": _fail("aux_balance"),
-    "images-bad-png": _fail("aux_images"),
+    "balance-currency-usd": _fail("aux_balance"),
+    "balance-reset-past": _fail("aux_balance"),
+    "images-bad-png": _fail("aux_images", "aux_images_url"),
+    "images-ignore-response-format": _fail("aux_images"),
+    "images-ignore-n": _fail("aux_images_n"),
+    "images-ignore-size": _fail("aux_images_size"),
     "search-bad-shape": _fail("aux_search"),
+    "search-no-citations": _fail("aux_search_citations"),
 }
 """Fault name -> {check id: the verdict the check must reach with that fault}."""

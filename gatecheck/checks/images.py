@@ -1,8 +1,9 @@
-"""Is this a real image? Magic numbers for PNG, JPEG, WebP and GIF, and PNG's chunk structure.
+"""Is this a real image, and how big? Magic numbers for PNG, JPEG, WebP and GIF, PNG's chunk structure.
 
 A gateway that returns a URL or base64 for a generated image must return an image, not an error
 page or random bytes. For PNG the whole file is walked: signature, IHDR first with a sane size,
-every chunk's CRC-32, at least one IDAT, IEND last with nothing after it.
+every chunk's CRC-32, at least one IDAT, IEND last with nothing after it. The width and height
+come from each format's header (PNG IHDR, JPEG start-of-frame, WebP VP8/VP8L/VP8X, GIF screen).
 """
 
 from __future__ import annotations
@@ -88,3 +89,60 @@ def _ihdr_problem(body: bytes) -> str:
     if depth not in _PNG_BIT_DEPTHS.get(colour, ()):
         return f"IHDR bit depth {depth} is invalid for colour type {colour}"
     return ""
+
+
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+"""JPEG start-of-frame markers (SOF0..SOF15 but DHT, JPG and DAC), which carry the frame's size."""
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from the image's header (PNG, JPEG, WebP, GIF); None when unreadable."""
+    kind = image_kind(data)
+    if kind == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if kind == "gif" and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return int(width), int(height)
+    if kind == "jpeg":
+        return _jpeg_dimensions(data)
+    if kind == "webp":
+        return _webp_dimensions(data)
+    return None
+
+
+def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG's marker segments to the first start-of-frame."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers: no length
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF and pos + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return int(width), int(height)
+        pos += 2 + length
+    return None
+
+
+def _webp_dimensions(data: bytes) -> tuple[int, int] | None:
+    """The size from a WebP's first chunk: VP8 (lossy), VP8L (lossless) or VP8X (extended)."""
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30:
+        width, height = struct.unpack("<HH", data[26:30])
+        return int(width & 0x3FFF), int(height & 0x3FFF)
+    if chunk == b"VP8L" and len(data) >= 25:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return int((bits & 0x3FFF) + 1), int(((bits >> 14) & 0x3FFF) + 1)
+    if chunk == b"VP8X" and len(data) >= 30:
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    return None

@@ -10,9 +10,11 @@ bounded and priced by ``--plan``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gatecheck._types import JSONObject
+from gatecheck.checks.media import TINY_MP4, b64, data_url, pdf_document, png_image, wav_audio
 
 SHORT_TOKENS = 48
 """Output cap for ordinary requests: long enough for a short natural answer to end by itself."""
@@ -22,6 +24,12 @@ CUT_TOKENS = 5
 
 SCHEMA_TOKENS = 64
 """Output cap of the structured-output request (a person object)."""
+
+REASONING_CAP = 12
+"""max_completion_tokens of the reasoning requests: reasoning plus answer is longer for most models."""
+
+REASONING_EFFORTS = ("low", "medium", "high")
+"""000/001 Request Parameters (reasoning_effort); 004 Request Body (common values)."""
 
 COUNT_PROMPT = "Count from 1 to 20. Reply with only the numbers, separated by spaces."
 
@@ -56,6 +64,11 @@ TIME_TOOL: JSONObject = {
 }
 
 WEATHER_PROMPT = "What's the weather like in Beijing today? Use the get_weather tool."
+
+PARALLEL_PROMPT = (
+    "What's the weather like in Beijing today, and what is the local time in Tokyo? "
+    "Call get_weather and get_local_time."
+)
 
 PERSON_SCHEMA: JSONObject = {
     "type": "object",
@@ -134,6 +147,49 @@ def with_tools(
     return body
 
 
+def reasoning(model: str, effort: str, cap: int = REASONING_CAP) -> JSONObject:
+    """The plain question to a reasoning model with ``reasoning_effort``, capped by max_completion_tokens.
+
+    max_completion_tokens, not max_tokens: 004 recommends it for reasoning models (some refuse max_tokens).
+    """
+    body = basic(model, reasoning_effort=effort, max_completion_tokens=cap)
+    del body["max_tokens"]
+    return body
+
+
+MEDIA_QUESTION = "What is in the attachment? Answer in one short sentence."
+
+MEDIA_PARTS: dict[str, Callable[[], JSONObject]] = {
+    "image_url": lambda: {"type": "image_url", "image_url": {"url": data_url("image/png", png_image())}},
+    "input_audio": lambda: {
+        "type": "input_audio",
+        "input_audio": {"data": b64(wav_audio()), "format": "wav"},
+    },
+    "file": lambda: {
+        "type": "file",
+        "file": {"filename": "gatecheck.pdf", "file_data": data_url("application/pdf", pdf_document())},
+    },
+    "video_url": lambda: {"type": "video_url", "video_url": {"url": data_url("video/mp4", TINY_MP4)}},
+}
+"""004 Request Body (content: text, image_url, input_audio, file, video_url): each non-text part, small and
+inline (no URL for the target to fetch)."""
+
+
+def content_parts(model: str, media: str | None = None) -> JSONObject:
+    """A user message whose content is an array: a text part, and the ``media`` part when given."""
+    parts: list[JSONObject] = [{"type": "text", "text": MEDIA_QUESTION}]
+    if media is not None:
+        parts.append(MEDIA_PARTS[media]())
+    return chat_body(model, [{"role": "user", "content": parts}], max_tokens=CUT_TOKENS)
+
+
+def parallel_tools(model: str) -> JSONObject:
+    """A question for two tools at once, a call required (a model may still choose one call)."""
+    body = with_tools(model, "required", [WEATHER_TOOL, TIME_TOOL])
+    body["messages"] = user(PARALLEL_PROMPT)
+    return body
+
+
 def multi_turn(model: str) -> JSONObject:
     """System, user, assistant, user: 001's Multi-Turn Conversation example."""
     return chat_body(
@@ -171,6 +227,35 @@ def tool_result_turn(model: str) -> JSONObject:
             },
         ],
         tools=[WEATHER_TOOL],
+    )
+
+
+def parallel_tool_results(model: str) -> JSONObject:
+    """Two tool calls in one assistant turn, each answered by a tool message (the second as text parts)."""
+    calls = [
+        ("call_gatecheck_1", "get_weather", '{"city": "Beijing"}'),
+        ("call_gatecheck_2", "get_local_time", '{"city": "Tokyo", "format": "24h"}'),
+    ]
+    return chat_body(
+        model,
+        [
+            {"role": "user", "content": PARALLEL_PROMPT},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                    for call_id, name, arguments in calls
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_gatecheck_1", "content": '{"sky": "sunny"}'},
+            {
+                "role": "tool",
+                "tool_call_id": "call_gatecheck_2",
+                "content": [{"type": "text", "text": '{"time": "14:05"}'}],
+            },
+        ],
+        tools=[WEATHER_TOOL, TIME_TOOL],
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
@@ -24,6 +25,7 @@ from gatecheck.checks.chat import FINISH_REASONS, check_usage, shared_message
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
     Capture,
+    as_dict,
     as_json,
     describe,
     excerpt,
@@ -572,6 +574,124 @@ def cut_mid_arguments(chat: AssembledChat) -> bool:
                 if choice.finish_reason != "length" or not is_json_object_prefix(call.arguments):
                     return False
     return True
+
+
+@dataclass(frozen=True)
+class ToolFragment:
+    """One tool-call fragment of choice 0 as it arrived: its event, index, header and argument text."""
+
+    event: int
+    index: int
+    id: str | None
+    arguments: str
+
+
+def tool_fragments(chat: AssembledChat) -> list[ToolFragment]:
+    """Choice 0's indexed tool-call fragments in stream order (unindexed ones are another check's finding)."""
+    found = []
+    for parsed in chat.chunks:
+        choices = parsed.data.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            calls = as_dict(choice.get("delta")).get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
+                call = as_dict(call)
+                index, call_id = call.get("index"), call.get("id")
+                arguments = as_dict(call.get("function")).get("arguments")
+                if isinstance(index, int) and not isinstance(index, bool):
+                    found.append(
+                        ToolFragment(
+                            parsed.event_index,
+                            index,
+                            call_id if isinstance(call_id, str) and call_id else None,
+                            arguments if isinstance(arguments, str) else "",
+                        )
+                    )
+    return found
+
+
+@check(
+    "stream",
+    "000 Streaming with Tool Calls; OpenAI streaming tool calls (one index and one id per call)",
+    markers=("tools",),
+    cost=Cost(1, 64),
+    rules=(
+        *_READER_RULES,
+        "stream-tool-calls-same-index",
+        "tool-call-ids-distinct",
+        "stream-tool-calls-interleaved",
+    ),
+)
+@requires("streaming", "tools")
+def stream_parallel_tool_calls(ctx: CheckContext) -> None:
+    """Two streamed tool calls have distinct indices and ids, each call's fragments in one run.
+
+    Calibrated: a model that makes one call gives nothing to judge ("not checked").
+    """
+    capture_ = arrived(
+        ctx, capture(ctx, rq.streaming(rq.parallel_tools(ctx.target.models.chat))), ctx.check.id
+    )
+    fragments = tool_fragments(capture_.chat)
+    ids_at: dict[int, list[str]] = {}
+    for fragment in fragments:
+        if fragment.id is not None and fragment.id not in ids_at.setdefault(fragment.index, []):
+            ids_at[fragment.index].append(fragment.id)
+    calls = sum(max(len(ids), 1) for ids in ids_at.values())
+    if calls < 2:
+        raise NotChecked(
+            f"not checked: the model streamed {calls} tool call(s) where two were asked for; two are needed"
+        )
+    exchange = capture_.exchange
+    for index, ids in ids_at.items():
+        if len(ids) > 1:
+            ctx.record(
+                Failure(
+                    title=f"{len(ids)} tool calls stream under the same index {index}",
+                    rule="stream-tool-calls-same-index",
+                    expected="one index per tool call (the OpenAI SDK merges the fragments of an index "
+                    "into one call, concatenating ids and arguments)",
+                    received=f"index {index} carries ids {as_json(ids)}",
+                    exchange=exchange,
+                )
+            )
+    firsts = [ids[0] for ids in ids_at.values() if ids]
+    if len(set(firsts)) < len(firsts):
+        ctx.record(
+            Failure(
+                title="streamed tool calls at different indices share an id",
+                rule="tool-call-ids-distinct",
+                expected="a distinct id per tool call (each tool message answers one call by tool_call_id)",
+                received=f"ids by index {as_json({str(i): ids for i, ids in ids_at.items()})}",
+                exchange=exchange,
+            )
+        )
+    _check_interleaving(ctx, fragments, capture_)
+
+
+def _check_interleaving(ctx: CheckContext, fragments: list[ToolFragment], capture_: StreamCapture) -> None:
+    """Record a finding when argument fragments of a call resume after another call's began."""
+    finished: set[int] = set()
+    current: int | None = None
+    for fragment in fragments:
+        if not fragment.arguments or fragment.index == current:
+            continue
+        if fragment.index in finished:
+            ctx.record(
+                Failure(
+                    title=f"the arguments of tool call {fragment.index} resume after another call's began",
+                    rule="stream-tool-calls-interleaved",
+                    expected="each call's argument fragments in one run, the next call after it (as OpenAI "
+                    "streams them; clients that append to the latest call mix them otherwise)",
+                    received=f"event {fragment.event}: {excerpt(capture_.events[fragment.event].raw)}; "
+                    f"argument fragments by index {as_json([f.index for f in fragments if f.arguments])}",
+                    exchange=capture_.exchange,
+                )
+            )
+            return
+        if current is not None:
+            finished.add(current)
+        current = fragment.index
 
 
 @check(

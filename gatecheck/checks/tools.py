@@ -18,7 +18,7 @@ from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, NotChecked, PlanSettings, check, observation, requires
 from gatecheck.checks.chat import completion, first_message, output_cap, shared_message
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.wire import as_dict, as_json, excerpt, is_json_object_prefix
+from gatecheck.checks.wire import as_dict, as_json, describe, excerpt, is_json_object_prefix
 from gatecheck.schemas import issue_message
 
 if TYPE_CHECKING:
@@ -158,17 +158,72 @@ def tools_arguments_valid(ctx: CheckContext, required_tool_answer: Exchange) -> 
         )
 
 
+TOOL_RESULTS = {
+    "one tool result": rq.tool_result_turn,
+    "two tool results (the second as text parts)": rq.parallel_tool_results,
+}
+"""The tool-role conversations sent: 000's single call, and two calls answered in one turn."""
+
+
 @check(
     "tools",
-    "000 Message Roles (tool); OpenAI function calling",
-    cost=Cost(1, rq.SHORT_TOKENS),
-    rules=_OWN_ANSWER_RULES,
+    "000 Message Roles (tool: tool call results); 004 Request Body (roles; content as text parts); "
+    "OpenAI function calling",
+    cost=Cost(len(TOOL_RESULTS), len(TOOL_RESULTS) * rq.SHORT_TOKENS),
+    rules=("chat-not-json", "chat-choices", "tool-result-refused"),
 )
 @requires("tools")
 def tools_result_turn(ctx: CheckContext) -> None:
-    """An assistant tool call followed by a tool-role result is accepted and answered."""
-    exchange = ctx.chat(rq.tool_result_turn(ctx.target.models.chat))
-    first_message(completion(exchange, "the completion after a tool result"), exchange)
+    """Tool calls followed by their tool-role results (one, or two in a row) are accepted and answered."""
+    for what, make in TOOL_RESULTS.items():
+        exchange = ctx.chat(make(ctx.target.models.chat))
+        try:
+            if exchange.status != 200:
+                raise Failure(
+                    title=f"a conversation carrying {what} was answered {exchange.status or 'with nothing'}",
+                    rule="tool-result-refused",
+                    expected="HTTP 200 and an answer: tool messages carry the results of the assistant's "
+                    "calls",
+                    received=describe(exchange),
+                    exchange=exchange,
+                )
+            first_message(completion(exchange, f"the completion after {what}"), exchange)
+        except Failure as failure:
+            ctx.record(failure)
+
+
+@check(
+    "tools",
+    f"{TOOL_CHOICE}; OpenAI parallel function calling (each call its own id)",
+    cost=Cost(1, 64),
+    rules=(*_OWN_ANSWER_RULES, "tool-call-ids-distinct", *_FINISH_RULES, *_CALL_RULES),
+)
+@requires("tools")
+def tools_parallel_calls(ctx: CheckContext) -> None:
+    """Two tool calls in one answer have distinct ids and well-formed arguments (one call: not checked)."""
+    exchange = ctx.chat(rq.parallel_tools(ctx.target.models.chat))
+    body = completion(exchange, "the completion asking for two tools")
+    message = first_message(body, exchange)
+    calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    if len(calls) < 2:
+        raise NotChecked(
+            f"not checked: the model made {len(calls)} tool call(s) where two were asked for "
+            f"({as_json([as_dict(c.get('function')).get('name') for c in calls])}); two are needed"
+        )
+    ids = [c.get("id") for c in calls]
+    repeated = sorted({str(i) for i in ids if ids.count(i) > 1})
+    if repeated:
+        ctx.record(
+            Failure(
+                title=f"{len(calls)} tool calls of one answer share an id",
+                rule="tool-call-ids-distinct",
+                expected="a distinct id per tool call (each tool message answers one call by tool_call_id)",
+                received=f"ids {as_json(ids)}",
+                exchange=exchange,
+            )
+        )
+    _check_finish(ctx, body, exchange)
+    _check_calls(ctx, message, body, exchange, allowed=set(TOOLS_BY_NAME))
 
 
 JSON_RETRY_TOKENS = 256

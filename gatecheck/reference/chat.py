@@ -8,6 +8,7 @@ and lazily, so a long stream starts at once and costs no per-chunk object.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,23 @@ DONE = "data: [DONE]"
 Event = tuple[int, bytes]
 
 
+ANSWER_FAULTS = {
+    "reasoning_excluded": "usage-reasoning-excluded",
+    "cached_over_prompt": "usage-cached-over-prompt",
+    "same_call_ids": "tool-calls-same-id",
+}
+"""AnswerFaults field -> the fault mode that sets it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFaults:
+    """Fault switches of what a chat answer says, streamed or not (usage, tool-call ids)."""
+
+    reasoning_excluded: bool = False
+    cached_over_prompt: bool = False
+    same_call_ids: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ChatAnswer:
     """Everything a chat response says, for every choice."""
@@ -32,26 +50,31 @@ class ChatAnswer:
     choices: tuple[Completion, ...]
     reasoning_model: bool = False
     object_name: str = "chat.completion"
+    faults: AnswerFaults = AnswerFaults()
 
     @property
     def completion_tokens(self) -> int:
         return sum(c.tokens for c in self.choices)
 
+    @property
+    def reasoning_tokens(self) -> int:
+        return sum(len(c.reasoning) for c in self.choices)
+
     def call_id(self, choice: int, call: int) -> str:
-        return f"call_{self.id[-16:]}_{choice}_{call}"
+        return f"call_{self.id[-16:]}_{choice}_{0 if self.faults.same_call_ids else call}"
 
     def usage(self, *, total_offset: int = 0) -> JSONObject:
-        """The usage object; ``total_offset`` exists for the body-usage-total-wrong fault."""
-        completion = self.completion_tokens
+        """The usage object (no prompt cache: 0 cached); ``total_offset`` is body-usage-total-wrong's."""
+        completion = self.completion_tokens - (self.reasoning_tokens if self.faults.reasoning_excluded else 0)
+        cached = self.prompt_tokens + 1 if self.faults.cached_over_prompt else 0
         usage: JSONObject = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion + total_offset,
+            "prompt_tokens_details": {"cached_tokens": cached},
         }
         if self.reasoning_model:
-            usage["completion_tokens_details"] = {
-                "reasoning_tokens": sum(len(c.reasoning) for c in self.choices)
-            }
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return usage
 
 
@@ -125,6 +148,8 @@ STREAM_FAULTS = {
     "tool_call_id_repeated": "tool-call-id-repeated",
     "tool_call_bad_arguments": "tool-call-bad-arguments",
     "reasoning_after_content": "reasoning-after-content",
+    "tool_calls_same_index": "tool-calls-same-index",
+    "tool_calls_interleaved": "tool-calls-interleaved",
 }
 """StreamFaults field -> the fault mode that sets it."""
 
@@ -146,6 +171,8 @@ class StreamFaults:
     tool_call_id_repeated: bool = False
     tool_call_bad_arguments: bool = False
     reasoning_after_content: bool = False
+    tool_calls_same_index: bool = False
+    tool_calls_interleaved: bool = False
 
 
 class ChatStream:
@@ -221,8 +248,14 @@ class ChatStream:
         role = '"role":"assistant",' if self.faults.role_repeated else ""
         reasoning = [f'{{{role}"reasoning_content":{_quote(p)}}}' for p in completion.reasoning]
         content = [f'{{{role}"content":{_quote(p)}}}' for p in completion.content]
-        for j, call in enumerate(completion.tool_calls):
-            content += self._tool_deltas(index, j, call.name, call.fragments, role)
+        calls = [
+            self._tool_deltas(index, j, c.name, c.fragments, role)
+            for j, c in enumerate(completion.tool_calls)
+        ]
+        if self.faults.tool_calls_interleaved:  # round robin: call 0's fragment, call 1's, call 0's...
+            content += [d for step in itertools.zip_longest(*calls) for d in step if d is not None]
+        else:
+            content += [d for deltas in calls for d in deltas]
         return content + reasoning if self.faults.reasoning_after_content else reasoning + content
 
     def _tool_deltas(self, index: int, j: int, name: str, fragments: tuple[str, ...], role: str) -> list[str]:
@@ -231,10 +264,11 @@ class ChatStream:
         frags = list(fragments)
         if self.faults.tool_call_bad_arguments and frags:
             frags[-1] = frags[-1][:-1]
-        out = [f'{{{role}"tool_calls":[{{"index":{j},{header}"function":{{{named}"arguments":""}}}}]}}']
+        at = 0 if self.faults.tool_calls_same_index else j
+        out = [f'{{{role}"tool_calls":[{{"index":{at},{header}"function":{{{named}"arguments":""}}}}]}}']
         repeat_header, repeat_name = (header, named) if self.faults.tool_call_id_repeated else ("", "")
         out += [
-            f'{{{role}"tool_calls":[{{"index":{j},{repeat_header}"function":{{{repeat_name}"arguments":{_quote(f)}}}}}]}}'
+            f'{{{role}"tool_calls":[{{"index":{at},{repeat_header}"function":{{{repeat_name}"arguments":{_quote(f)}}}}}]}}'
             for f in frags
         ]
         return out

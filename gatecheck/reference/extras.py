@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import struct
+import urllib.parse
 import zlib
 from collections import OrderedDict
 from functools import lru_cache
@@ -50,20 +51,25 @@ def balance_body(
     balance: float,
     daily_budget: float | None,
     arithmetic_fault: bool = False,
+    currency: str = "CNY",
+    reset_past: bool = False,
     now: datetime.datetime | None = None,
 ) -> JSONObject:
-    """``GET /v1/balance`` for ``key``: spending is tokens x PRICE_PER_TOKEN, rounded to 6 places."""
+    """``GET /v1/balance`` for ``key``: spending is tokens x PRICE_PER_TOKEN, rounded to 6 places.
+
+    ``currency`` and ``reset_past`` (the last reset instead of the next) exist for fault modes.
+    """
     used = round(tokens_used * PRICE_PER_TOKEN, 6)
     remaining = (
         None if daily_budget is None else round(daily_budget - used + (1.0 if arithmetic_fault else 0.0), 6)
     )
     moment = now or datetime.datetime.now(_BEIJING)
-    reset = (moment.astimezone(_BEIJING) + datetime.timedelta(days=1)).replace(
+    reset = (moment.astimezone(_BEIJING) + datetime.timedelta(days=0 if reset_past else 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     return {
         "object": "balance",
-        "currency": "CNY",
+        "currency": currency,
         "balance": round(balance - tenant_tokens_used * PRICE_PER_TOKEN, 6),
         "api_key": {
             "id": key_id(key),
@@ -78,6 +84,15 @@ def balance_body(
             "monthly_reset_at": None,
         },
     }
+
+
+SEARCH_HOST = "https://search.gatecheck.invalid"
+"""Where the reference's search sources point (``.invalid`` never resolves: nothing to fetch)."""
+
+
+def search_sources(query: str) -> tuple[str, ...]:
+    """The sources a search answer cites: one made-up result page per query."""
+    return (f"{SEARCH_HOST}/results?q={urllib.parse.quote_plus(' '.join(query.split()[:12]))}",)
 
 
 def parse_size(size: object) -> tuple[int, int] | None:

@@ -8,8 +8,9 @@ non-streamed answers are the same text and ``completion_tokens`` is the number o
 Reply rule (see docs/reference-gateway.md): a prompt that says "count from A to B" (or "count to
 B") is answered with the integers A..B separated by spaces; any other prompt is answered by
 echoing the words of the last user message cyclically up to ``reply_words`` words (choice ``i``
-starts ``i`` words later). After a tool result the reply echoes the tool result. Temperature and
-the sampling parameters do not change the answer.
+starts ``i`` words later). After a tool result the reply echoes the tool result. A prompt with
+``sources`` (search completions) ends its text reply with them: ``Sources: [1] <url>``.
+Temperature and the sampling parameters do not change the answer.
 
 Bounded work: a prompt may be 8 MiB of text and ask for 128 choices, so what the rules read from
 the text is read once per request (``complete_all``), without splitting all of it; token counting
@@ -101,6 +102,7 @@ class Prompt:
     ignore_eos: bool = False
     reasoning_words: int = 0
     n: int = 1
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ QUIRK_FAULTS = {
     "break_json_schema": "ignore-json-schema",
     "break_tool_args": "tool-args-invalid",
     "ignore_tool_choice": "ignore-tool-choice",
+    "cap_excludes_reasoning": "reasoning-outside-cap",
 }
 """Quirks field -> the fault mode that sets it (``prefix_word`` is set for stream-nondeterministic)."""
 
@@ -156,6 +159,7 @@ class Quirks:
     break_json_schema: bool = False
     break_tool_args: bool = False
     ignore_tool_choice: bool = False
+    cap_excludes_reasoning: bool = False
     prefix_word: str | None = None
 
 
@@ -224,9 +228,10 @@ def _complete(prompt: Prompt, choice: int, reply_words: int, quirks: Quirks, rea
     )
     chars = MAX_ANSWER_CHARS // prompt.n
     reasoning = pieces(_reasoning_text(prompt, reading, chars)) if prompt.reasoning_words else ()
-    if len(reasoning) >= budget:
-        return Completion(reasoning[: max(budget, 0)], (), (), "length")
-    budget -= len(reasoning)
+    if not quirks.cap_excludes_reasoning:
+        if len(reasoning) >= budget:
+            return Completion(reasoning[: max(budget, 0)], (), (), "length")
+        budget -= len(reasoning)
     chars -= sum(map(len, reasoning))
     if reading.tools:
         calls, cut = _tool_calls(reading, reading.tools, budget, chars, quirks)
@@ -312,6 +317,8 @@ def _content_text(
         return json.dumps(instance(prompt.json_schema, words, limit)), clipped or limit.spent
     if quirks.prefix_word:
         words = [quirks.prefix_word, *words]
+    if prompt.sources:
+        words += ["Sources:", *(f"[{i}] {url}" for i, url in enumerate(prompt.sources, start=1))]
     return " ".join(words), clipped
 
 

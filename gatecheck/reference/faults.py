@@ -113,6 +113,18 @@ _FAULTS = [
         "003 Reasoning Models",
     ),
     Fault(
+        "tool-calls-same-index",
+        "chunk",
+        "two streamed tool calls never share an index",
+        "OpenAI streaming tool calls",
+    ),
+    Fault(
+        "tool-calls-interleaved",
+        "chunk",
+        "a streamed tool call's argument fragments come in one run, not interleaved with another call's",
+        "OpenAI streaming tool calls",
+    ),
+    Fault(
         "stream-nondeterministic",
         "chunk",
         "temperature 0 answers the same streamed and not",
@@ -134,6 +146,30 @@ _FAULTS = [
         "body",
         "finish_reason is one of stop, length, tool_calls, content_filter",
         "001 Field Reference",
+    ),
+    Fault(
+        "usage-reasoning-excluded",
+        "body",
+        "completion_tokens include the reasoning tokens (reasoning_tokens <= completion_tokens)",
+        "OpenAI usage; 004 Request Body (max_completion_tokens)",
+    ),
+    Fault(
+        "usage-cached-over-prompt",
+        "body",
+        "prompt_tokens_details.cached_tokens <= prompt_tokens",
+        "OpenAI usage",
+    ),
+    Fault(
+        "tool-calls-same-id",
+        "body",
+        "the tool calls of one answer have distinct ids",
+        "OpenAI function calling",
+    ),
+    Fault(
+        "stream-by-default",
+        "body",
+        "a request without stream is answered non-streaming",
+        "004 Request Body (stream); 001 Request Parameters",
     ),
     # --- parameters accepted but ignored -----------------------------------------------------
     Fault("ignore-n", "params", "n candidates are returned, indexed 0..n-1", "001 Compatibility (n > 1)"),
@@ -169,6 +205,36 @@ _FAULTS = [
         "params",
         "tool-call arguments satisfy the tool's parameters schema",
         "OpenAI function calling; 000 Streaming with Tool Calls",
+    ),
+    Fault(
+        "reasoning-effort-rejected",
+        "params",
+        "reasoning_effort is accepted on reasoning models",
+        "000/001 Request Parameters (reasoning_effort); 004 Request Body",
+    ),
+    Fault(
+        "reasoning-outside-cap",
+        "params",
+        "max_completion_tokens caps completion tokens, reasoning tokens included",
+        "004 Request Body (max_completion_tokens)",
+    ),
+    Fault(
+        "content-parts-rejected",
+        "params",
+        "message content as an array of parts is accepted",
+        "004 Request Body (content)",
+    ),
+    Fault(
+        "media-parts-dropped",
+        "params",
+        "an accepted media content part reaches the model",
+        "004 Request Body (content parts); 000 Compatibility (multimodal input)",
+    ),
+    Fault(
+        "tool-results-parallel-refused",
+        "params",
+        "two tool messages in a row (results of parallel calls) are accepted",
+        "000 Message Roles (tool); OpenAI function calling",
     ),
     # --- auth --------------------------------------------------------------------------------
     Fault("auth-accept-any-key", "auth", "an invalid key gets 401", "002 Error Codes (401 UNAUTHORIZED)"),
@@ -367,12 +433,33 @@ _FAULTS = [
         "004 Request Body (Model List)",
     ),
     Fault("balance-arithmetic", "aux", "daily_remaining = daily_budget - daily_used", "002 Balance"),
+    Fault("balance-currency-usd", "aux", "currency is the fixed CNY", "002 Balance (currency)"),
+    Fault("balance-reset-past", "aux", "daily_reset_at is the next reset, in the future", "002 Balance"),
     Fault("images-bad-png", "aux", "a generated image decodes to a real image", "002 Images Generations"),
+    Fault(
+        "images-ignore-response-format",
+        "aux",
+        "response_format b64_json gives base64 images",
+        "002 Images Generations (response_format)",
+    ),
+    Fault("images-ignore-n", "aux", "n images are generated", "002 Images Generations (n)"),
+    Fault(
+        "images-ignore-size",
+        "aux",
+        "an image has the requested size",
+        "002 Images Generations (size)",
+    ),
     Fault(
         "search-bad-shape",
         "aux",
         "search completions have the chat completion shape",
         "002 Search Completions",
+    ),
+    Fault(
+        "search-no-citations",
+        "aux",
+        "a search answer cites its sources",
+        "002 Search Completions (search source citations included in the answer)",
     ),
 ]
 

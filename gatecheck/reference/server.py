@@ -37,12 +37,15 @@ from aiohttp import web
 
 from gatecheck._types import JSON, JSONObject
 from gatecheck.reference import errors as E
+from gatecheck.reference.bends import bend_chat_request
 from gatecheck.reference.bodies import SMALL_BODY_BYTES, Intake, parse_json
 from gatecheck.reference.catalogue import MIDSTREAM_ERROR_MODEL, MODELS, ModelInfo
 from gatecheck.reference.chat import (
+    ANSWER_FAULTS,
     BODY_FAULTS,
     DONE,
     STREAM_FAULTS,
+    AnswerFaults,
     BodyFaults,
     ChatAnswer,
     ChatStream,
@@ -58,6 +61,7 @@ from gatecheck.reference.extras import (
     models_body,
     parse_size,
     png,
+    search_sources,
 )
 from gatecheck.reference.fakemodel import (
     QUIRK_FAULTS,
@@ -170,6 +174,7 @@ class Gateway:
         self._closing = False
         self._pacer: Pacer | None = None  # made in the gateway's event loop, on the first stream
         self._body_faults = switches(BodyFaults, BODY_FAULTS, faults)
+        self._answer_faults = switches(AnswerFaults, ANSWER_FAULTS, faults)
         self._stream_faults = switches(StreamFaults, STREAM_FAULTS, faults)
         self._message_faults = switches(MessageFaults, MESSAGE_FAULTS, faults)
         self._quirks = switches(Quirks, QUIRK_FAULTS, faults)
@@ -425,8 +430,13 @@ class Gateway:
 
     async def _chat_like(self, request: web.Request, request_id: str, schema: str) -> web.StreamResponse:
         key = self.authenticate(request)
+        search = schema == "gateway.search.request"
         plan, t0 = await self.accept(
-            request, schema, lambda body: self._plan_chat(body, key, request_id), work=self._work
+            request,
+            schema,
+            lambda body: self._plan_chat(body, key, request_id, search=search),
+            work=self._work,
+            bend=lambda body: bend_chat_request(body, self._faults),
         )
         answer, stream, choices = plan.answer, plan.stream, plan.answer.choices
         headers = self.admit(key, answer.prompt_tokens + answer.completion_tokens)
@@ -447,12 +457,17 @@ class Gateway:
             events = _first_tokens(events)
         return await self.stream(request, t0, events, headers, ending=ending)
 
-    def _plan_chat(self, body: JSONObject, key: str, request_id: str) -> ChatPlan:
-        """Model (404/400/403), context (400), the answer (thread-safe: reads only the config)."""
+    def _plan_chat(self, body: JSONObject, key: str, request_id: str, *, search: bool = False) -> ChatPlan:
+        """Model (404/400/403), context (400), the answer (thread-safe: reads only the config).
+
+        A search completion's answer ends with its sources (002: citations included in the answer).
+        """
         model = self.model_for(body, key, "chat")
         prompt = openai_prompt(body, model)
+        if search and "search-no-citations" not in self._faults:
+            prompt = dataclasses.replace(prompt, sources=search_sources(prompt.text))
         self.check_context(prompt, model)
-        stream = body.get("stream") is True
+        stream = body.get("stream") is True or ("stream-by-default" in self._faults and "stream" not in body)
         count = 1 if "ignore-n" in self._faults else prompt.n
         quirks = self._stream_quirks if stream else self._quirks
         answer = ChatAnswer(
@@ -462,6 +477,7 @@ class Gateway:
             prompt_tokens=prompt.prompt_tokens,
             choices=complete_all(prompt, count, self.config.reply_words, quirks),
             reasoning_model=model.reasoning,
+            faults=self._answer_faults,
         )
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -576,6 +592,8 @@ class Gateway:
             balance=self.config.balance,
             daily_budget=self.config.daily_budget,
             arithmetic_fault="balance-arithmetic" in self._faults,
+            currency="USD" if "balance-currency-usd" in self._faults else "CNY",
+            reset_past="balance-reset-past" in self._faults,
         )
         return _json_response(body, headers={"x-request-id": request_id})
 
@@ -599,18 +617,23 @@ class Gateway:
 
     def _plan_images(self, body: JSONObject, key: str) -> ImagePlan:
         self.model_for(body, key, "image")
-        size = parse_size(body.get("size", "1024x1024"))
+        size = parse_size(
+            "1024x1024" if "images-ignore-size" in self._faults else body.get("size", "1024x1024")
+        )
         if size is None:
             raise E.ApiError(
                 E.INVALID_PARAMS, "Invalid parameter 'size': expected WxH, sides 1 to 4096", param="size"
             )
         prompt = str(body.get("prompt") or "")
-        count = _image_count(body)
+        count = 1 if "images-ignore-n" in self._faults else _image_count(body)
         images = tuple(
             NOT_A_PNG if "images-bad-png" in self._faults else png(*size, colour_for(prompt, index))
             for index in range(count)
         )
-        return ImagePlan(images, count_tokens(prompt), body.get("response_format") == "b64_json")
+        as_b64 = (
+            body.get("response_format") == "b64_json" and "images-ignore-response-format" not in self._faults
+        )
+        return ImagePlan(images, count_tokens(prompt), as_b64)
 
     async def image_file(self, request: web.Request, request_id: str) -> web.StreamResponse:
         """GET /v1/images/files/<id>.png: a generated image (no key needed, like a CDN link)."""
