@@ -58,6 +58,9 @@ def _locust_counts(out: Path) -> dict[tuple[str, str], int]:
     return {(e["method"], e["name"]): e["num_requests"] for e in entries}
 
 
+CHAT = "/v1/chat/completions"
+
+
 def _all_output(proc: subprocess.CompletedProcess[str], out: Path) -> str:
     files = [p.read_text(encoding="utf-8", errors="replace") for p in out.iterdir() if p.is_file()]
     return "\n".join([proc.stdout, proc.stderr, *files])
@@ -96,7 +99,9 @@ def test_streaming_run_measures_what_the_gateway_injects(gateway: Any, tmp_path:
     req, metrics = summary["requests"], summary["metrics"]
     ok = req["ok"]
     assert ok >= 8 and req["failed"] == 0 and req["estimated_token_requests"] == 0
-    assert summary["tokens"] == {"output": 12 * ok, "prompt": 20 * ok}
+    assert (summary["tokens"]["output"], summary["tokens"]["prompt"]) == (12 * ok, 20 * ok)
+    assert summary["tokens"]["usage_vs_events"]["differ"] == 0, "one word per chunk on the reference gateway"
+    assert 40 <= metrics["ttfc_ms"]["p50"] < 40 + 25 and metrics["ttfc_ms"]["count"] == ok
     assert 40 <= metrics["ttft_ms"]["p50"] < 40 + 25
     assert metrics["itl_ms"]["p50"] == pytest.approx(5, abs=2.5), "deadlines are absolute: gaps centre on 5"
     assert metrics["itl_ms"]["count"] == 11 * ok
@@ -104,9 +109,9 @@ def test_streaming_run_measures_what_the_gateway_injects(gateway: Any, tmp_path:
     assert metrics["e2e_ms"]["p50"] >= 40 + 11 * 5
     assert metrics["ttfb_ms"]["p50"] <= metrics["ttft_ms"]["p50"]
     assert summary["slo"]["passed"] is False
-    counts = _locust_counts(out)
-    for name in ("TTFT", "ITL", "TPOT", "E2E"):
-        assert counts[("chat-stream", name)] == ok
+    assert _locust_counts(out) == {("chat-stream", CHAT): ok}, "one locust request event per request"
+    conformance = summary["conformance"]
+    assert conformance["checked"] >= ok // 10 and conformance["violation_rate"] == 0.0
     assert (
         (out / "run.html").exists()
         and (out / "run.locust.html").exists()
@@ -138,12 +143,13 @@ def test_other_users_with_a_dataset(
     assert summary is not None
     ok = summary["requests"]["ok"]
     assert ok > 0 and summary["requests"]["failed"] == 0
-    assert summary["tokens"] == {"output": 6 * ok, "prompt": 9 * ok}
+    assert (summary["tokens"]["output"], summary["tokens"]["prompt"]) == (6 * ok, 9 * ok)
     assert summary["run"]["dataset"] == "conversations.jsonl"
     assert summary["metrics"]["e2e_ms"]["count"] == ok
     streamed = stream == "on"
     assert (summary["metrics"]["ttft_ms"]["count"] == ok) is streamed
-    assert _locust_counts(out)[(kind, "E2E")] == ok
+    path = "/v1/messages" if dialect == "anthropic" else CHAT
+    assert _locust_counts(out)[(kind, path)] == ok
 
 
 def test_rate_scenario_starts_requests_on_schedule(gateway: Any, tmp_path: Path) -> None:
@@ -349,7 +355,7 @@ def test_master_and_two_workers_merge_to_what_the_gateway_served(
     assert summary["requests"]["total"] == served
     assert summary["metrics"]["e2e_ms"]["count"] == summary["requests"]["ok"] == served
     assert summary["metrics"]["itl_ms"]["count"] == 7 * served
-    assert _locust_counts(tmp_path)[("chat-stream", "E2E")] == served
+    assert _locust_counts(tmp_path)[("chat-stream", CHAT)] == served
 
 
 # --- the gatecheck command ---------------------------------------------------------------------
