@@ -111,6 +111,8 @@ _WEB_COLUMNS = (
     ("max", "Max"),
 )
 _LIMITS_SLACK_S = 10.0
+_RESET_LEAD_S = 0.5
+"""How far ahead of a distributed stats reset its cut is (the reset message must reach every worker)."""
 _PLUGINS: weakref.WeakKeyDictionary[Any, GatecheckPlugin] = weakref.WeakKeyDictionary()
 
 
@@ -448,8 +450,8 @@ class GatecheckPlugin:
         if report is None:
             return
         self.workers.add(client_id)
-        if report["epoch"] == self._epoch:  # measured before the last stats reset otherwise
-            self.stats.merge(LoadStats.from_wire(report["stats"]))
+        stats = LoadStats.from_wire(report["stats"])
+        self.stats.merge(stats if report["epoch"] == self._epoch else stats.left_out())
 
     # --- stats resets (--reset-stats, the web UI's button) --------------------------------------
 
@@ -461,16 +463,20 @@ class GatecheckPlugin:
         self._reset(time.time())
 
     def _reset(self, wall_s: float) -> None:
-        """Forget what was measured so far: requests started before ``wall_s`` are left out."""
+        """Forget what was measured so far: requests started before the cut are left out (counted
+        in ``excluded`` only). In a distributed run the cut is ``_RESET_LEAD_S`` ahead, so that every
+        worker knows it before it comes: a report a worker sent before it knew holds only earlier
+        requests, and the master counts those as left out (reports carry the reset epoch)."""
+        cut = wall_s + (_RESET_LEAD_S if self.is_master else 0.0)
         self._epoch += 1
-        self.stats = LoadStats()
-        self._count_from = max(self._count_from, wall_s)
+        self.stats = self.stats.left_out()
+        self._count_from = max(self._count_from, cut)
         if self.is_master:
-            self.environment.runner.send_message(_MSG_RESET, {"epoch": self._epoch, "t": wall_s})
+            self.environment.runner.send_message(_MSG_RESET, {"epoch": self._epoch, "t": cut})
 
     def _on_reset_message(self, environment: Any, msg: Any, **_kw: Any) -> None:
         self._epoch = int(msg.data["epoch"])
-        self.stats = LoadStats()
+        self.stats = self.stats.left_out()
         self._count_from = max(self._count_from, float(msg.data["t"]))
 
     # --- what the users call -------------------------------------------------------------------

@@ -26,8 +26,10 @@ Three tiers, cheapest first. The decoder's ``feed_data`` hands over each event's
 ``"text":"x`` once, no usage, no error) is recognised on those bytes by a few C-level searches
 (:func:`surely_chat_output`, :func:`surely_delta_output`). Otherwise the data is decoded and the
 value after its few keys is examined (:func:`quick_chat_output`, :func:`quick_delta_output`);
-anything else (usage objects, errors, several choices, a key seen twice, an unexpected value) is
-parsed in full, and so is any chunk whose ``finish_reason`` is not null (once per stream). JSON
+anything that is not plainly an output event (role-only chunks, a non-null ``finish_reason``,
+usage objects, errors, several choices, a key seen twice, an unexpected value) is parsed in full:
+a few events per stream, and the only ones ``invalid-chunk`` is judged on (an output event taken by
+the byte tests is not parsed; the assembler checks every event of the streams it checks). JSON
 keys cannot hide inside string values (quotes there are escaped), so a quick answer is the parsed
 answer; property tests check it. All events completed by one received piece share its arrival time.
 """
@@ -454,12 +456,11 @@ class ChatStreamStamper(_StreamStamper):
 
     def _closer(self, data: str, t_ns: int) -> None:
         """An event the byte test could not settle: the quick look, else a full parse."""
-        quick = quick_chat_output(data)
-        if quick:
+        if quick_chat_output(data):
             self.timing.token_ns.append(t_ns)
             if self.timing.content_ns is None and quick_chat_content(data):
                 self._content(t_ns)
-        elif quick is None:
+        else:  # not output, or unclear: rare (role, finish, usage chunks), so parsed (invalid-chunk)
             self._slow(data, t_ns)
 
     def _slow(self, data: str, t_ns: int) -> None:
@@ -509,12 +510,11 @@ class MessagesStreamStamper(_StreamStamper):
 
     def _closer(self, name: str, data: str, t_ns: int) -> None:
         """An event the byte test could not settle: the quick look, else a full parse."""
-        quick = quick_delta_output(data) if name == "content_block_delta" else None
-        if quick:
+        if name == "content_block_delta" and quick_delta_output(data):
             self.timing.token_ns.append(t_ns)
             if _string_output(_value_head(data, '"text"') or "") is True:
                 self._content(t_ns)
-        elif quick is None:
+        else:  # every other event is parsed (few per stream)
             self._slow(name, data, t_ns)
 
     def _slow(self, name: str, data: str, t_ns: int) -> None:

@@ -583,6 +583,10 @@ class LoadStats:
         self.conformance.merge(other.conformance)
         self.excluded += other.excluded
 
+    def left_out(self) -> LoadStats:
+        """Empty measurements that remember how many requests these held (a stats reset)."""
+        return LoadStats(excluded=self.excluded + sum(m.requests for m in self.groups.values()))
+
     def overall(self) -> Metrics:
         """All groups together."""
         total = Metrics()
