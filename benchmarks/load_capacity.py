@@ -3,16 +3,19 @@
 Side by side in one run, against the same fast local SSE server:
 
 - gatecheck's ``ChatStreamUser`` (loadtests/locustfile.py): every recv() stamped with
-  ``perf_counter_ns``, decoded by gatecheck's SSE decoder, each event parsed, metrics derived;
+  ``perf_counter_ns``, decoded by gatecheck's SSE decoder, each event classified, the outcome of
+  every request judged, metrics derived; with conformance under load at its default sample (the
+  assembler's violation rules on one stream in ten), and also with it off and on every stream, to
+  show what the rules cost;
 - a minimal hand-written locust ``FastHttpUser`` that only counts ``data:`` lines with
   ``FastHttpSession.iter_lines`` (no timing at all).
 
 The server (asyncio, pre-rendered chunked responses of ``--chunks`` OpenAI chunks, written at once)
 runs on core 0 and is much faster than either client, so the client's core is the bottleneck; each
 locust process is pinned to core 1 with ``taskset``. Prints chunks/s for both and the ratio
-(target >= 1.0). The two clients alternate for ``--rounds`` rounds and each keeps its best round, so
-a burst of other work on a shared machine hurts neither more than the other. Bounded: 2 x rounds
-runs of ``--seconds`` each, 127.0.0.1 only.
+(target >= 1.0, at the default sample). The clients alternate for ``--rounds`` rounds and each keeps
+its best round, so a burst of other work on a shared machine hurts none more than the others.
+Bounded: 4 x rounds runs of ``--seconds`` each, 127.0.0.1 only.
 
     python benchmarks/load_capacity.py [--users 32] [--seconds 6] [--rounds 2] [--chunks 512]
 """
@@ -34,9 +37,16 @@ from pathlib import Path
 
 from _common import pinned
 
+from gatecheck.load.options import DEFAULT_CONFORMANCE_SAMPLE
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 KEY = "capacity-bench-key"
+SAMPLES = {
+    "0": "gatecheck ChatStreamUser, conformance rules off",
+    DEFAULT_CONFORMANCE_SAMPLE: f"gatecheck ChatStreamUser, rules on a {DEFAULT_CONFORMANCE_SAMPLE} sample",
+    "1": "gatecheck ChatStreamUser, rules on every stream",
+}
 
 BASELINE = textwrap.dedent('''
     """The minimal FastHttpUser: stream a chat completion, count the data lines, nothing else."""
@@ -89,9 +99,17 @@ def _chunk(text: str) -> bytes:
 
 
 def render_response(chunks: int, per_write: int) -> list[bytes]:
-    """An HTTP/1.1 streamed chat completion (``chunks`` content events, usage, [DONE]) cut into the
-    pieces the server writes one at a time (``per_write`` events each)."""
+    """An HTTP/1.1 streamed chat completion (``chunks`` content events, the finish chunk, usage,
+    [DONE]) cut into the pieces the server writes one at a time (``per_write`` events each)."""
     events = [_chunk(" word") for _ in range(chunks)]
+    finish = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+    }
+    events.append(b"data: " + json.dumps(finish, separators=(",", ":")).encode() + b"\n\n")
     usage = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
@@ -193,17 +211,16 @@ def _locust(locustfile: Path, host: str, users: int, seconds: float, extra: list
     return proc.stdout
 
 
-def measure_gatecheck(host: str, users: int, seconds: float, workdir: Path) -> float:
-    """Content chunks per second gatecheck's streaming user consumed (each stamped and decoded)."""
-    _locust(
-        LOCUSTFILE,
-        host,
-        users,
-        seconds,
-        ["--report-dir", str(workdir), "--run-name", "capacity", "--output-tokens", "100000"],
-        workdir,
-    )
+def measure_gatecheck(host: str, users: int, seconds: float, workdir: Path, sample: str) -> float:
+    """Content chunks per second gatecheck's streaming user consumed (each stamped and decoded),
+    ``sample`` of the streams checked against the protocol rules."""
+    options = ["--report-dir", str(workdir), "--run-name", "capacity", "--output-tokens", "100000"]
+    options += ["--max-output-tokens", "100000", "--budget-requests", "1000000", "--preflight", "off"]
+    options += ["--conformance-sample", sample, "--plots", "off"]
+    _locust(LOCUSTFILE, host, users, seconds, options, workdir)
     summary = json.loads((workdir / "capacity.json").read_text())
+    if summary["requests"]["ok"] != summary["requests"]["total"]:
+        raise RuntimeError(f"gatecheck counted failed requests: {summary['errors']}")
     metrics = summary["metrics"]
     chunks = metrics["itl_ms"]["count"] + metrics["ttft_ms"]["count"]
     return chunks / summary["throughput"]["duration_s"]
@@ -260,10 +277,13 @@ def main() -> None:
                     raise RuntimeError("the SSE server did not start")
                 time.sleep(0.05)
             host = f"http://127.0.0.1:{port_file.read_text()}"
-            baseline = ours = 0.0
+            baseline = 0.0
+            ours = dict.fromkeys(SAMPLES, 0.0)
             for _ in range(args.rounds):
                 baseline = max(baseline, measure_baseline(host, args.users, args.seconds, workdir))
-                ours = max(ours, measure_gatecheck(host, args.users, args.seconds, workdir))
+                for sample in SAMPLES:
+                    rate = measure_gatecheck(host, args.users, args.seconds, workdir, sample)
+                    ours[sample] = max(ours[sample], rate)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -271,10 +291,16 @@ def main() -> None:
         f"content chunks/s on one core: {args.users} streams of {args.chunks} chunks, written "
         f"{args.per_write} events at a time; best of {args.rounds} alternating runs of {args.seconds:g} s"
     )
-    print(f"{'client':<52}{'chunks/s':>12}")
-    print(f"{'minimal FastHttpUser counting lines (no timing)':<52}{baseline:>12,.0f}")
-    print(f"{'gatecheck ChatStreamUser (stamped, decoded, parsed)':<52}{ours:>12,.0f}")
-    print(f"ratio gatecheck / minimal: {ours / baseline:.2f} (target >= 1.0)")
+    print(f"{'client':<64}{'chunks/s':>12}{'ratio':>8}")
+    print(f"{'minimal FastHttpUser counting lines (no timing)':<64}{baseline:>12,.0f}{1:>8.2f}")
+    for sample, label in SAMPLES.items():
+        print(f"{label:<64}{ours[sample]:>12,.0f}{ours[sample] / baseline:>8.2f}")
+    default = ours[DEFAULT_CONFORMANCE_SAMPLE]
+    print(f"ratio gatecheck (default sample) / minimal: {default / baseline:.2f} (target >= 1.0)")
+    off = ours["0"]
+    for sample in ("1", DEFAULT_CONFORMANCE_SAMPLE):
+        cost = (1 - ours[sample] / off) * 100
+        print(f"conformance rules on a sample of {sample}: {cost:.0f}% of the capacity without them")
 
 
 if __name__ == "__main__":
