@@ -6,6 +6,7 @@ gateway in this process or behind the counting proxy of ``test_load_run``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -188,7 +189,7 @@ def test_processes_get_a_free_master_port_and_options_after_dashes_reach_locust(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Runs on one host shared port 5557: 962 foreign workers attached to a master before."""
-    run = ["load", "-u", "2", "-t", "1s", "--processes", "2", "--output-tokens", "4", "--plots", "off"]
+    run = ["load", "-u", "2", "-t", "2s", "--processes", "2", "--output-tokens", "4", "--plots", "off"]
     reports = ["--report-dir", str(tmp_path), "--run-name", "ports"]
     code = main([*run, *reports, "--", "--loglevel", "DEBUG", "--stop-timeout", "2"])
     _out, err = capfd.readouterr()
@@ -255,3 +256,19 @@ def test_warmup_requests_are_sent_but_not_counted(gateway: Any, tmp_path: Path) 
     assert summary["run"]["excluded_requests"] > 0 and summary["requests"]["total"] > 0
     assert summary["throughput"]["duration_s"] == pytest.approx(2, abs=0.5), "measured after the warm-up"
     assert any("warm-up" in w for w in summary["warnings"])
+
+
+def test_gatecheck_load_honours_the_budget_and_caps_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gatecheck load --budget-requests 50` sent 128 requests before."""
+    monkeypatch.setenv("GATECHECK_API_KEY", DEMO_KEY)
+    with scripted(api(lambda _: Reply(200, SSE, GOOD_STREAM))) as server:
+        run = ["load", "--base-url", server.url, "-u", "4", "-t", "30s", "--budget-requests", "7"]
+        caps = ["--max-output-tokens", "5", "--output-tokens", "5"]
+        code = main([*run, *caps, "--report-dir", str(tmp_path), "--run-name", "budget", "--plots", "off"])
+        posts = [s for s in server.seen if s.method == "POST"]
+    out = capsys.readouterr().out
+    assert code == 0
+    assert len(posts) == 7 and {json.loads(p.body)["max_tokens"] for p in posts} == {5}
+    assert "PASS: 7 of 7 requests succeeded" in out

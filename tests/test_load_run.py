@@ -237,6 +237,8 @@ def test_limits_pass_against_correct_enforcement_for_several_keys(gateway: Any, 
     assert limits["probes"][2]["admitted_per_window"] == pytest.approx(10, abs=1)
     assert "LIMITS a:rpm: ok" in proc.stdout
     assert summary["requests"]["rate_limited"] > 0
+    assert "Run time limit set to" in proc.stderr, "the limits scenario gets a run time of its own"
+    assert all(p["sustain_windows"] for p in limits["probes"])
 
 
 @pytest.mark.parametrize(

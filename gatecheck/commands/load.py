@@ -41,10 +41,16 @@ _TARGET_FLAGS = (
     ("rpm", "--rpm"),
     ("tpm", "--tpm"),
     ("auth", "--auth"),
+    ("max_requests", "--budget-requests"),
+    ("max_output_tokens", "--max-output-tokens"),
+    ("max_response_bytes", "--max-response-bytes"),
     ("connect_timeout", "--connect-timeout"),
     ("read_timeout", "--read-timeout"),
     ("total_timeout", "--total-timeout"),
 )
+"""The resolved target's settings the locust child gets as flags (its profile goes in the environment:
+``--profile`` is locust's own option)."""
+_PROFILE_ENV = "GATECHECK_PROFILE"
 _EXIT_GRACE_S = 120.0
 """How long past its planned duration a locust run may take before it is stopped."""
 _LIMITS_RUN_CAP_S = 3600.0
@@ -215,11 +221,14 @@ def stop_group(process: subprocess.Popen[bytes], grace_s: float = _STOP_GRACE_S)
         time.sleep(0.02)
 
 
-def _run_locust(command: Sequence[str], key: Secret | str, timeout_s: float) -> int:
+def _run_locust(
+    command: Sequence[str], key: Secret | str, timeout_s: float, env_extra: dict[str, str] | None = None
+) -> int:
     """Run locust in a process group of its own and wait; a stop signal or the timeout stops the
     whole group (workers included) and nothing of it stays behind."""
     env = {
         **os.environ,
+        **(env_extra or {}),
         DEFAULT_KEY_ENV: key.reveal() if isinstance(key, Secret) else key,
         PARENT_PID_ENV: str(os.getpid()),
     }
@@ -347,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
             processes=args.processes,
             extra=extra + list(args.locust_args),
         )
-        code = _run_locust(command, key, timeout_s)
+        code = _run_locust(command, key, timeout_s, {_PROFILE_ENV: target.profile})
     summary_path = report_dir / f"{run_name}.json"
     if summary_path.exists():
         from gatecheck.load.html import summary_table

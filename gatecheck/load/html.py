@@ -326,8 +326,15 @@ def plots(summary: Mapping[str, Any]) -> list[Plot]:
 # --- page --------------------------------------------------------------------------------------
 
 
+def _outcome(summary: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The summary's outcome (a version 1 summary has none: it is worked out without gates)."""
+    from gatecheck.load.summary import outcome_section
+
+    return summary.get("outcome") or outcome_section(summary, None, early_stop=None, budget=None)
+
+
 def _banner(summary: Mapping[str, Any]) -> dict[str, Any]:
-    outcome = summary["outcome"]
+    outcome = _outcome(summary)
     nothing = summary["requests"]["ok"] == 0
     slo = summary.get("slo")
     if slo is None:
@@ -407,7 +414,7 @@ def render_load_html(summary: Mapping[str, Any]) -> str:
     return environment.get_template(_TEMPLATE).render(
         run=summary["run"],
         requests=summary["requests"],
-        outcome=summary["outcome"],
+        outcome=_outcome(summary),
         banner=_banner(summary),
         facts=_facts(summary),
         stat_columns=_STAT_COLUMNS,

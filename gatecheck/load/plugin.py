@@ -58,7 +58,7 @@ from typing import Any
 
 import gevent
 from locust.exception import LocustError
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from gatecheck._types import JSONObject
 from gatecheck.assemble import ChatStreamAssembler, MessageStreamAssembler, Violation
@@ -98,6 +98,9 @@ _TOTAL_USERS = "gatecheck_total_users"
 _WORKERS = "gatecheck_workers"
 """The number of workers at test start (budget shares), sent the same way."""
 _MSG_RESET, _MSG_STOP, _MSG_BUDGET = "gatecheck_reset", "gatecheck_stop", "gatecheck_budget"
+_MSG_DRAIN = "gatecheck_drain"
+_DRAIN_SLACK_S = 10.0
+"""How long past ``--stop-timeout`` the master waits for the workers' last reports at the end."""
 _LOCUST_DEFAULT_MASTER_PORT = 5557
 _WEB_TAB = "gatecheck-llm"
 _WEB_COLUMNS = (
@@ -250,6 +253,8 @@ class GatecheckPlugin:
         self._budget_note: str | None = None
         self._budget_told = False
         self._budget_workers: set[str] = set()
+        self._draining = False
+        self._final_reports: set[str] = set()
         self.run_name = ""
         self.workers: set[str] = set()
 
@@ -278,6 +283,7 @@ class GatecheckPlugin:
         runner = self.environment.runner
         if self.is_worker:
             runner.register_message(_MSG_RESET, self._on_reset_message)
+            runner.register_message(_MSG_DRAIN, self._on_drain_message, concurrent=True)
             return
         events.spawning_complete.add_listener(self._on_spawning_complete)
         events.reset_stats.add_listener(self._on_reset_stats)
@@ -416,6 +422,8 @@ class GatecheckPlugin:
         self._stop_reason = self._budget_note = None
         self._budget_told = False
         self._budget_workers = set()
+        self._draining = False
+        self._final_reports = set()
         self._limits_queue = list(settings.limits_keys)
         self._limits_pending = len(self._limits_queue)
         runner = environment.runner
@@ -435,6 +443,30 @@ class GatecheckPlugin:
         if self._sampler is not None:
             self._sampler.kill(block=False)
             self._sampler = None
+        if self.is_master and self._settings is not None:
+            self._drain()
+
+    def _drain(self) -> None:
+        """The end of a distributed run: have every worker stop its users and report what it has
+        measured since its last report, and wait for those reports. Locust's own quit waits 0.5 s
+        for them, and a busy machine misses that: the last seconds of the run went missing."""
+        runner = self.environment.runner
+        workers = {client.id for client in runner.clients.all if client.state != STATE_MISSING}
+        runner.send_message(_MSG_DRAIN, None)
+        deadline = time.monotonic() + float(self.environment.stop_timeout or 0) + _DRAIN_SLACK_S
+        while not workers <= self._final_reports and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        missing = workers - self._final_reports
+        if missing:
+            log.error(
+                "gatecheck: no last report from %d worker(s): their last seconds are missing", len(missing)
+            )
+
+    def _on_drain_message(self, environment: Any, msg: Any, **_kw: Any) -> None:
+        runner = environment.runner
+        runner.stop()
+        self._draining = True
+        runner._send_stats()  # locust's own report (ours rides on it, marked final): sent now, not at quit
 
     def _sample_users(self) -> None:
         while True:
@@ -442,7 +474,7 @@ class GatecheckPlugin:
             gevent.sleep(1.0)
 
     def _on_report_to_master(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
-        data[_WIRE_KEY] = {"epoch": self._epoch, "stats": self.stats.to_wire()}
+        data[_WIRE_KEY] = {"epoch": self._epoch, "stats": self.stats.to_wire(), "final": self._draining}
         self.stats = LoadStats()
 
     def _on_worker_report(self, client_id: str, data: dict[str, Any], **_kw: Any) -> None:
@@ -452,6 +484,8 @@ class GatecheckPlugin:
         self.workers.add(client_id)
         stats = LoadStats.from_wire(report["stats"])
         self.stats.merge(stats if report["epoch"] == self._epoch else stats.left_out())
+        if report["final"]:
+            self._final_reports.add(client_id)
 
     # --- stats resets (--reset-stats, the web UI's button) --------------------------------------
 
