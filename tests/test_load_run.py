@@ -389,6 +389,7 @@ def test_gatecheck_load_against_the_embedded_gateway(
     assert "TTFT (ms)" in out and "requests " in out
     summary = read_summary(tmp_path / "cli.json")
     assert summary["requests"]["ok"] > 0
+    assert summary["metrics"]["itl_ms"]["mean"] >= 0, "stamps never go back (no negative gap)"
     assert (tmp_path / "cli_stats.csv").exists() and (tmp_path / "cli.locust.html").exists()
 
 

@@ -165,15 +165,23 @@ def exchange(
 
 
 def _read_body(response: HTTPSocketPoolResponse, stamper: Stamper, max_bytes: int) -> None:
-    """Feed the body to the stamper as it arrives; refuse it beyond ``max_bytes`` on the wire."""
+    """Feed the body to the stamper as it arrives; refuse it beyond ``max_bytes`` on the wire.
+
+    Stamps never go back: bytes already buffered with the headers are stamped when they are
+    handed over, later than the kernel's stamp of packets that arrived meanwhile; bytes later in
+    the stream did not arrive earlier, so such a stamp is raised to the previous one (a negative
+    inter-token gap would be an artefact)."""
     offset_ns = kernel_stamps(response)
     received = 0
+    last_ns = 0
     piece = _read_available(response, offset_ns)
     while piece is not None:
-        received += len(piece[0])
+        data, t_ns = piece
+        received += len(data)
         if received > max_bytes:
             raise ResponseRefused("response-too-large")
-        stamper.feed(*piece)
+        last_ns = max(t_ns, last_ns)
+        stamper.feed(data, last_ns)
         piece = _read_available(response, offset_ns)
 
 
