@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -10,13 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gatecheck.assemble import ChatStreamAssembler, MessageStreamAssembler
 from gatecheck.load.stampers import (
     BodyStamper,
     ChatStreamStamper,
     ErrorStamper,
     MessagesStreamStamper,
     OutputShape,
+    ResponseRefused,
     _chunk_has_output,
+    decoded,
     error_code,
     quick_chat_output,
     quick_delta_output,
@@ -94,8 +98,10 @@ def test_doc_stream_one_event_per_read() -> None:
     stamper.finish(9000)
     t = stamper.timing
     assert t.token_ns == [2000, 3000], "the role-only chunk with empty content is not output"
+    assert t.content_ns == 2000
     assert (t.output_tokens, t.prompt_tokens) == (156, 28)
-    assert t.complete and t.error_code is None
+    assert t.complete and t.error_code is None and t.finish_reason == "stop"
+    assert derive(t).ok
     assert t.bytes_received == len(DOC_000_STREAM)
     assert t.t_end_ns == 9000
 
@@ -144,12 +150,12 @@ def test_mid_stream_error_and_missing_done_are_failures() -> None:
     stamper.feed(b'data: {"error": {"code": "UPSTREAM_ERROR", "message": "boom"}}\n\n', 2)
     stamper.finish(3)
     m = derive(stamper.timing)
-    assert not m.ok and m.error_code == "midstream-UPSTREAM_ERROR"
+    assert not m.ok and m.error_code == "stream-error-event:UPSTREAM_ERROR"
 
     cut = ChatStreamStamper(_timing())
     cut.feed(_chunk({"content": "a"}), 1)
     cut.finish(2)
-    assert derive(cut.timing).error_code == "incomplete-response"
+    assert derive(cut.timing).error_code == "stream-incomplete"
 
 
 def test_invalid_chunks_are_recorded_not_raised() -> None:
@@ -165,9 +171,9 @@ def test_anthropic_doc_stream() -> None:
         stamper.feed(event, (i + 1) * 10)
     stamper.finish(100)
     t = stamper.timing
-    assert t.token_ns == [30, 40]
+    assert t.token_ns == [30, 40] and t.content_ns == 30
     assert (t.prompt_tokens, t.output_tokens) == (10, 10)
-    assert t.complete
+    assert t.complete and t.finish_reason == "end_turn"
     assert derive(t).tpot_ms == pytest.approx(10 / 1e6 / 9)
 
 
@@ -187,7 +193,7 @@ def test_anthropic_error_event_and_other_deltas() -> None:
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n', 3
     )
     assert stamper.timing.token_ns == [1]
-    assert stamper.timing.error_code == "midstream-overloaded_error"
+    assert stamper.timing.error_code == "stream-error-event:overloaded_error"
 
 
 def test_non_streaming_bodies_read_usage_in_either_dialect() -> None:
@@ -196,10 +202,20 @@ def test_non_streaming_bodies_read_usage_in_either_dialect() -> None:
     openai.feed(b'"completion_tokens": 9}}', 2)
     openai.finish(3)
     assert (openai.timing.prompt_tokens, openai.timing.output_tokens, openai.timing.complete) == (5, 9, True)
+    assert derive(openai.timing).error_code == "response-no-finish-reason", "no choice, no finish_reason"
     anthropic = BodyStamper(_timing(streamed=False), "anthropic")
     anthropic.feed(b'{"content": [], "usage": {"input_tokens": 4, "output_tokens": 6}}', 1)
     anthropic.finish(2)
     assert (anthropic.timing.prompt_tokens, anthropic.timing.output_tokens) == (4, 6)
+    whole = BodyStamper(_timing(streamed=False), "openai")
+    whole.feed(b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},', 1)
+    whole.feed(b' "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}', 2)
+    whole.finish(3)
+    assert whole.timing.generated and whole.timing.finish_reason == "stop" and derive(whole.timing).ok
+    message = BodyStamper(_timing(streamed=False), "anthropic")
+    message.feed(b'{"content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn"}', 1)
+    message.finish(2)
+    assert derive(message.timing).ok
     broken = BodyStamper(_timing(streamed=False), "openai")
     broken.feed(b"<html>", 1)
     broken.finish(2)
@@ -283,6 +299,7 @@ def test_quick_chat_classifier_agrees_with_json(obj: dict[str, object], style: i
         assert quick == _chunk_has_output(obj)
         assert "usage" not in obj or obj["usage"] is None
         assert "error" not in obj
+        assert all(c.get("finish_reason") is None for c in obj["choices"]), "a finish_reason is parsed"
 
 
 _anthropic_delta = st.sampled_from(
@@ -448,6 +465,7 @@ def test_the_chat_byte_test_agrees_with_json(obj: dict[str, object], style: int)
     if surely_chat_output(_encoded(obj, style).encode()):
         assert _chunk_has_output(obj)
         assert obj.get("usage") is None and "error" not in obj
+        assert all(c.get("finish_reason") is None for c in obj["choices"])
 
 
 @settings(max_examples=200, deadline=None)
@@ -465,3 +483,124 @@ def test_the_common_compact_chunks_pass_the_byte_tests() -> None:
     assert surely_delta_output(
         b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"}}'
     )
+
+
+# --- finish reasons, content, checked streams, encodings -------------------------------------------
+
+
+def _compact(chunk: dict[str, object]) -> bytes:
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _gateway_chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+    """A chunk as the reference gateway writes it (compact, logprobs, usage null)."""
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return _compact({"id": "c", "object": "chat.completion.chunk", "choices": [choice], "usage": None})
+
+
+def _gateway_stream(words: int, finish: str = "length") -> bytes:
+    head = _gateway_chunk({"role": "assistant", "content": ""})
+    body = b"".join(_gateway_chunk({"content": f" w{i}"}) for i in range(words))
+    usage = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [],
+        "usage": {"completion_tokens": words},
+    }
+    return head + body + _gateway_chunk({}, finish) + _compact(usage) + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("size", [7, 300, 100_000])
+def test_the_finish_reason_is_read_whatever_path_the_chunks_take(size: int) -> None:
+    """The finish chunk never takes a path that skips it (byte test, learned shape, quick look)."""
+    stream = _gateway_stream(40)
+    stamper = ChatStreamStamper(_timing())
+    for offset in range(0, len(stream), size):
+        stamper.feed(stream[offset : offset + size], offset)
+    stamper.finish(10**9)
+    assert stamper.timing.finish_reason == "length" and len(stamper.timing.token_ns) == 40
+    assert derive(stamper.timing).ok
+
+
+def test_a_content_chunk_carrying_the_finish_reason_is_parsed() -> None:
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(_gateway_chunk({"content": "last"}, "stop") + b"data: [DONE]\n\n", 1)
+    stamper.finish(2)
+    assert stamper.timing.finish_reason == "stop" and stamper.timing.token_ns == [1]
+
+
+def test_done_without_a_finish_reason_is_an_error() -> None:
+    """What a real inference server sends for a stream it interrupts under concurrency."""
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(_gateway_chunk({"content": "a"}) + b"data: [DONE]\n\n", 1)
+    stamper.finish(2)
+    assert derive(stamper.timing).error_code == "stream-no-finish-reason"
+
+
+def test_ttfc_waits_for_content_after_reasoning_and_tool_calls() -> None:
+    stamper = ChatStreamStamper(_timing())
+    stamper.feed(_gateway_chunk({"reasoning_content": "hmm"}), 1)
+    stamper.feed(_gateway_chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}), 2)
+    stamper.feed(b'data: {"choices":[{"index":0,"delta":{"content": "spaced"}}]}\n\n', 3)
+    stamper.feed(_gateway_chunk({"content": "x"}, "stop") + b"data: [DONE]\n\n", 4)
+    stamper.finish(5)
+    assert stamper.timing.token_ns == [1, 2, 3, 4] and stamper.timing.content_ns == 3
+    thinking = MessagesStreamStamper(_timing())
+    thinking.feed(
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"thinking_delta","thinking":"hm"}}\n\n',
+        1,
+    )
+    thinking.feed(
+        b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 1, '
+        b'"delta": {"type": "text_delta", "text": "a"}}\n\n',
+        2,
+    )
+    assert thinking.timing.token_ns == [1, 2] and thinking.timing.content_ns == 2
+
+
+def test_a_checked_stream_gets_the_assembler_violations() -> None:
+    faithful = ChatStreamStamper(_timing(), ChatStreamAssembler())
+    faithful.feed(_gateway_stream(5), 1)
+    faithful.finish(2)
+    assert faithful.timing.checked and faithful.timing.violations == []
+    assert faithful.timing.token_ns == [1] * 5 and faithful.timing.finish_reason == "length"
+    changed = _gateway_stream(3).replace(b'"id":"c"', b'"id":"d"', 2)
+    broken = ChatStreamStamper(_timing(), ChatStreamAssembler())
+    broken.feed(changed[: -len(b"data: [DONE]\n\n")], 1)
+    broken.finish(2)
+    rules = {v.rule for v in broken.timing.violations}
+    assert rules == {"id-changed", "missing-done"}
+    messages = MessagesStreamStamper(_timing(), MessageStreamAssembler())
+    messages.feed(DOC_002_MESSAGES, 1)
+    messages.finish(2)
+    assert messages.timing.violations == [] and messages.timing.token_ns == [1, 1]
+    unchecked = ChatStreamStamper(_timing())
+    assert not unchecked.timing.checked
+
+
+def test_gzip_and_deflate_bodies_are_decoded_as_they_arrive() -> None:
+    stream = _gateway_stream(6)
+    for wbits, encoding in ((31, "gzip"), (15, "deflate")):
+        packer = zlib.compressobj(wbits=wbits)
+        pieces = [
+            packer.compress(stream[i : i + 50]) + packer.flush(zlib.Z_SYNC_FLUSH)
+            for i in range(0, len(stream), 50)
+        ]
+        pieces.append(packer.flush())
+        stamper = decoded(ChatStreamStamper(_timing()), encoding, 1 << 20)
+        for t, piece in enumerate(pieces):
+            stamper.feed(piece, t)
+        stamper.finish(99)
+        assert derive(stamper.timing).ok and len(stamper.timing.token_ns) == 6
+    assert decoded(ChatStreamStamper(_timing()), "identity", 10) is not None
+
+
+def test_other_encodings_bombs_and_garbage_are_refused_with_a_code() -> None:
+    with pytest.raises(ResponseRefused, match="content-encoding-unsupported:br"):
+        decoded(ChatStreamStamper(_timing()), "br", 1 << 20)
+    bomb = zlib.compress(b"data: " + b"x" * 5_000_000, 9)
+    with pytest.raises(ResponseRefused, match="response-too-large"):
+        decoded(ChatStreamStamper(_timing()), "deflate", 1 << 20).feed(bomb, 1)
+    with pytest.raises(ResponseRefused, match="content-encoding-invalid"):
+        decoded(ChatStreamStamper(_timing()), "gzip", 1 << 20).feed(b"not gzip at all", 1)

@@ -58,6 +58,9 @@ def _locust_counts(out: Path) -> dict[tuple[str, str], int]:
     return {(e["method"], e["name"]): e["num_requests"] for e in entries}
 
 
+CHAT = "/v1/chat/completions"
+
+
 def _all_output(proc: subprocess.CompletedProcess[str], out: Path) -> str:
     files = [p.read_text(encoding="utf-8", errors="replace") for p in out.iterdir() if p.is_file()]
     return "\n".join([proc.stdout, proc.stderr, *files])
@@ -96,7 +99,9 @@ def test_streaming_run_measures_what_the_gateway_injects(gateway: Any, tmp_path:
     req, metrics = summary["requests"], summary["metrics"]
     ok = req["ok"]
     assert ok >= 8 and req["failed"] == 0 and req["estimated_token_requests"] == 0
-    assert summary["tokens"] == {"output": 12 * ok, "prompt": 20 * ok}
+    assert (summary["tokens"]["output"], summary["tokens"]["prompt"]) == (12 * ok, 20 * ok)
+    assert summary["tokens"]["usage_vs_events"]["differ"] == 0, "one word per chunk on the reference gateway"
+    assert 40 <= metrics["ttfc_ms"]["p50"] < 40 + 25 and metrics["ttfc_ms"]["count"] == ok
     assert 40 <= metrics["ttft_ms"]["p50"] < 40 + 25
     assert metrics["itl_ms"]["p50"] == pytest.approx(5, abs=2.5), "deadlines are absolute: gaps centre on 5"
     assert metrics["itl_ms"]["count"] == 11 * ok
@@ -104,9 +109,9 @@ def test_streaming_run_measures_what_the_gateway_injects(gateway: Any, tmp_path:
     assert metrics["e2e_ms"]["p50"] >= 40 + 11 * 5
     assert metrics["ttfb_ms"]["p50"] <= metrics["ttft_ms"]["p50"]
     assert summary["slo"]["passed"] is False
-    counts = _locust_counts(out)
-    for name in ("TTFT", "ITL", "TPOT", "E2E"):
-        assert counts[("chat-stream", name)] == ok
+    assert _locust_counts(out) == {("chat-stream", CHAT): ok}, "one locust request event per request"
+    conformance = summary["conformance"]
+    assert conformance["sample"] == 0.02 and conformance["checked"] >= ok // 50
     assert (
         (out / "run.html").exists()
         and (out / "run.locust.html").exists()
@@ -138,12 +143,13 @@ def test_other_users_with_a_dataset(
     assert summary is not None
     ok = summary["requests"]["ok"]
     assert ok > 0 and summary["requests"]["failed"] == 0
-    assert summary["tokens"] == {"output": 6 * ok, "prompt": 9 * ok}
+    assert (summary["tokens"]["output"], summary["tokens"]["prompt"]) == (6 * ok, 9 * ok)
     assert summary["run"]["dataset"] == "conversations.jsonl"
     assert summary["metrics"]["e2e_ms"]["count"] == ok
     streamed = stream == "on"
     assert (summary["metrics"]["ttft_ms"]["count"] == ok) is streamed
-    assert _locust_counts(out)[(kind, "E2E")] == ok
+    path = "/v1/messages" if dialect == "anthropic" else CHAT
+    assert _locust_counts(out)[(kind, path)] == ok
 
 
 def test_rate_scenario_starts_requests_on_schedule(gateway: Any, tmp_path: Path) -> None:
@@ -231,6 +237,8 @@ def test_limits_pass_against_correct_enforcement_for_several_keys(gateway: Any, 
     assert limits["probes"][2]["admitted_per_window"] == pytest.approx(10, abs=1)
     assert "LIMITS a:rpm: ok" in proc.stdout
     assert summary["requests"]["rate_limited"] > 0
+    assert "Run time limit set to" in proc.stderr, "the limits scenario gets a run time of its own"
+    assert all(p["sustain_windows"] for p in limits["probes"])
 
 
 @pytest.mark.parametrize(
@@ -349,7 +357,7 @@ def test_master_and_two_workers_merge_to_what_the_gateway_served(
     assert summary["requests"]["total"] == served
     assert summary["metrics"]["e2e_ms"]["count"] == summary["requests"]["ok"] == served
     assert summary["metrics"]["itl_ms"]["count"] == 7 * served
-    assert _locust_counts(tmp_path)[("chat-stream", "E2E")] == served
+    assert _locust_counts(tmp_path)[("chat-stream", CHAT)] == served
 
 
 # --- the gatecheck command ---------------------------------------------------------------------
@@ -381,6 +389,7 @@ def test_gatecheck_load_against_the_embedded_gateway(
     assert "TTFT (ms)" in out and "requests " in out
     summary = read_summary(tmp_path / "cli.json")
     assert summary["requests"]["ok"] > 0
+    assert summary["metrics"]["itl_ms"]["mean"] >= 0, "stamps never go back (no negative gap)"
     assert (tmp_path / "cli_stats.csv").exists() and (tmp_path / "cli.locust.html").exists()
 
 
@@ -406,3 +415,33 @@ def test_bad_option_ends_the_run_with_one_line(tmp_path: Path) -> None:
     proc, _ = run_locust("http://127.0.0.1:9", tmp_path, "--output-tokens", "lots", "-t", "1s")
     assert proc.returncode == 2
     assert "gatecheck: invalid configuration: --output-tokens" in proc.stderr
+
+
+# --- conformance under load --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "rule"),
+    [(None, None), ("chunk-id-changes", "id-changed"), ("sse-missing-done", "missing-done")],
+)
+def test_conformance_rules_run_on_the_streams_under_load(
+    gateway: Any, tmp_path: Path, fault: str | None, rule: str | None
+) -> None:
+    """Gateways break under load (lost [DONE], changing ids): every checked stream is judged."""
+    gw = gateway(faults={fault} if fault else set(), ttft_ms=5, itl_ms=1, **UNLIMITED)
+    slo = tmp_path / "slo.toml"
+    slo.write_text("violation_rate = 0\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["-u", "2", "-r", "2", "-t", "1s", "--output-tokens", "6", "--conformance-sample", "1"]
+    proc, summary = run_locust(gw.url, out, *args, "--slo", str(slo))
+    assert summary is not None, _why(proc)
+    section = summary["conformance"]
+    assert section["checked"] == summary["requests"]["total"] > 0, "every stream was checked"
+    if rule is None:
+        assert section["violation_rate"] == 0 and section["rules"] == [] and proc.returncode == 0
+        return
+    assert section["violation_rate"] == 1.0 and proc.returncode == 1
+    found = {r["rule"]: r for r in section["rules"]}
+    assert found[rule]["streams"] == section["checked"]
+    assert found[rule]["excerpt"].startswith("data: "), "one wire excerpt per rule"
+    assert "SLO violation_rate: FAIL, measured 1" in proc.stdout

@@ -10,8 +10,19 @@ import numpy as np
 import pytest
 
 from gatecheck._headers import parse_retry_after
+from gatecheck.assemble import Violation
 from gatecheck.errors import ConfigError
-from gatecheck.load.stats import Histogram, LoadStats, Metrics, RampStep, RateStats, TimeSeries, find_knee
+from gatecheck.load.stats import (
+    MAX_ERROR_CODES,
+    Histogram,
+    LoadStats,
+    Metrics,
+    RampStep,
+    RateStats,
+    Sketch,
+    TimeSeries,
+    find_knee,
+)
 from gatecheck.load.summary import (
     build_summary,
     ramp_group,
@@ -20,7 +31,15 @@ from gatecheck.load.summary import (
     read_summary,
     write_summary,
 )
-from gatecheck.load.timing import ALL_METRIC_KEYS, METRIC_KEYS, StreamTiming, derive
+from gatecheck.load.timing import (
+    ALL_METRIC_KEYS,
+    METRIC_KEYS,
+    StreamTiming,
+    derive,
+    public_code,
+    public_text,
+)
+from gatecheck.redaction import Secret
 from gatecheck.schemas import default_store
 
 MS = 1_000_000
@@ -34,8 +53,9 @@ def streamed(
     complete: bool = True,
     start: int = 10 * MS,
     end_ms: float | None = None,
+    finish_reason: str | None = "stop",
 ) -> StreamTiming:
-    """A timing whose output events arrived ``token_ms`` after the start."""
+    """A timing whose output events arrived ``token_ms`` after the start (content from the first)."""
     last = token_ms[-1] if token_ms else 5.0
     return StreamTiming(
         t_start_ns=start,
@@ -47,6 +67,8 @@ def streamed(
         output_tokens=usage,
         prompt_tokens=7 if usage is not None else None,
         complete=complete,
+        content_ns=start + int(token_ms[0] * MS) if token_ms else None,
+        finish_reason=finish_reason,
     )
 
 
@@ -88,7 +110,7 @@ def test_single_token_has_ttft_but_no_tpot_or_itl() -> None:
 
 def test_non_streaming_has_no_ttft_itl_or_tpot() -> None:
     timing = streamed([], usage=12, end_ms=300)
-    timing.streamed = False
+    timing.streamed, timing.generated = False, True
     m = derive(timing)
     assert m.ok
     assert (m.ttft_ms, m.itl_ms, m.tpot_ms) == (None, (), None)
@@ -102,8 +124,8 @@ def test_non_streaming_has_no_ttft_itl_or_tpot() -> None:
         (429, "RATE_LIMIT", True, "RATE_LIMIT"),
         (500, None, True, "http-500"),
         (0, None, False, "no-response"),
-        (200, None, False, "incomplete-response"),
-        (200, "midstream-UPSTREAM_ERROR", True, "midstream-UPSTREAM_ERROR"),
+        (200, None, False, "stream-incomplete"),
+        (200, "stream-error-event:UPSTREAM_ERROR", True, "stream-error-event:UPSTREAM_ERROR"),
     ],
 )
 def test_failures_carry_a_code_and_no_output_figures(
@@ -115,6 +137,78 @@ def test_failures_carry_a_code_and_no_output_figures(
     assert not m.ok
     assert m.error_code == expected
     assert m.output_tokens == 0 and m.output_tokens_per_s is None
+
+
+@pytest.mark.parametrize(
+    ("tokens", "reason", "expected"),
+    [
+        ([100, 120], None, "stream-no-finish-reason"),
+        ([], "stop", "stream-empty"),
+        ([], "end_turn", "stream-empty"),
+        ([], "length", None),
+        ([], "content_filter", None),
+        ([100], "stop", None),
+    ],
+)
+def test_a_stream_succeeds_only_with_a_finish_reason_and_output_or_a_reason_for_none(
+    tokens: list[float], reason: str | None, expected: str | None
+) -> None:
+    """[DONE] alone is not success: what a server sends for a stream it interrupted (issue 11)."""
+    m = derive(streamed(tokens, usage=len(tokens), finish_reason=reason))
+    assert m.error_code == expected
+    assert m.ok is (expected is None)
+
+
+def test_a_non_streamed_answer_needs_a_finish_reason_and_content() -> None:
+    timing = streamed([], usage=3, finish_reason=None)
+    timing.streamed = False
+    assert derive(timing).error_code == "response-no-finish-reason"
+    timing.finish_reason = "stop"
+    assert derive(timing).error_code == "response-empty"
+    timing.generated = True
+    assert derive(timing).ok
+
+
+def test_ttfc_is_the_first_content_after_reasoning() -> None:
+    timing = streamed([50, 60, 70, 80], usage=4)
+    timing.content_ns = timing.t_start_ns + 70 * MS
+    m = derive(timing)
+    assert m.ttft_ms == pytest.approx(50.0) and m.ttfc_ms == pytest.approx(70.0)
+    timing.content_ns = None
+    assert derive(timing).ttfc_ms is None, "reasoning or tool calls only: no content"
+
+
+def test_public_codes_hide_keys_and_stay_short() -> None:
+    key = "sk-canary-0123456789abcdef"
+    assert public_code(f"invalid key {key}", [key]) == "invalid_key_***"
+    assert public_code("x" * 500, []) == "x" * 64
+    assert public_code("<script>", []) == "script"
+    assert public_code(key, [key]) == "***"
+    assert public_text(f"prefix {key} suffix", [Secret(key)]) == "prefix *** suffix"
+
+
+def test_usage_against_counted_events_and_the_estimated_share() -> None:
+    metrics = _metrics_of([streamed([10, 20], usage=4), streamed([10, 20], usage=2), streamed([5, 6, 7])])
+    tokens = metrics.token_summary()
+    assert tokens["estimated_share"] == pytest.approx(1 / 3, abs=1e-5)
+    assert tokens["usage_vs_events"] == {
+        "requests": 2,
+        "differ": 1,
+        "usage_tokens": 6,
+        "counted_events": 4,
+        "tokens_per_event": 1.5,
+    }
+
+
+def test_error_codes_beyond_fifty_count_as_other() -> None:
+    timings = []
+    for i in range(MAX_ERROR_CODES + 20):
+        broken = streamed([], status=500)
+        broken.error_code = f"req-{i}"
+        timings.append(broken)
+    rows = _metrics_of(timings).error_summary()
+    assert len(rows) == MAX_ERROR_CODES + 1
+    assert {"status": 500, "code": "other", "count": 20} in rows
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
@@ -198,6 +292,7 @@ def test_metrics_count_429s_apart_and_errors_by_status_and_code() -> None:
         "failed": 3,
         "rate_limited": 2,
         "rate_limited_with_retry_after": 1,
+        "success_rate": 0.25,
         "error_rate": 0.25,
         "rate_limited_rate": 0.5,
         "estimated_token_requests": 0,
@@ -225,6 +320,7 @@ def test_load_stats_wire_round_trip_and_merge() -> None:
     assert total.rate.due == 10 and total.rate.lag.count == 2
     assert len(total.probes) == 2
     assert total.series.buckets[1000] == [10, 10, 30, 0, 0]
+    assert sum(total.series.ttft[1000].counts.values()) == 10
 
 
 def test_time_series_rows_fill_gaps_from_the_run_start() -> None:
@@ -238,6 +334,57 @@ def test_time_series_rows_fill_gaps_from_the_run_start() -> None:
     assert [r["t"] for r in rows] == [0, 1, 2, 3]
     assert rows[1]["users"] == 8 and rows[0]["users"] is None
     assert rows[2]["requests"] == 0 and rows[3]["output_tokens"] == 4
+    assert rows[0]["ttft_p50_ms"] == pytest.approx(1.0, rel=0.01) and rows[2]["ttft_p50_ms"] is None
+
+
+def test_time_series_marks_partial_seconds_at_the_edges() -> None:
+    series = TimeSeries()
+    for wall in (1000.7, 1001.5, 1002.1):
+        timing = streamed([1], usage=1)
+        timing.wall_start_s = wall
+        series.add(derive(timing))
+    rows = series.rows(start_s=1000.6, end_s=1002.3)
+    assert [r["span_s"] for r in rows] == [0.4, 1.0, 0.3]
+
+
+def test_sketch_quantiles_are_within_one_percent_and_merge() -> None:
+    rng = random.Random(3)
+    values = [rng.lognormvariate(4, 1) for _ in range(5000)]
+    one, two = Sketch(), Sketch()
+    for i, value in enumerate(values):
+        (one if i % 2 else two).add(value)
+    one.merge(two)
+    exact = np.percentile(values, [50, 95], method="lower")
+    assert one.quantile(0.5) == pytest.approx(exact[0], rel=0.011)
+    assert one.quantile(0.95) == pytest.approx(exact[1], rel=0.011)
+    assert Sketch().quantile(0.5) is None
+
+
+def test_conformance_counts_streams_per_rule_and_keeps_the_first_excerpt() -> None:
+    stats = LoadStats()
+    broken = streamed([10, 20], usage=2)
+    broken.checked = True
+    broken.violations = [
+        Violation("id-changed", "id changed", 2, b'data: {"id":"b"}\n\n'),
+        Violation("id-changed", "id changed again", 3, b'data: {"id":"c"}\n\n'),
+        Violation("missing-done", "no [DONE]", 3, b"x"),
+    ]
+    clean = streamed([10, 20], usage=2)
+    clean.checked = True
+    for timing in (broken, clean, streamed([10], usage=1)):
+        stats.add("steady", derive(timing))
+    merged = LoadStats()
+    merged.merge(LoadStats.from_wire(json.loads(json.dumps(stats.to_wire()))))
+    section = merged.conformance.summary(0.5)
+    assert section["checked"] == 2 and section["with_violations"] == 1 and section["violation_rate"] == 0.5
+    assert section["rules"][0] == {
+        "rule": "id-changed",
+        "streams": 1,
+        "occurrences": 2,
+        "message": "id changed",
+        "excerpt": 'data: {"id":"b"}\n\n',
+    }
+    assert [r["rule"] for r in section["rules"]] == ["id-changed", "missing-done"]
 
 
 def test_knee_is_where_throughput_flattens_while_latency_climbs() -> None:
@@ -304,6 +451,7 @@ def test_summary_has_every_metric_key_and_validates(tmp_path: Path) -> None:
         stats.add("steady", derive(streamed([ttft, ttft + 20], usage=2)), good=ttft < 60)
     summary = _summary(stats)
     assert list(summary["metrics"]) == list(ALL_METRIC_KEYS)
+    assert summary["version"] == 2 and summary["outcome"]["exit_code"] == 0
     for key in METRIC_KEYS:
         assert set(summary["metrics"][key]) == {"count", "mean", "p50", "p90", "p95", "p99", "max"}
     assert summary["goodput"]["ratio"] == pytest.approx(2 / 3, abs=1e-6)
@@ -324,6 +472,18 @@ def test_write_summary_refuses_an_invalid_summary(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="schema"):
         write_summary(summary, tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_version_1_summaries_are_still_read(tmp_path: Path) -> None:
+    """An earlier run's summary is a baseline: it must stay readable."""
+    summary = _summary(LoadStats())
+    old = {k: v for k, v in summary.items() if k not in ("conformance", "outcome")}
+    old["version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(old), encoding="utf-8")
+    assert read_summary(tmp_path / "old.json")["version"] == 1
+    summary.pop("outcome")
+    with pytest.raises(ValueError, match="schema"):
+        write_summary(summary, tmp_path / "v2-without-outcome.json")
 
 
 def test_read_summary_names_the_problem(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def _timing(ttft_ms: float, gap_ms: float = 10.0, tokens: int = 5) -> StreamTimi
         output_tokens=tokens,
         prompt_tokens=3,
         complete=True,
+        finish_reason="stop",
     )
 
 
@@ -140,7 +141,7 @@ def test_goodput_offline_needs_the_targets_the_run_used() -> None:
 
 def test_an_undefined_value_never_meets_a_goodput_target() -> None:
     timing = _timing(10)
-    timing.streamed = False
+    timing.streamed, timing.generated = False, True
     assert not is_good(derive(timing), {"ttft_ms": 1000})
     assert is_good(derive(timing), {"e2e_ms": 1000})
 

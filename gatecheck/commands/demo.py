@@ -99,7 +99,8 @@ def _load_digest(summary_path: Path) -> str:
     """Three lines people read first: requests, TTFT and ITL percentiles, throughput."""
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     metrics = summary.get("metrics", {})
-    lines = []
+    outcome = summary.get("outcome")
+    lines = [f"  {outcome['verdict'].upper()}: {outcome['headline']}"] if outcome else []
     for key, label in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("e2e_ms", "E2E")):
         m = metrics.get(key)
         if m and m.get("count"):

@@ -8,6 +8,7 @@ locust's own parser, so they work on the command line, in locust config files an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from gatecheck.config import TARGET_OPTIONS, TargetOption, load_target
+from gatecheck.config import TARGET_OPTIONS, Target, TargetOption, load_target
 from gatecheck.errors import ConfigError
 from gatecheck.load.limits import PROBE_KINDS, LimitKey, ProbeKind, ProbePlan, parse_limits_key, plan_probes
 from gatecheck.load.slo import SloSpec, load_slo
@@ -36,6 +37,17 @@ Scenario: TypeAlias = Literal["steady", "rate", "ramp", "limits"]
 SCENARIOS: tuple[Scenario, ...] = ("steady", "rate", "ramp", "limits")
 ON_OFF = ("on", "off")
 MAIN_KEY_LABEL = "main"
+DEFAULT_CONFORMANCE_SAMPLE = "0.02"
+"""Share of streams the assembler's rules check by default (benchmarks/load_capacity.py: a checked
+stream costs the load process about 6-7 times an unchecked one, every stream checked leaves ~15% of
+the capacity; one stream in fifty costs ~10% and keeps gatecheck above the minimal locust user)."""
+PARENT_PID_ENV = "GATECHECK_LOAD_PARENT_PID"
+"""Set by ``gatecheck load`` for its locust child: the plugin quits the run when that process is gone."""
+MAX_USERS = 100_000
+MAX_SPAWN_RATE = 10_000.0
+MAX_RATE = 100_000.0
+MAX_WINDOW_S = 3600.0
+MAX_RUN_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +136,24 @@ LOAD_OPTIONS: tuple[LoadOption, ...] = (
         "--limits-tolerance", "0.1", "limits scenario: allowed relative deviation from the limit", metavar="F"
     ),
     LoadOption(
+        "--warmup",
+        "0",
+        "seconds at the start whose requests are sent but left out of every statistic",
+        metavar="S",
+    ),
+    LoadOption(
+        "--conformance-sample",
+        DEFAULT_CONFORMANCE_SAMPLE,
+        "share of streams checked against the protocol rules under load (0 to 1; 1 = every stream)",
+        metavar="F",
+    ),
+    LoadOption(
+        "--preflight",
+        "on",
+        "one cheap request per key before the run: a dead URL or rejected key stops it (exit 2)",
+        ON_OFF,
+    ),
+    LoadOption(
         "--slo", None, "SLO file (TOML): the run exits 1 when an objective is violated", metavar="FILE"
     ),
     LoadOption(
@@ -153,11 +183,15 @@ LOCUST_TARGET_FIELDS = (
     "auth",
     "rpm",
     "tpm",
+    "max_requests",
+    "max_output_tokens",
     "connect_timeout",
     "read_timeout",
     "total_timeout",
+    "max_response_bytes",
 )
-"""The target options that also make sense on a locust command line (the host is locust's ``--host``)."""
+"""The target options that also make sense on a locust command line (the host is locust's ``--host``;
+``--profile`` is locust's own: the target file or ``$GATECHECK_PROFILE`` sets gatecheck's)."""
 
 
 def target_options() -> list[TargetOption]:
@@ -170,6 +204,8 @@ class LoadSettings:
     """Everything a load run needs, validated; ``api_key`` stays a ``Secret`` until it hits the wire."""
 
     host: str
+    target: Target
+    """The target as the run sees it (``base_url`` is the host): limits, budget, timeouts, keys."""
     scenario: Scenario
     model: str
     dialect: Dialect
@@ -204,6 +240,25 @@ class LoadSettings:
     report_dir: Path
     plots: bool
     run_name: str | None
+    warmup_s: float
+    conformance_sample: float
+    preflight: bool
+    reasoning_field: str
+
+    @property
+    def budget(self) -> int:
+        """The most requests the run may send (``--budget-requests``)."""
+        return self.target.max_requests
+
+    @property
+    def max_output_tokens(self) -> int:
+        """The largest ``max_tokens`` a request may ask for (``--max-output-tokens``)."""
+        return self.target.max_output_tokens
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The largest response read (``--max-response-bytes``); the connection is closed beyond it."""
+        return self.target.max_response_bytes
 
     def probe_plans(self, key: LimitKey) -> list[ProbePlan]:
         """The rate-limit probes of one key, as the options ask."""
@@ -232,6 +287,11 @@ class LoadSettings:
             "include_usage": self.include_usage,
             "ignore_eos": self.ignore_eos,
             "auth": self.auth,
+            "budget_requests": self.budget,
+            "max_output_tokens": self.max_output_tokens,
+            "max_response_bytes": self.max_response_bytes,
+            "warmup_s": self.warmup_s,
+            "conformance_sample": self.conformance_sample,
         }
 
 
@@ -282,6 +342,41 @@ def _path_or_none(ns: Mapping[str, Any], flag: str) -> str | None:
     return str(value) if value else None
 
 
+def _capped_length(values: Mapping[str, Any], flag: str, cap: int) -> LengthDist:
+    """A length spec whose mean is within ``--max-output-tokens`` (samples above it are clipped)."""
+    length = parse_length(str(_value(values, _BY_FLAG[flag])), flag)
+    if length.mean > cap:
+        raise ConfigError(flag, str(length), f"a mean of at most --max-output-tokens {cap} (or raise that)")
+    return length
+
+
+def check_run_shape(users: object, spawn_rate: object, processes: object, run_time_s: object = None) -> None:
+    """Locust's own run options, checked before locust forks or spawns anything (one ConfigError);
+    None is "not given"."""
+    if users is not None and (
+        not isinstance(users, int) or isinstance(users, bool) or not 1 <= users <= MAX_USERS
+    ):
+        raise ConfigError("-u/--users", users, f"an integer from 1 to {MAX_USERS}")
+    if spawn_rate is not None and (
+        not isinstance(spawn_rate, int | float) or not 0 < spawn_rate <= MAX_SPAWN_RATE
+    ):
+        raise ConfigError("-r/--spawn-rate", spawn_rate, f"a number above 0 and at most {MAX_SPAWN_RATE:g}")
+    most = max_processes()
+    if processes not in (None, 0, -1) and (
+        not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= most
+    ):
+        raise ConfigError("--processes", processes, f"-1 (one per core) or an integer from 1 to {most}")
+    if run_time_s is not None and (
+        not isinstance(run_time_s, int | float) or not 0 < run_time_s <= MAX_RUN_S
+    ):
+        raise ConfigError("-t/--run-time", run_time_s, "a duration above 0 and at most 7 days")
+
+
+def max_processes() -> int:
+    """The most locust worker processes one machine may run: twice its cores."""
+    return 2 * (os.cpu_count() or 1)
+
+
 def read_settings(
     ns: argparse.Namespace | Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> LoadSettings:
@@ -298,13 +393,17 @@ def read_settings(
     dataset_path = _path_or_none(values, "--dataset")
     slo_path = _path_or_none(values, "--slo")
     ramp = RampPlan(
-        _number(values, "--ramp-start", int, 1),
-        _number(values, "--ramp-step", int, 1),
-        _number(values, "--ramp-step-seconds", float, 0.001),
-        _number(values, "--ramp-max", int, 1),
+        _number(values, "--ramp-start", int, 1, MAX_USERS),
+        _number(values, "--ramp-step", int, 1, MAX_USERS),
+        _number(values, "--ramp-step-seconds", float, 0.001, MAX_RUN_S),
+        _number(values, "--ramp-max", int, 1, MAX_USERS),
     )
+    from gatecheck.profiles import load_profile
+
+    host = str(host).rstrip("/")
     return LoadSettings(
-        host=str(host).rstrip("/"),
+        host=host,
+        target=dataclasses.replace(target, base_url=host),
         scenario=cast(Scenario, _choice(values, "--scenario")),
         model=target.models.chat,
         dialect=cast(Dialect, _choice(values, "--dialect")),
@@ -312,7 +411,7 @@ def read_settings(
         include_usage=_choice(values, "--stream-usage") == "on",
         ignore_eos=_choice(values, "--ignore-eos") == "on",
         prompt_tokens=parse_length(str(_value(values, _BY_FLAG["--prompt-tokens"])), "--prompt-tokens"),
-        output_tokens=parse_length(str(_value(values, _BY_FLAG["--output-tokens"])), "--output-tokens"),
+        output_tokens=_capped_length(values, "--output-tokens", target.max_output_tokens),
         dataset_path=dataset_path,
         dataset=tuple(load_dataset(Path(dataset_path))) if dataset_path else (),
         seed=_number(values, "--seed", int, 0),
@@ -323,11 +422,11 @@ def read_settings(
         connect_timeout_s=target.connect_timeout,
         read_timeout_s=target.read_timeout,
         total_timeout_s=target.total_timeout,
-        request_rate=_number(values, "--request-rate", float, 0.001),
+        request_rate=_number(values, "--request-rate", float, 0.001, MAX_RATE),
         arrival=cast(Arrival, _choice(values, "--arrival")),
         max_in_flight=_number(values, "--max-in-flight", int, 1, 100_000),
         ramp=ramp,
-        window_s=_number(values, "--window-seconds", float, 0.01),
+        window_s=_number(values, "--window-seconds", float, 0.01, MAX_WINDOW_S),
         limits_keys=_limits_keys(values, target.rpm, target.tpm),
         overdrive=_number(values, "--limits-overdrive", float, 1.01, 100),
         windows=_number(values, "--limits-windows", int, 1, 1000),
@@ -339,6 +438,10 @@ def read_settings(
         report_dir=Path(str(_value(values, _BY_FLAG["--report-dir"]))),
         plots=_choice(values, "--plots") == "on",
         run_name=_path_or_none(values, "--run-name"),
+        warmup_s=_number(values, "--warmup", float, 0, MAX_RUN_S),
+        conformance_sample=_number(values, "--conformance-sample", float, 0, 1),
+        preflight=_choice(values, "--preflight") == "on",
+        reasoning_field=load_profile(target.profile).reasoning_field,
     )
 
 

@@ -3,9 +3,11 @@
 An SLO file is TOML with one objective per key (all optional)::
 
     ttft_p95_ms = 800             # <metric>_<stat>_ms: an upper bound on a latency statistic
-    itl_p99_ms = 150              #   metric: ttft, itl, tpot, e2e, ttfb; stat: mean, p50, p90, p95, p99, max
+    itl_p99_ms = 150              #   metric: ttft, ttfc, itl, tpot, e2e, ttfb; stat: mean, p50...p99, max
+    success_rate = 0.99           # successful requests / all requests (lower bound; 429s count against it)
     error_rate = 0.01             # failed requests / all requests, 429s excluded (upper bound)
     rate_limited_rate = 0.05      # 429s / all requests (upper bound)
+    violation_rate = 0            # checked streams breaking a protocol rule / streams checked (upper bound)
     min_output_tokens_per_s = 200 # aggregate output tokens per second of the run (lower bound)
     min_requests_per_s = 2        # aggregate successful requests per second (lower bound)
     goodput = 0.9                 # share of requests meeting every [goodput_targets] entry (lower bound)
@@ -38,16 +40,22 @@ from gatecheck.errors import ConfigError
 from gatecheck.load.timing import PERCENTILES, RequestMetrics
 
 Bound: TypeAlias = Literal["max", "min"]
-LATENCY_METRICS = ("ttft", "itl", "tpot", "e2e", "ttfb")
+LATENCY_METRICS = ("ttft", "ttfc", "itl", "tpot", "e2e", "ttfb")
 STATS = ("mean", *(f"p{p}" for p in PERCENTILES), "max")
 GOODPUT_TARGETS = ("ttft_ms", "tpot_ms", "e2e_ms")
 _LATENCY_KEY = re.compile(rf"^({'|'.join(LATENCY_METRICS)})_({'|'.join(STATS)})_ms$")
 _FIXED: dict[str, tuple[tuple[str, ...], Bound, str]] = {
+    "success_rate": (("requests", "success_rate"), "min", "share of successful requests"),
     "error_rate": (("requests", "error_rate"), "max", "share of failed requests (429s excluded)"),
     "rate_limited_rate": (("requests", "rate_limited_rate"), "max", "share of 429 answers"),
     "min_output_tokens_per_s": (("throughput", "output_tokens_per_s"), "min", "output tokens per second"),
     "min_requests_per_s": (("throughput", "requests_per_s"), "min", "successful requests per second"),
     "goodput": (("goodput", "ratio"), "min", "share of requests meeting the goodput targets"),
+    "violation_rate": (
+        ("conformance", "violation_rate"),
+        "max",
+        "share of checked streams breaking a protocol rule",
+    ),
 }
 _ALLOWED = "<metric>_<stat>_ms (metric: {}; stat: {}), {}, [goodput_targets]".format(
     "/".join(LATENCY_METRICS), "/".join(STATS), ", ".join(_FIXED)
@@ -218,12 +226,19 @@ def _goodput_mismatch(summary: Mapping[str, object], spec: SloSpec) -> str:
     return ""
 
 
+_UNMEASURED = {
+    "violation_rate": "no stream was checked: streams must succeed and --conformance-sample be above 0",
+}
+
+
 def evaluate(summary: Mapping[str, object], spec: SloSpec) -> SloResult:
     """Check every objective against a load summary."""
     results: list[ObjectiveResult] = []
     for objective in spec.objectives:
         note = _goodput_mismatch(summary, spec) if objective.key == "goodput" else ""
         measured = None if note else _lookup(summary, objective.path)
+        if measured is None and not note:
+            note = _UNMEASURED.get(objective.key, "")
         passed = measured is not None and objective.holds(measured)
         results.append(ObjectiveResult(objective, measured, passed, note))
     return SloResult(tuple(results))

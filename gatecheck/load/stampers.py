@@ -9,6 +9,16 @@ usage, completion and errors. No metric is computed here.
 An event carries output when it has non-empty ``content``, reasoning (``reasoning_content`` or
 ``reasoning``) or a tool-call fragment (OpenAI), or a non-empty ``text_delta``,
 ``thinking_delta`` or ``input_json_delta`` (Anthropic). Role-only and empty chunks do not count.
+Content proper (``content``, ``text_delta``) is also stamped on its own (``content_ns``: TTFC), and
+the first non-null ``finish_reason`` / ``stop_reason`` is kept: the outcome rule of
+:func:`gatecheck.load.timing.error_code` needs it.
+
+Conformance under load: a stamper given an assembler (``gatecheck.assemble``) also feeds it every
+event (decoded with ``SSEDecoder.feed``, the full path) and keeps its violations; the plugin picks
+which streams are checked (``--conformance-sample``), because the full path costs capacity.
+
+A body sent with a ``Content-Encoding`` is decoded first (:func:`decoded`): gzip and deflate are
+decompressed as they arrive; any other encoding is refused with an error code naming it.
 
 Speed: parsing every chunk with ``json.loads`` would cost more than everything else in the loop.
 Three tiers, cheapest first. The decoder's ``feed_data`` hands over each event's data as bytes
@@ -16,25 +26,31 @@ Three tiers, cheapest first. The decoder's ``feed_data`` hands over each event's
 ``"text":"x`` once, no usage, no error) is recognised on those bytes by a few C-level searches
 (:func:`surely_chat_output`, :func:`surely_delta_output`). Otherwise the data is decoded and the
 value after its few keys is examined (:func:`quick_chat_output`, :func:`quick_delta_output`);
-anything else (usage objects, errors, several choices, a key seen twice, an unexpected value) is
-parsed in full. JSON keys cannot hide inside string values (quotes there are escaped), so a quick
-answer is the parsed answer; property tests check it. All events completed by one received piece
-share its arrival time. Chunks are not validated here: the conformance suite does that.
+anything that is not plainly an output event (role-only chunks, a non-null ``finish_reason``,
+usage objects, errors, several choices, a key seen twice, an unexpected value) is parsed in full:
+a few events per stream, and the only ones ``invalid-chunk`` is judged on (an output event taken by
+the byte tests is not parsed; the assembler checks every event of the streams it checks). JSON
+keys cannot hide inside string values (quotes there are escaped), so a quick answer is the parsed
+answer; property tests check it. All events completed by one received piece share its arrival time.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
+from gatecheck.assemble import ChatStreamAssembler, MessageStreamAssembler
 from gatecheck.errors import SSEError
 from gatecheck.load.timing import StreamTiming
 from gatecheck.load.workload import Dialect
-from gatecheck.sse import SSEDecoder
+from gatecheck.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+
+Assembler = ChatStreamAssembler | MessageStreamAssembler
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
 _ANTHROPIC_OUTPUT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
@@ -50,6 +66,14 @@ class Stamper(Protocol):
 
     def finish(self, t_ns: int) -> None:
         """The response ended (or was abandoned) at ``t_ns``."""
+
+
+class ResponseRefused(Exception):
+    """The response cannot be read any further; ``code`` names why (the request's error code)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def error_code(body: bytes) -> str:
@@ -100,18 +124,25 @@ _OPEN_BRACE = 0x7B
 
 
 def surely_chat_output(data: bytes) -> bool:
-    """True when an OpenAI chunk's bytes surely carry output: ``"content":"`` once, followed by a
-    character, no usage (or one ``"usage":null``) and no error (the compact common chunk). False
-    means: look closer."""
+    """True when an OpenAI chunk's bytes surely carry content and nothing else to read: ``"content":"``
+    once, followed by a character, no usage and no finish_reason (or one compact ``null`` each) and
+    no error (the compact common chunk). False means: look closer. (Written out, not factored: it
+    runs once per event on the hot path.)"""
     at = data.find(b'"content":"')
+    if (
+        at <= 0
+        or data[at + 11 : at + 12] in _EMPTY_OR_QUOTE
+        or data[0] != _OPEN_BRACE
+        or data.count(b'"content"') != 1
+        or b'"error"' in data
+    ):
+        return False
     usage = data.find(b'"usage"')
-    return (
-        at > 0
-        and data[at + 11 : at + 12] not in _EMPTY_OR_QUOTE
-        and data[0] == _OPEN_BRACE
-        and data.count(b'"content"') == 1
-        and (usage < 0 or (data.startswith(b'"usage":null', usage) and data.find(b'"usage"', usage + 7) < 0))
-        and b'"error"' not in data
+    if usage >= 0 and not (data.startswith(b'"usage":null', usage) and data.find(b'"usage"', usage + 7) < 0):
+        return False
+    finish = data.find(b'"finish_reason"')
+    return finish < 0 or (
+        data.startswith(b'"finish_reason":null', finish) and data.find(b'"finish_reason"', finish + 15) < 0
     )
 
 
@@ -198,6 +229,22 @@ class OutputShape:
         )
 
 
+def _choices(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunk's choices that are objects."""
+    choices = chunk.get("choices")
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+
+
+def _chunk_has_content(chunk: dict[str, Any]) -> bool:
+    """Some choice's delta carries content proper (not only reasoning or tool calls)."""
+    return any(isinstance(c.get("delta"), dict) and bool(c["delta"].get("content")) for c in _choices(chunk))
+
+
+def _delta_has_content(obj: dict[str, Any]) -> bool:
+    delta = obj.get("delta")
+    return isinstance(delta, dict) and delta.get("type") == "text_delta" and bool(delta.get("text"))
+
+
 def _delta_has_output(obj: dict[str, Any]) -> bool:
     delta = obj.get("delta")
     return isinstance(delta, dict) and bool(delta.get(_ANTHROPIC_OUTPUT.get(str(delta.get("type")), "")))
@@ -233,19 +280,20 @@ def _string_output(head: str) -> bool | None:
     return True if head[0] == '"' else None
 
 
+def _needs_parse(data: str) -> bool:
+    """An error, a usage object or a non-null finish_reason: only a full parse reads those."""
+    return (
+        data[:1] != "{"
+        or '"error"' in data
+        or ('"usage"' in data and _value_head(data, '"usage"') != "nu")
+        or ('"finish_reason"' in data and _value_head(data, '"finish_reason"') != "nu")
+    )
+
+
 def quick_chat_output(data: str) -> bool | None:
-    """Whether an OpenAI chunk carries output, without parsing it; None when it must be parsed."""
-    compact = data.find('"content":"')
-    if (
-        compact > 0
-        and data[compact + 11 : compact + 12] not in ('"', "")
-        and '"usage"' not in data
-        and '"error"' not in data
-        and data.count('"content"') == 1
-        and data[0] == "{"
-    ):
-        return True
-    if data[:1] != "{" or '"error"' in data or ('"usage"' in data and _value_head(data, '"usage"') != "nu"):
+    """Whether an OpenAI chunk carries output, without parsing it; None when it must be parsed
+    (it carries an error, usage or a finish_reason, or a quick look cannot tell)."""
+    if _needs_parse(data):
         return None
     for key in ('"content"', '"reasoning_content"', '"reasoning"'):
         head = _value_head(data, key)
@@ -258,6 +306,12 @@ def quick_chat_output(data: str) -> bool | None:
     if calls == "[{":
         return True
     return False if calls in ("", "nu", "[]") else None
+
+
+def quick_chat_content(data: str) -> bool:
+    """Whether an OpenAI chunk that :func:`quick_chat_output` found to carry output has content
+    proper (not only reasoning or a tool-call fragment)."""
+    return _string_output(_value_head(data, '"content"') or "") is True
 
 
 def quick_delta_output(data: str) -> bool | None:
@@ -274,13 +328,20 @@ def quick_delta_output(data: str) -> bool | None:
 
 
 class _StreamStamper(ABC):
-    """Shared part: decode, count bytes, note a stream the decoder refuses."""
+    """Shared part: decode, count bytes, note a stream the decoder refuses, feed an assembler."""
 
-    def __init__(self, timing: StreamTiming) -> None:
+    def __init__(
+        self,
+        timing: StreamTiming,
+        assembler: Assembler | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self.timing = timing
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
         self._shape: OutputShape | None = None
         self._shape_tries = _SHAPE_TRIES
+        self._assembler = assembler
+        timing.checked = assembler is not None
 
     def _decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
         """The (name, data) pairs of the events this piece completed."""
@@ -294,7 +355,27 @@ class _StreamStamper(ABC):
 
     def feed(self, data: bytes, t_ns: int) -> None:
         """Decode a piece of the stream and stamp each event it completed."""
-        self._stamp(self._decode(data), t_ns)
+        if self._assembler is None:
+            self._stamp(self._decode(data), t_ns)
+        else:
+            self._stamp(self._assemble(data, t_ns), t_ns)
+
+    def _assemble(self, data: bytes, t_ns: int) -> list[tuple[bytes, bytes]]:
+        """The checked path: whole events to the assembler, their (name, data) to the stamps."""
+        timing = self.timing
+        timing.bytes_received += len(data)
+        events: list[SSEEvent] = []
+        try:
+            events = self._decoder.feed(data, t_ns)
+        except SSEError:
+            timing.error_code = timing.error_code or "sse-event-too-large"
+        add = self._assembler.add if self._assembler is not None else None
+        pairs = []
+        for event in events:
+            if add is not None:
+                add(event)
+            pairs.append((event.event.encode(), event.data.encode()))
+        return pairs
 
     def _stamp(self, pairs: list[tuple[bytes, bytes]], t_ns: int) -> None:
         """Stamp events that all have the stream's output shape at once; else split the list in
@@ -307,6 +388,7 @@ class _StreamStamper(ABC):
             self._each(pairs, t_ns, learn=self._shape_tries > 0)
         elif self._covered(pairs):
             self.timing.token_ns += repeat(t_ns, len(pairs))
+            self._content(t_ns)
         else:
             half = len(pairs) // 2
             self._stamp(pairs[:half], t_ns)
@@ -336,10 +418,22 @@ class _StreamStamper(ABC):
         self._shape_tries -= 1
         self._shape = OutputShape.learn(data, key, is_output)
 
+    def _content(self, t_ns: int) -> None:
+        """The first event with content proper arrived at ``t_ns`` (TTFC)."""
+        if self.timing.content_ns is None:
+            self.timing.content_ns = t_ns
+
+    def _finish_reason(self, reason: object) -> None:
+        """Keep the first non-null finish / stop reason."""
+        if reason is not None and self.timing.finish_reason is None:
+            self.timing.finish_reason = str(reason)
+
     def finish(self, t_ns: int) -> None:
-        """End of the response: stamp it and drop any unterminated event."""
+        """End of the response: stamp it, drop any unterminated event, keep the violations."""
         self.timing.t_end_ns = t_ns
         self._decoder.close()
+        if self._assembler is not None:
+            self.timing.violations = self._assembler.finish().violations
 
 
 class ChatStreamStamper(_StreamStamper):
@@ -352,20 +446,25 @@ class ChatStreamStamper(_StreamStamper):
     def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int, learn: bool) -> None:
         """Stamp events one by one: the byte test, else the quick look, else a full parse."""
         tokens = self.timing.token_ns
+        content = False
         for _, payload in pairs:
             if surely_chat_output(payload):
                 tokens.append(t_ns)
+                content = True
                 if learn and self._shape is None:
                     self._learn(payload, b'"content":"', _chunk_has_output)
             else:
                 self._closer(payload.decode("utf-8", "replace"), t_ns)
+        if content:  # the events of one piece share its time
+            self._content(t_ns)
 
     def _closer(self, data: str, t_ns: int) -> None:
         """An event the byte test could not settle: the quick look, else a full parse."""
-        quick = quick_chat_output(data)
-        if quick:
+        if quick_chat_output(data):
             self.timing.token_ns.append(t_ns)
-        elif quick is None:
+            if self.timing.content_ns is None and quick_chat_content(data):
+                self._content(t_ns)
+        else:  # not output, or unclear: rare (role, finish, usage chunks), so parsed (invalid-chunk)
             self._slow(data, t_ns)
 
     def _slow(self, data: str, t_ns: int) -> None:
@@ -378,12 +477,16 @@ class ChatStreamStamper(_StreamStamper):
             return
         if _chunk_has_output(chunk):
             timing.token_ns.append(t_ns)
+            if _chunk_has_content(chunk):
+                self._content(t_ns)
+        for choice in _choices(chunk):
+            self._finish_reason(choice.get("finish_reason"))
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             timing.output_tokens = _first_int(usage, "completion_tokens")
             timing.prompt_tokens = _first_int(usage, "prompt_tokens")
         if "error" in chunk:
-            timing.error_code = "midstream-" + error_code(data.encode())
+            timing.error_code = "stream-error-event:" + error_code(data.encode())
 
 
 class MessagesStreamStamper(_StreamStamper):
@@ -400,20 +503,25 @@ class MessagesStreamStamper(_StreamStamper):
     def _each(self, pairs: list[tuple[bytes, bytes]], t_ns: int, learn: bool) -> None:
         """Stamp events one by one: the byte test, else the quick look, else a full parse."""
         tokens = self.timing.token_ns
+        content = False
         for name, payload in pairs:
             if name == _DELTA and surely_delta_output(payload):
                 tokens.append(t_ns)
+                content = True
                 if learn and self._shape is None:
                     self._learn(payload, b'"text":"', _delta_has_output)
             else:
                 self._closer(name.decode("utf-8", "replace"), payload.decode("utf-8", "replace"), t_ns)
+        if content:  # the events of one piece share its time
+            self._content(t_ns)
 
     def _closer(self, name: str, data: str, t_ns: int) -> None:
         """An event the byte test could not settle: the quick look, else a full parse."""
-        quick = quick_delta_output(data) if name == "content_block_delta" else None
-        if quick:
+        if name == "content_block_delta" and quick_delta_output(data):
             self.timing.token_ns.append(t_ns)
-        elif quick is None:
+            if _string_output(_value_head(data, '"text"') or "") is True:
+                self._content(t_ns)
+        else:  # every other event is parsed (few per stream)
             self._slow(name, data, t_ns)
 
     def _slow(self, name: str, data: str, t_ns: int) -> None:
@@ -425,18 +533,23 @@ class MessagesStreamStamper(_StreamStamper):
         if kind == "content_block_delta":
             if _delta_has_output(obj):
                 timing.token_ns.append(t_ns)
+                if _delta_has_content(obj):
+                    self._content(t_ns)
         elif kind == "message_start":
             message = obj.get("message")
-            usage = message.get("usage") if isinstance(message, dict) else None
-            timing.prompt_tokens = _first_int(usage, "input_tokens")
+            message = message if isinstance(message, dict) else {}
+            timing.prompt_tokens = _first_int(message.get("usage"), "input_tokens")
+            self._finish_reason(message.get("stop_reason"))
         elif kind == "message_delta":
             output = _first_int(obj.get("usage"), "output_tokens")
             if output is not None:
                 timing.output_tokens = output
+            delta = obj.get("delta")
+            self._finish_reason(delta.get("stop_reason") if isinstance(delta, dict) else None)
         elif kind == "message_stop":
             timing.complete = True
         elif kind == "error":
-            timing.error_code = "midstream-" + error_code(data.encode())
+            timing.error_code = "stream-error-event:" + error_code(data.encode())
 
 
 class BodyStamper:
@@ -461,14 +574,38 @@ class BodyStamper:
         except ValueError:
             self.timing.error_code = "invalid-body"
             return
-        usage = body.get("usage") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return
+        usage = body.get("usage")
         if self._dialect == "anthropic":
             timing.output_tokens = _first_int(usage, "output_tokens")
             timing.prompt_tokens = _first_int(usage, "input_tokens")
+            reason = body.get("stop_reason")
+            blocks = body.get("content")
+            timing.generated = isinstance(blocks, list) and any(map(_block_has_output, blocks))
         else:
             timing.output_tokens = _first_int(usage, "completion_tokens")
             timing.prompt_tokens = _first_int(usage, "prompt_tokens")
-        timing.complete = isinstance(body, dict)
+            choices = _choices(body)
+            reason = next((c["finish_reason"] for c in choices if c.get("finish_reason") is not None), None)
+            timing.generated = any(map(_message_has_output, choices))
+        timing.finish_reason = None if reason is None else str(reason)
+        timing.complete = True
+
+
+def _message_has_output(choice: dict[str, Any]) -> bool:
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return False
+    return any(bool(message.get(key)) for key in ("content", "tool_calls", *_REASONING_FIELDS))
+
+
+def _block_has_output(block: object) -> bool:
+    if not isinstance(block, dict):
+        return False
+    return block.get("type") in ("tool_use", "server_tool_use") or any(
+        bool(block.get(key)) for key in ("text", "thinking")
+    )
 
 
 class ErrorStamper:
@@ -489,10 +626,63 @@ class ErrorStamper:
         self.timing.error_code = error_code(b"".join(self._parts))
 
 
-def stamper_for(timing: StreamTiming, dialect: Dialect, status: int) -> Stamper:
-    """The reader for a response with this status, given what was asked (``timing.streamed``)."""
+def stamper_for(
+    timing: StreamTiming,
+    dialect: Dialect,
+    status: int,
+    *,
+    assembler: Assembler | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+) -> Stamper:
+    """The reader for a response with this status, given what was asked (``timing.streamed``);
+    ``assembler`` (a stream to check) is used for a 2xx stream only."""
     if not 200 <= status < 300:
         return ErrorStamper(timing)
     if not timing.streamed:
         return BodyStamper(timing, dialect)
-    return MessagesStreamStamper(timing) if dialect == "anthropic" else ChatStreamStamper(timing)
+    kind = MessagesStreamStamper if dialect == "anthropic" else ChatStreamStamper
+    return kind(timing, assembler, max_event_bytes)
+
+
+_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+"""zlib window bits per Content-Encoding (RFC 9110 8.4.1): gzip framing, zlib framing."""
+
+
+class Decoding:
+    """A stamper behind a Content-Encoding: each piece is decompressed as it arrives, at most
+    ``max_bytes`` decoded bytes in all (a small compressed body can expand to gigabytes)."""
+
+    def __init__(self, inner: Stamper, encoding: str, max_bytes: int) -> None:
+        self.timing = inner.timing
+        self._inner = inner
+        self._zlib = zlib.decompressobj(wbits=_WBITS[encoding])
+        self._left = max_bytes
+
+    def feed(self, data: bytes, t_ns: int) -> None:
+        """Decompress a piece (refused when it does not decode or goes over the cap)."""
+        try:
+            plain = self._zlib.decompress(data, self._left + 1)
+        except zlib.error:
+            raise ResponseRefused("content-encoding-invalid") from None
+        self._left -= len(plain)
+        if self._left < 0 or self._zlib.unconsumed_tail:
+            raise ResponseRefused("response-too-large")
+        if plain:
+            self._inner.feed(plain, t_ns)
+
+    def finish(self, t_ns: int) -> None:
+        """End of the body: the inner stamper finishes."""
+        self._inner.finish(t_ns)
+
+
+def decoded(stamper: Stamper, encoding: str | None, max_bytes: int) -> Stamper:
+    """``stamper`` behind the response's Content-Encoding (``identity`` or none: as is).
+
+    Raises :class:`ResponseRefused` for an encoding the load users cannot decode (br, zstd...).
+    """
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return stamper
+    if name not in _WBITS:
+        raise ResponseRefused(f"content-encoding-unsupported:{name}")
+    return Decoding(stamper, name, max_bytes)

@@ -3,6 +3,9 @@
 :class:`Histogram` keeps HDR histograms (3 significant digits, integer microseconds for times) with
 exact count, sum and max beside them; histograms are added, never their percentiles averaged, so
 workers' raw histograms merge on the master (:meth:`LoadStats.to_wire` / :meth:`LoadStats.merge`).
+:class:`Conformance` counts the protocol violations of the streams checked under load, by rule, with
+one wire excerpt each. The time series keeps TTFT per second in a small log-bucket sketch
+(:class:`Sketch`), since a full HDR histogram per second would cost ~200 KB each.
 Nothing here imports locust or gevent.
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from gatecheck._types import JSONObject
+from gatecheck.assemble import Violation
 from gatecheck.load.timing import ALL_METRIC_KEYS, PERCENTILES, RequestMetrics
 
 _SCALE = 1000
@@ -150,8 +154,22 @@ _COUNTERS = (
     "prompt_tokens",
     "estimated_token_requests",
     "bytes_received",
+    "usage_requests",
+    "usage_differs",
+    "usage_tokens",
+    "counted_events",
 )
 """The additive counters of :class:`Metrics` (merged by sum, sent by name)."""
+MAX_ERROR_CODES = 50
+"""Distinct (status, code) rows kept; beyond them a code counts as ``other`` (a target that puts a
+request id in its error code must not grow the table, locust's failures or the summary)."""
+OTHER_CODE = "other"
+
+
+def _count_error(errors: Counter[tuple[int, str]], key: tuple[int, str], n: int = 1) -> None:
+    if key not in errors and len(errors) >= MAX_ERROR_CODES:
+        key = (key[0], OTHER_CODE)
+    errors[key] += n
 
 
 @dataclass(slots=True)
@@ -170,6 +188,10 @@ class Metrics:
     prompt_tokens: int = 0
     estimated_token_requests: int = 0
     bytes_received: int = 0
+    usage_requests: int = 0
+    usage_differs: int = 0
+    usage_tokens: int = 0
+    counted_events: int = 0
     first_start_s: float = math.inf
     last_start_s: float = 0.0
 
@@ -185,13 +207,18 @@ class Metrics:
         if not m.ok:
             self.rate_limited += m.rate_limited
             self.retry_after += m.rate_limited and m.retry_after_s is not None
-            self.errors[(m.status, m.error_code or "")] += 1
+            _count_error(self.errors, (m.status, m.error_code or ""))
             return
         self.ok += 1
         self.output_tokens += m.output_tokens
         self.prompt_tokens += m.prompt_tokens or 0
         self.estimated_token_requests += m.tokens_estimated
-        for key in ("ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s"):
+        if m.streamed and not m.tokens_estimated and m.output_events:
+            self.usage_requests += 1
+            self.usage_differs += m.output_tokens != m.output_events
+            self.usage_tokens += m.output_tokens
+            self.counted_events += m.output_events
+        for key in ("ttft_ms", "ttfc_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s"):
             value = getattr(m, key)
             if value is not None:
                 h[key].record(value)
@@ -203,7 +230,8 @@ class Metrics:
             self.histograms[key].merge(hist)
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.errors.update(other.errors)
+        for row, n in other.errors.items():
+            _count_error(self.errors, row, n)
         self.first_start_s = min(self.first_start_s, other.first_start_s)
         self.last_start_s = max(self.last_start_s, other.last_start_s)
 
@@ -224,7 +252,8 @@ class Metrics:
             m.histograms[key] = Histogram.from_wire(hist)
         for name in _COUNTERS:
             setattr(m, name, int(data["counts"][name]))
-        m.errors = Counter({(int(s), str(c)): int(n) for s, c, n in data["errors"]})
+        for s, c, n in data["errors"]:
+            _count_error(m.errors, (int(s), str(c)), int(n))
         first, last = data["span"]
         m.first_start_s = math.inf if first is None else float(first)
         m.last_start_s = float(last)
@@ -235,7 +264,7 @@ class Metrics:
         return self.requests - self.ok
 
     def request_summary(self) -> JSONObject:
-        """The ``requests`` object of the summary."""
+        """The ``requests`` object of the summary (no request at all: no success either)."""
         failed = self.failed()
         total = self.requests
         return {
@@ -244,9 +273,26 @@ class Metrics:
             "failed": failed,
             "rate_limited": self.rate_limited,
             "rate_limited_with_retry_after": self.retry_after,
+            "success_rate": round(self.ok / total, 6) if total else 0.0,
             "error_rate": round((failed - self.rate_limited) / total, 6) if total else 0.0,
             "rate_limited_rate": round(self.rate_limited / total, 6) if total else 0.0,
             "estimated_token_requests": self.estimated_token_requests,
+        }
+
+    def token_summary(self) -> JSONObject:
+        """The ``tokens`` object: totals, the share of estimated counts, usage against counted events."""
+        both = self.usage_requests
+        return {
+            "output": self.output_tokens,
+            "prompt": self.prompt_tokens,
+            "estimated_share": round(self.estimated_token_requests / self.ok, 6) if self.ok else 0.0,
+            "usage_vs_events": {
+                "requests": both,
+                "differ": self.usage_differs,
+                "usage_tokens": self.usage_tokens,
+                "counted_events": self.counted_events,
+                "tokens_per_event": round(self.usage_tokens / self.counted_events, 4) if both else None,
+            },
         }
 
     def error_summary(self) -> list[JSONObject]:
@@ -273,10 +319,43 @@ class Metrics:
         return {
             "requests": self.request_summary(),
             "errors": self.error_summary(),
-            "tokens": {"output": self.output_tokens, "prompt": self.prompt_tokens},
+            "tokens": self.token_summary(),
             "throughput": self.throughput(duration_s),
             "metrics": self.metric_summary(),
         }
+
+
+class Sketch:
+    """A mergeable distribution in log buckets 2% wide (quantiles within 1%), for one second of the
+    time series: a few hundred bytes where an HDR histogram of the same range takes ~200 KB."""
+
+    __slots__ = ("counts",)
+    _BASE = math.log(1.02)
+
+    def __init__(self, counts: dict[int, int] | None = None) -> None:
+        self.counts: dict[int, int] = counts or {}
+
+    def add(self, value_ms: float) -> None:
+        """Count one positive value (ms); values under 1 µs count as 1 µs."""
+        key = round(math.log(max(value_ms, 0.001)) / self._BASE)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def merge(self, other: Sketch) -> None:
+        """Add another sketch's counts."""
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def quantile(self, q: float) -> float | None:
+        """The value at quantile ``q`` (0-1), None when empty."""
+        total = sum(self.counts.values())
+        if not total:
+            return None
+        rank, seen = q * (total - 1), 0
+        for key in sorted(self.counts):  # the loop stops at the bucket holding the rank
+            seen += self.counts[key]
+            if seen > rank:
+                break
+        return round(math.exp(key * self._BASE), 3)
 
 
 _SERIES_FIELDS = ("requests", "ok", "output_tokens", "rate_limited", "errors")
@@ -284,18 +363,23 @@ _SERIES_FIELDS = ("requests", "ok", "output_tokens", "rate_limited", "errors")
 
 @dataclass(slots=True)
 class TimeSeries:
-    """Per-second counts keyed by the wall-clock second a request started in (sums merge)."""
+    """Per-second counts keyed by the wall-clock second a request started in (sums merge), with
+    the TTFT of that second's successful streams."""
 
     buckets: dict[int, list[int]] = field(default_factory=dict)
     users: dict[int, int] = field(default_factory=dict)
+    ttft: dict[int, Sketch] = field(default_factory=dict)
 
     def add(self, m: RequestMetrics) -> None:
         """Count one request in its second."""
-        row = self.buckets.setdefault(int(m.wall_start_s), [0, 0, 0, 0, 0])
+        second = int(m.wall_start_s)
+        row = self.buckets.setdefault(second, [0, 0, 0, 0, 0])
         row[0] += 1
         if m.ok:
             row[1] += 1
             row[2] += m.output_tokens
+            if m.ttft_ms is not None:
+                self.ttft.setdefault(second, Sketch()).add(m.ttft_ms)
         elif m.rate_limited:
             row[3] += 1
         else:
@@ -311,6 +395,8 @@ class TimeSeries:
             mine = self.buckets.setdefault(second, [0, 0, 0, 0, 0])
             for i, value in enumerate(row):
                 mine[i] += value
+        for second, sketch in other.ttft.items():
+            self.ttft.setdefault(second, Sketch()).merge(sketch)
         self.users.update(other.users)
 
     def to_wire(self) -> JSONObject:
@@ -318,6 +404,7 @@ class TimeSeries:
         return {
             "buckets": {str(k): v for k, v in self.buckets.items()},
             "users": {str(k): v for k, v in self.users.items()},
+            "ttft": {str(k): [[b, n] for b, n in v.counts.items()] for k, v in self.ttft.items()},
         }
 
     @classmethod
@@ -326,21 +413,111 @@ class TimeSeries:
         return cls(
             {int(k): list(v) for k, v in data["buckets"].items()},
             {int(k): int(v) for k, v in data["users"].items()},
+            {int(k): Sketch({int(b): int(n) for b, n in v}) for k, v in data["ttft"].items()},
         )
 
-    def rows(self, start_s: float) -> list[JSONObject]:
-        """One row per second from the run start, gaps filled with zeros."""
+    def rows(self, start_s: float, end_s: float | None = None) -> list[JSONObject]:
+        """One row per second from the run start, gaps filled with zeros.
+
+        ``span_s`` is how much of that second lies inside the run (the first and last seconds are
+        usually partial: a plot of rates must not read their counts as whole seconds).
+        """
         seconds = set(self.buckets) | set(self.users)
         if not seconds:
             return []
         first = int(start_s) if start_s > 0 else min(seconds)
+        end = end_s if end_s is not None else max(seconds) + 1
         out: list[JSONObject] = []
         for second in range(min(first, min(seconds)), max(seconds) + 1):
             row = self.buckets.get(second, [0, 0, 0, 0, 0])
             entry: JSONObject = {"t": second - first, **dict(zip(_SERIES_FIELDS, row, strict=True))}
             entry["users"] = self.users.get(second)
+            sketch = self.ttft.get(second, Sketch())
+            entry["ttft_p50_ms"] = sketch.quantile(0.5)
+            entry["ttft_p95_ms"] = sketch.quantile(0.95)
+            span = min(second + 1, end) - max(second, start_s if start_s > 0 else second)
+            entry["span_s"] = round(min(max(span, 0.0), 1.0), 3)
             out.append(entry)
         return out
+
+
+@dataclass(slots=True)
+class RuleCount:
+    """One violation rule under load: streams that broke it, occurrences, the first one's words."""
+
+    streams: int
+    occurrences: int
+    message: str
+    excerpt: str
+
+
+@dataclass(slots=True)
+class Conformance:
+    """The assembler's violation rules on the streams checked under load (``--conformance-sample``)."""
+
+    checked: int = 0
+    with_violations: int = 0
+    rules: dict[str, RuleCount] = field(default_factory=dict)
+
+    def add(self, violations: Sequence[Violation]) -> None:
+        """Count one checked stream (its violations' messages and bytes already redacted)."""
+        self.checked += 1
+        if not violations:
+            return
+        self.with_violations += 1
+        seen: set[str] = set()
+        for v in violations:
+            count = self.rules.get(v.rule)
+            if count is None:
+                text = v.raw.decode("utf-8", "replace")
+                count = self.rules[v.rule] = RuleCount(0, 0, v.message, text)
+            count.occurrences += 1
+            if v.rule not in seen:
+                count.streams += 1
+                seen.add(v.rule)
+
+    def merge(self, other: Conformance) -> None:
+        """Add another process's counts (the first excerpt of a rule stays)."""
+        self.checked += other.checked
+        self.with_violations += other.with_violations
+        for rule, count in other.rules.items():
+            mine = self.rules.get(rule)
+            if mine is None:
+                self.rules[rule] = RuleCount(count.streams, count.occurrences, count.message, count.excerpt)
+            else:
+                mine.streams += count.streams
+                mine.occurrences += count.occurrences
+
+    def to_wire(self) -> JSONObject:
+        """A JSON-ready form."""
+        rules = {r: [c.streams, c.occurrences, c.message, c.excerpt] for r, c in self.rules.items()}
+        return {"checked": self.checked, "with_violations": self.with_violations, "rules": rules}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Conformance:
+        """The counts :meth:`to_wire` described."""
+        rules = {r: RuleCount(int(a), int(b), str(m), str(e)) for r, (a, b, m, e) in data["rules"].items()}
+        return cls(int(data["checked"]), int(data["with_violations"]), rules)
+
+    def summary(self, sample: float) -> JSONObject:
+        """The summary's ``conformance`` section: rules by the number of streams that broke them."""
+        rows = sorted(self.rules.items(), key=lambda item: (-item[1].streams, item[0]))
+        return {
+            "sample": sample,
+            "checked": self.checked,
+            "with_violations": self.with_violations,
+            "violation_rate": round(self.with_violations / self.checked, 6) if self.checked else None,
+            "rules": [
+                {
+                    "rule": rule,
+                    "streams": c.streams,
+                    "occurrences": c.occurrences,
+                    "message": c.message,
+                    "excerpt": c.excerpt,
+                }
+                for rule, c in rows
+            ],
+        }
 
 
 @dataclass(slots=True)
@@ -380,15 +557,20 @@ class LoadStats:
     rate: RateStats = field(default_factory=RateStats)
     probes: list[JSONObject] = field(default_factory=list)
     goodput_met: int = 0
+    conformance: Conformance = field(default_factory=Conformance)
+    excluded: int = 0
+    """Requests that started in the warm-up (or before a stats reset): sent, not counted."""
 
     def add(self, group: str, m: RequestMetrics, *, good: bool = False) -> None:
-        """Count one request in ``group`` and in the time series."""
+        """Count one request in ``group`` and in the time series (and its violations, if checked)."""
         metrics = self.groups.get(group)
         if metrics is None:
             metrics = self.groups[group] = Metrics()
         metrics.add(m)
         self.series.add(m)
         self.goodput_met += good
+        if m.checked:
+            self.conformance.add(m.violations)
 
     def merge(self, other: LoadStats) -> None:
         """Add another process's measurements."""
@@ -398,6 +580,12 @@ class LoadStats:
         self.rate.merge(other.rate)
         self.probes.extend(other.probes)
         self.goodput_met += other.goodput_met
+        self.conformance.merge(other.conformance)
+        self.excluded += other.excluded
+
+    def left_out(self) -> LoadStats:
+        """Empty measurements that remember how many requests these held (a stats reset)."""
+        return LoadStats(excluded=self.excluded + sum(m.requests for m in self.groups.values()))
 
     def overall(self) -> Metrics:
         """All groups together."""
@@ -414,6 +602,8 @@ class LoadStats:
             "rate": self.rate.to_wire(),
             "probes": self.probes,
             "goodput_met": self.goodput_met,
+            "conformance": self.conformance.to_wire(),
+            "excluded": self.excluded,
         }
 
     @classmethod
@@ -425,6 +615,8 @@ class LoadStats:
             rate=RateStats.from_wire(data["rate"]),
             probes=list(data["probes"]),
             goodput_met=int(data["goodput_met"]),
+            conformance=Conformance.from_wire(data["conformance"]),
+            excluded=int(data["excluded"]),
         )
 
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from gatecheck._types import JSONObject
-from gatecheck.load.limits import ProbeRecord, verdict
+from gatecheck.load.limits import ProbePlan, ProbeRecord, verdict
 from gatecheck.load.options import LoadSettings, public_url
 from gatecheck.load.stats import LoadStats, Metrics, RampStep, RateStats, find_knee
+from gatecheck.load.timing import ALL_METRIC_KEYS
 
 SUMMARY_SCHEMA = "gatecheck.load-summary"
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
 
 
 # --- the summary file --------------------------------------------------------------------------
@@ -71,7 +72,10 @@ def rate_section(rate: RateStats, requested_per_s: float, duration_s: float) -> 
     lag = rate.lag.stats()
     warning = None
     if rate.skipped:
-        warning = f"{rate.skipped} of {rate.due} requests skipped: the in-flight cap was reached"
+        warning = (
+            f"{rate.skipped} of {rate.due} requests skipped: the in-flight cap was reached "
+            "(or the run was backing off after connection failures)"
+        )
     elif lag["p99"] is not None and lag["p99"] > _LAG_WARN_MS:
         warning = f"the generator fell behind: schedule lag p99 {lag['p99']} ms"
     elif rate.due and achieved < requested_per_s * _ACHIEVED_WARN:
@@ -149,6 +153,25 @@ def goodput_section(
     }
 
 
+def limits_windows(plan: ProbePlan, records: Sequence[ProbeRecord]) -> list[float]:
+    """Units admitted in each window of a probe's sustain phase (requests for RPM, tokens for TPM),
+    windows counted from the retry that starts it: the series the report plots against the limit."""
+    span = sorted((r for r in records if r.probe == plan.name and r.phase in ("retry", "sustain")), key=_t)
+    if not span:
+        return []
+    origin = span[0].t
+    windows = [0.0] * plan.windows
+    for record in span:
+        index = int((record.t - origin) // plan.window_s)
+        if record.admitted and index < plan.windows:
+            windows[index] += 1 if plan.kind == "rpm" else record.tokens
+    return windows
+
+
+def _t(record: ProbeRecord) -> float:
+    return record.t
+
+
 def build_summary(
     stats: LoadStats,
     run: Mapping[str, Any],
@@ -158,10 +181,12 @@ def build_summary(
     goodput_targets: Mapping[str, float] | None = None,
     sections: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
+    conformance_sample: float = 0.0,
 ) -> JSONObject:
     """The whole summary: run facts, overall and per-group figures, series, distributions.
 
-    ``sections`` fills ``rate``, ``ramp``, ``limits``, ``slo`` and ``baseline`` (null otherwise).
+    ``sections`` fills ``rate``, ``ramp``, ``limits``, ``slo`` and ``baseline`` (null otherwise);
+    ``outcome`` is added by the plugin once the gates have run.
     """
     from gatecheck import __version__
 
@@ -172,11 +197,17 @@ def build_summary(
         "schema": SUMMARY_SCHEMA,
         "version": SUMMARY_VERSION,
         "tool": {"name": "gatecheck", "version": __version__},
-        "run": {**run, "started": iso(start_s), "finished": iso(end_s), "duration_s": round(duration, 3)},
+        "run": {
+            **run,
+            "started": iso(start_s),
+            "finished": iso(end_s),
+            "duration_s": round(duration, 3),
+            "excluded_requests": stats.excluded,
+        },
         **body,
         "goodput": goodput_section(stats.goodput_met, overall, goodput_targets or {}, duration),
         "scenarios": {name: m.summary(duration) for name, m in sorted(stats.groups.items())},
-        "timeseries": stats.series.rows(start_s),
+        "timeseries": stats.series.rows(start_s, end_s),
         "distributions": {
             "ttft_ms": overall.histograms["ttft_ms"].cdf(),
             "itl_ms": overall.histograms["itl_ms"].cdf(),
@@ -187,9 +218,11 @@ def build_summary(
         "limits": None,
         "slo": None,
         "baseline": None,
+        "conformance": stats.conformance.summary(conformance_sample),
         "warnings": list(warnings),
     }
     summary.update(sections or {})
+    summary["outcome"] = outcome_section(summary, None, early_stop=None, budget=None)
     return summary
 
 
@@ -203,7 +236,10 @@ def scenario_sections(stats: LoadStats, settings: LoadSettings, duration_s: floa
     if settings.scenario == "limits":
         plans = [plan for key in settings.limits_keys for plan in settings.probe_plans(key)]
         records = [ProbeRecord.from_json(r) for r in stats.probes]
-        sections["limits"] = verdict(plans, records, settings.tolerance)
+        section = verdict(plans, records, settings.tolerance)
+        for plan, probe in zip(plans, section["probes"], strict=True):
+            probe["sustain_windows"] = limits_windows(plan, records)
+        sections["limits"] = section
     return sections
 
 
@@ -237,6 +273,8 @@ def run_summary(
     }
     sections = scenario_sections(stats, settings, max(end_s - start_s, 1e-9))
     warnings = [sections["rate"]["warning"]] if sections.get("rate", {}).get("warning") else []
+    if stats.excluded:
+        warnings.append(f"{stats.excluded} requests of the warm-up (or before a stats reset) are not counted")
     targets = settings.slo.goodput_targets if settings.slo else None
     return build_summary(
         stats,
@@ -246,4 +284,72 @@ def run_summary(
         goodput_targets=targets,
         sections=sections,
         warnings=warnings,
+        conformance_sample=settings.conformance_sample,
     )
+
+
+# --- the outcome -------------------------------------------------------------------------------
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """How many requests succeeded, and what became of the others: the line people read first."""
+    req = summary["requests"]
+    total, ok = req["total"], req["ok"]
+    if total == 0:
+        return "NO REQUEST COMPLETED: nothing was measured"
+    errors = req["failed"] - req["rate_limited"]
+    share = f"{ok / total:.1%}"
+    line = f"{ok} of {total} requests succeeded ({share}); 429: {req['rate_limited']}, errors: {errors}"
+    return ("NO REQUEST SUCCEEDED: " if ok == 0 else "") + line
+
+
+def outcome_section(
+    summary: Mapping[str, Any], gates_failed: bool | None, *, early_stop: str | None, budget: str | None
+) -> JSONObject:
+    """The run's verdict and exit code, with the reasons (the ``outcome`` section).
+
+    2: the run stopped early or completed no request (nothing measured); 1: no request succeeded,
+    or a gate (SLO, baseline, limits) failed, or, without any gate, some request failed; else 0.
+    """
+    req = summary["requests"]
+    reasons: list[str] = []
+    code = 0
+    if early_stop is not None:
+        reasons.append(f"stopped early: {early_stop}")
+        code = 2
+    elif req["total"] == 0:
+        reasons.append("no request completed: nothing was measured (is the target answering?)")
+        code = 2
+    else:
+        if req["ok"] == 0:
+            reasons.append(f"no request succeeded: {_failure_mix(summary)}")
+        if gates_failed:
+            reasons.append("a gate failed (SLO, baseline or limits: see the lines above)")
+        if gates_failed is None and req["failed"]:
+            reasons.append(f"{req['failed']} requests failed and no gate was given (--slo decides otherwise)")
+        code = 1 if reasons else 0
+    slo = summary.get("slo")
+    return {
+        "verdict": "pass" if code == 0 else ("stopped" if code == 2 else "fail"),
+        "exit_code": code,
+        "headline": headline(summary),
+        "reasons": reasons,
+        "slo_passed": None if slo is None else slo["passed"],
+        "stop": early_stop or budget,
+    }
+
+
+def _failure_mix(summary: Mapping[str, Any]) -> str:
+    """The most frequent failures, e.g. ``429 RATE_LIMIT x 12, 200 stream-no-finish-reason x 3``."""
+    rows = summary["errors"][:3]
+    return ", ".join(f"{e['status']} {e['code']} x {e['count']}" for e in rows) or "none recorded"
+
+
+def live_rows(stats: LoadStats) -> list[JSONObject]:
+    """The web UI tab's rows: each metric's statistics so far (the master's merged histograms)."""
+    overall = stats.overall()
+    rows: list[JSONObject] = []
+    for key in ALL_METRIC_KEYS:
+        figures = overall.histograms[key].stats()
+        rows.append({"metric": key, **{k: v if v is not None else "" for k, v in figures.items()}})
+    return rows

@@ -12,6 +12,11 @@ process does not add its own scheduling delay to TTFT and ITL; elsewhere it is t
 returned. That relies on two attributes of geventhttpclient's response (``_sock`` and
 ``_body_buffer``); ``kernel_stamps`` and ``_read_available`` are the only places that touch them.
 
+Every request goes through the plugin's guard (``gatecheck.load.guard``): it waits out the back-off
+after connection failures and is not sent once the request budget is spent; a response is read up
+to ``--max-response-bytes`` (the connection is closed beyond it) and decoded when it comes with a
+gzip or deflate ``Content-Encoding``.
+
 Users (import them all into the locustfile; the plugin keeps the one the options ask for, unless
 classes are named on the command line):
 ``ChatStreamUser``, ``ChatUser``, ``MessagesStreamUser``, ``MessagesUser`` (closed loop: a user
@@ -40,7 +45,7 @@ from gatecheck.calibration import CALIBRATION_UNITS
 from gatecheck.kernelstamps import STAMP_SPACE, arrival_ns, enable_kernel_stamps
 from gatecheck.load.limits import LimitKey, Phase, ProbePlan, ProbeRecord, calibrated, retry_wait_s
 from gatecheck.load.plugin import plugin_for
-from gatecheck.load.stampers import stamper_for
+from gatecheck.load.stampers import Assembler, ResponseRefused, Stamper, decoded, stamper_for
 from gatecheck.load.timing import StreamTiming
 from gatecheck.load.workload import (
     ArrivalSchedule,
@@ -96,6 +101,17 @@ def _header(response: HTTPSocketPoolResponse, name: str) -> str | None:
     return value[0] if isinstance(value, list) else value
 
 
+def transport_code(exc: BaseException, timing: StreamTiming) -> str:
+    """The error code of a transport failure (its kind, never its message: that may quote the target)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect-refused"
+    if isinstance(exc, TimeoutError):
+        if timing.t_headers_ns is None:
+            return "timeout"
+        return "stream-stalled" if timing.streamed else "read-timeout"
+    return f"transport-{type(exc).__name__}"
+
+
 def exchange(
     http: HTTPClient,
     path: str,
@@ -105,14 +121,19 @@ def exchange(
     *,
     streamed: bool,
     total_timeout_s: float,
+    max_bytes: int,
+    assembler: Assembler | None = None,
 ) -> tuple[StreamTiming, bool]:
     """Send one request and stamp its response as it arrives; never raises for transport errors.
 
-    Returns the timing and whether the response carried the ``X-RateLimit-*`` headers.
+    Returns the timing and whether the response carried the ``X-RateLimit-*`` headers. At most
+    ``max_bytes`` are read (on the wire and once decoded); ``assembler`` checks a 2xx stream.
     """
     timing = StreamTiming(t_start_ns=time.perf_counter_ns(), wall_start_s=time.time(), streamed=streamed)
     limit_headers = False
     response: HTTPSocketPoolResponse | None = None
+    stamper: Stamper | None = None
+    code: str | None = None
     try:
         with gevent.Timeout(total_timeout_s):
             response = http.request("POST", path, body=body, headers=headers)
@@ -120,23 +141,49 @@ def exchange(
             timing.status = response.status_code
             timing.retry_after = _header(response, "retry-after")
             limit_headers = all(name in response for name in _LIMIT_HEADERS)
-            stamper = stamper_for(timing, dialect, timing.status)
-            offset_ns = kernel_stamps(response)
-            piece = _read_available(response, offset_ns)
-            while piece is not None:
-                stamper.feed(*piece)
-                piece = _read_available(response, offset_ns)
-            stamper.finish(time.perf_counter_ns())
+            reader = stamper_for(
+                timing, dialect, timing.status, assembler=assembler, max_event_bytes=max_bytes
+            )
+            stamper = decoded(reader, _header(response, "content-encoding"), max_bytes)
+            _read_body(response, stamper, max_bytes)
     except gevent.Timeout:
-        timing.error_code = "total-timeout"
-    except (OSError, HTTPException) as exc:  # a transport failure is a measured outcome, not a crash
-        timing.error_code = f"transport-{type(exc).__name__}"
+        code = "total-timeout"
+    except ResponseRefused as exc:
+        code = exc.code
+    except (OSError, HTTPException, RuntimeError) as exc:  # a transport failure is an outcome, not a crash
+        code = transport_code(exc, timing)
     finally:
+        end = time.perf_counter_ns()
+        if stamper is not None:
+            stamper.finish(end)
+        if code is not None:
+            timing.error_code = code
         if timing.t_end_ns is None:
-            timing.t_end_ns = time.perf_counter_ns()
+            timing.t_end_ns = end
         if response is not None:
             response.release()
     return timing, limit_headers
+
+
+def _read_body(response: HTTPSocketPoolResponse, stamper: Stamper, max_bytes: int) -> None:
+    """Feed the body to the stamper as it arrives; refuse it beyond ``max_bytes`` on the wire.
+
+    Stamps never go back: bytes already buffered with the headers are stamped when they are
+    handed over, later than the kernel's stamp of packets that arrived meanwhile; bytes later in
+    the stream did not arrive earlier, so such a stamp is raised to the previous one (a negative
+    inter-token gap would be an artefact)."""
+    offset_ns = kernel_stamps(response)
+    received = 0
+    last_ns = 0
+    piece = _read_available(response, offset_ns)
+    while piece is not None:
+        data, t_ns = piece
+        received += len(data)
+        if received > max_bytes:
+            raise ResponseRefused("response-too-large")
+        last_ns = max(t_ns, last_ns)
+        stamper.feed(data, last_ns)
+        piece = _read_available(response, offset_ns)
 
 
 class LoadUser(User):
@@ -163,6 +210,7 @@ class LoadUser(User):
             ignore_eos=self.settings.ignore_eos,
             dataset=self.settings.dataset,
             rng=random.Random(self.settings.seed * 1_000_003 + index),
+            max_output_tokens=self.settings.max_output_tokens,
         )
         self.base_path = urlsplit(self.settings.host).path.rstrip("/")
         self.http = HTTPClient.from_url(
@@ -189,8 +237,17 @@ class LoadUser(User):
         """Close the user's connections."""
         self.http.close()
 
-    def send(self, body: dict[str, Any], group: str, key: str | None = None) -> tuple[StreamTiming, bool]:
-        """POST one request, record it in ``group`` and return its raw timing."""
+    def send(
+        self, body: dict[str, Any], group: str, key: str | None = None
+    ) -> tuple[StreamTiming, bool] | None:
+        """POST one request, record it in ``group`` and return its raw timing; None when the
+        budget is spent (nothing was sent). Waits out the back-off after connection failures."""
+        plugin = self.plugin
+        wait = plugin.guard.backoff_s()
+        if wait > 0:
+            gevent.sleep(wait)
+        if not plugin.take():
+            return None
         dialect = self.request_dialect()
         streamed = bool(body.get("stream"))
         headers = auth_headers(key or self.settings.api_key, self.settings.auth, dialect)
@@ -204,8 +261,10 @@ class LoadUser(User):
             dialect,
             streamed=streamed,
             total_timeout_s=self.settings.total_timeout_s,
+            max_bytes=self.settings.max_response_bytes,
+            assembler=plugin.assembler(dialect) if streamed else None,
         )
-        self.plugin.record(group, timing, self.request_kind())
+        plugin.record(group, timing, self.request_kind(), self.base_path + request_path(dialect))
         return timing, limit_headers
 
     def request_kind(self) -> str:
@@ -221,8 +280,9 @@ class _ClosedLoopUser(LoadUser):
 
     @task
     def one_request(self) -> None:
-        """Send the next request of the workload."""
-        self.send(self.factory.body(), self.plugin.group_now())
+        """Send the next request of the workload; stop once the budget is spent."""
+        if self.send(self.factory.body(), self.plugin.group_now()) is None:
+            raise StopUser()
 
 
 class ChatStreamUser(_ClosedLoopUser):
@@ -256,11 +316,13 @@ def drive(
     *,
     on_due: Callable[[int, bool], None],
     stop: Callable[[], bool] = lambda: False,
+    ready: Callable[[], bool] = lambda: True,
 ) -> None:
     """Start ``send`` in its own greenlet at every due time of ``schedule`` before ``until_ns``.
 
-    A request never waits for an earlier one: when the pool of in-flight requests is full, the
-    due request is skipped and reported (``on_due(lag_ns, started=False)``) rather than delayed.
+    A request never waits for an earlier one: when the pool of in-flight requests is full (or
+    ``ready()`` says no: the back-off after connection failures), the due request is skipped and
+    reported (``on_due(lag_ns, started=False)``) rather than delayed.
     """
     while not stop():
         due = schedule.next_ns()
@@ -272,7 +334,7 @@ def drive(
         if stop():
             return
         lag = time.perf_counter_ns() - due
-        started = not pool.full()
+        started = not pool.full() and ready()
         if started:
             pool.spawn(send)
         on_due(lag, started)
@@ -309,6 +371,7 @@ class RateUser(LoadUser):
         )
         pool = gevent.pool.Pool(self.settings.max_in_flight)
         forever = time.perf_counter_ns() + 10**18
+        guard = self.plugin.guard
         try:
             drive(
                 schedule,
@@ -316,9 +379,13 @@ class RateUser(LoadUser):
                 pool,
                 lambda: self.send(self.factory.body(), "rate"),
                 on_due=self.plugin.record_due,
+                stop=lambda: guard.spent,
+                ready=lambda: guard.backoff_s() <= 0,
             )
+            pool.join(timeout=self.settings.total_timeout_s + _INFLIGHT_GRACE_S)
         finally:
             pool.kill(block=False)
+        raise StopUser()
 
 
 class LimitsUser(LoadUser):
@@ -349,6 +416,8 @@ class LimitsUser(LoadUser):
         secret = self.plugin.key_for(key)
         plans = [self._sized(plan, secret) for plan in self.settings.probe_plans(key)]
         for index, plan in enumerate(p for p in plans if not p.not_checked):
+            if self.plugin.guard.spent:
+                return
             if index:
                 gevent.sleep(plan.window_s * _FRESH_WINDOW)
             _ProbeRun(self, plan, secret).run()
@@ -402,14 +471,28 @@ class _ProbeRun:
     ) -> None:
         """Send on schedule for ``seconds`` from its start (or until ``stop()``), then await the rest."""
         until = schedule.start_ns + int(seconds * 1e9)
-        drive(schedule, until, self.pool, lambda: self.send(phase), on_due=_ignore_due, stop=stop)
+        guard = self.user.plugin.guard
+        drive(
+            schedule,
+            until,
+            self.pool,
+            lambda: self.send(phase),
+            on_due=_ignore_due,
+            stop=lambda: stop() or guard.spent,
+        )
         self.pool.join(timeout=self.user.settings.total_timeout_s + _INFLIGHT_GRACE_S)
 
-    def calibrate(self) -> ProbeRecord:
-        """One request of ``CALIBRATION_UNITS`` prompt words; its record's tokens are the prompt tokens."""
+    def calibrate(self) -> ProbeRecord | None:
+        """One request of ``CALIBRATION_UNITS`` prompt words; its record's tokens are the prompt tokens.
+
+        None when the budget is spent (nothing was sent: the plan is then not checked).
+        """
         plan = self.plan
         body = self.user.factory.probe_body(CALIBRATION_UNITS, 1)
-        timing, headers = self.user.send(body, f"limits:{plan.name}", self.secret)
+        answer = self.user.send(body, f"limits:{plan.name}", self.secret)
+        if answer is None:
+            return None
+        timing, headers = answer
         tokens = timing.prompt_tokens
         record = ProbeRecord(
             plan.name,
@@ -424,12 +507,15 @@ class _ProbeRun:
         self.user.plugin.record_probe(record)
         return record
 
-    def send(self, phase: Phase) -> ProbeRecord:
-        """One probe request, recorded for the verdict."""
+    def send(self, phase: Phase) -> ProbeRecord | None:
+        """One probe request, recorded for the verdict (None: the budget is spent)."""
         plan = self.plan
         sent = (time.perf_counter_ns() - self.t0) / 1e9
         body = self.user.factory.probe_body(plan.prompt_words, plan.max_tokens)
-        timing, headers = self.user.send(body, f"limits:{plan.name}", self.secret)
+        answer = self.user.send(body, f"limits:{plan.name}", self.secret)
+        if answer is None:
+            return None
+        timing, headers = answer
         tokens = (timing.prompt_tokens or 0) + (timing.output_tokens or 0)
         record = ProbeRecord(
             plan.name,

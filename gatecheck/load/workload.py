@@ -215,6 +215,8 @@ class RequestFactory:
     ignore_eos: bool = False
     dataset: Sequence[Messages] = ()
     rng: random.Random = field(default_factory=random.Random)
+    max_output_tokens: int | None = None
+    """``--max-output-tokens``: sampled lengths above it are clipped to it."""
 
     def messages(self) -> Messages:
         """The next conversation: a dataset row, or a generated prompt of the chosen length."""
@@ -232,6 +234,8 @@ class RequestFactory:
     def body(self, max_tokens: int | None = None) -> JSONObject:
         """The next request body (``max_tokens`` overrides the sampled output length)."""
         limit = self.output_tokens.sample(self.rng) if max_tokens is None else max_tokens
+        if self.max_output_tokens is not None:
+            limit = min(limit, self.max_output_tokens)
         if self.dialect == "anthropic":
             body = messages_body(self.model, self.messages(), limit, stream=self.stream)
         else:
