@@ -61,6 +61,7 @@ from gatecheck.reference.messages import (
     message_body,
 )
 from gatecheck.reference.prompts import anthropic_prompt, openai_prompt
+from gatecheck.reference.proxy import UpstreamProxy
 from gatecheck.reference.streaming import (
     Event,
     Pacer,
@@ -126,15 +127,20 @@ class Gateway:
         self._stream_quirks = dataclasses.replace(
             self._quirks, prefix_word="Well," if "stream-nondeterministic" in faults else None
         )
+        self._proxy = UpstreamProxy(self) if config.upstream else None
 
     # --- application -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
         """The aiohttp application with every route."""
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._route_errors])
+        chat, messages = (self.chat_completions, self.messages)
+        if self._proxy is not None:  # proxy mode: both forwarded upstream (gatecheck.reference.proxy)
+            chat, messages = (self._proxy.chat_completions, self._proxy.messages)
+            app.on_cleanup.append(self._proxy.cleanup)
         routes = [
-            web.post("/v1/chat/completions", self._endpoint(self.chat_completions)),
-            web.post("/v1/messages", self._endpoint(self.messages)),
+            web.post("/v1/chat/completions", self._endpoint(chat)),
+            web.post("/v1/messages", self._endpoint(messages)),
             web.post("/v1/search/completions", self._endpoint(self.search_completions)),
             web.post("/v1/images/generations", self._endpoint(self.images)),
             web.get("/v1/models", self._endpoint(self.models)),
@@ -284,6 +290,10 @@ class Gateway:
             f"Please retry after {decision.retry_after}s."
         )
         raise E.ApiError(E.RATE_LIMIT_REQUESTS, message, headers=headers)
+
+    def charge(self, key: str, tokens: int) -> None:
+        """Correct what ``admit`` charged ``key`` (proxy mode: the upstream's usage replaces the estimate)."""
+        self._tokens_used[key] = self._tokens_used.get(key, 0) + tokens
 
     def _limit_headers(self, decision: Decision) -> dict[str, str]:
         remaining = decision.remaining
