@@ -98,6 +98,14 @@ class Target:
     read_timeout: float = 60.0
     total_timeout: float = 120.0
     max_response_bytes: int = 8 * _MIB
+    upstream: str | None = None
+    """The upstream harness the gateway calls (``gatecheck upstream``); the ``upstream`` area needs it."""
+    upstream_model: str | None = None
+    """The model id that routes to the harness through the gateway (None: ``models.chat``)."""
+    upstream_timeout_s: float = 60.0
+    """The gateway's documented upstream timeout: a silent upstream gets 504 within it (plus a margin)."""
+    retries: int = 2
+    """Retries the gateway documents for a failed upstream attempt."""
 
     def claims(self, capability: str) -> bool:
         """Whether the target claims ``capability`` (a name from ``CAPABILITIES``)."""
@@ -124,6 +132,10 @@ class Target:
             f"limits {self.rpm} rpm / {self.tpm} tpm",
             f"budget {self.max_requests} requests x {self.max_output_tokens} tokens",
         ]
+        if self.upstream is not None:
+            parts.append(
+                f"upstream {self.upstream} (timeout {self.upstream_timeout_s:g} s, {self.retries} retries)"
+            )
         unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
         if unclaimed:
             parts.append(f"not claimed: {' '.join(unclaimed)}")
@@ -284,6 +296,34 @@ TARGET_OPTIONS: tuple[TargetOption, ...] = (
         "GATECHECK_MAX_RESPONSE_BYTES",
         "largest response body accepted, in bytes",
         "BYTES",
+    ),
+    TargetOption(
+        "upstream",
+        "--upstream",
+        "GATECHECK_UPSTREAM",
+        "URL of the upstream harness the gateway calls (gatecheck upstream); the upstream area needs it",
+        "URL",
+    ),
+    TargetOption(
+        "upstream_model",
+        "--upstream-model",
+        "GATECHECK_UPSTREAM_MODEL",
+        "model id a client sends the gateway that routes to the harness (default: the chat model)",
+        "MODEL",
+    ),
+    TargetOption(
+        "upstream_timeout_s",
+        "--upstream-timeout",
+        "GATECHECK_UPSTREAM_TIMEOUT",
+        "the gateway's documented upstream timeout in seconds (default 60)",
+        "S",
+    ),
+    TargetOption(
+        "retries",
+        "--upstream-retries",
+        "GATECHECK_UPSTREAM_RETRIES",
+        "retries the gateway documents for a failed upstream attempt (default 2)",
+        "N",
     ),
 )
 """The one table of target options, in help order."""
@@ -460,6 +500,10 @@ _PARSERS: dict[str, _Parser] = {
     "read_timeout": _seconds(3600),
     "total_timeout": _seconds(24 * 3600),
     "max_response_bytes": _integer(1024, 1024 * _MIB),
+    "upstream": _parse_base_url,
+    "upstream_model": _parse_model,
+    "upstream_timeout_s": _seconds(3600),
+    "retries": _integer(0, 100),
 }
 
 
@@ -624,6 +668,10 @@ _PLAIN_FIELDS = (
     "read_timeout",
     "total_timeout",
     "max_response_bytes",
+    "upstream",
+    "upstream_model",
+    "upstream_timeout_s",
+    "retries",
 )
 """Fields that are one parsed value with a default; the rest need a rule of their own."""
 

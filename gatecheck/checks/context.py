@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -72,6 +73,10 @@ class Session:
     observations: dict[str, Any] = field(default_factory=dict)
     spent: dict[str, int] = field(default_factory=dict)
     requests_sent: int = 0
+    embedded: bool = False
+    """The target is the embedded reference gateway (started for this session)."""
+    resources: ExitStack = field(default_factory=ExitStack, repr=False)
+    """Closed with the session: what an observation started (the upstream area's embedded pair)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def context(self, check: Check) -> CheckContext:

@@ -100,7 +100,7 @@ def open_session(
             tpm=tpm,
             dedicated=target.api_key_2 is not None,
         )
-        yield Session(
+        session = Session(
             target=target,
             profile=profile,
             client=client,
@@ -109,4 +109,7 @@ def open_session(
             ratelimit=ratelimit,
             settings=settings,
             secrets=tuple(k for k in (target.api_key, target.api_key_2) if k is not None),
+            embedded=embedded,
         )
+        stack.enter_context(session.resources)
+        yield session
