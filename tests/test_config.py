@@ -154,6 +154,17 @@ SAMPLES: dict[str, tuple[str, str, str, object, object, object]] = {
     "read_timeout": ("4", "5", "6", 4.0, 5.0, 6.0),
     "total_timeout": ("7", "8", "9", 7.0, 8.0, 9.0),
     "max_response_bytes": ("2048", "4096", "8192", 2048, 4096, 8192),
+    "upstream": (
+        '"http://127.0.0.1:1"',
+        "http://127.0.0.1:2",
+        "http://127.0.0.1:3",
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2",
+        "http://127.0.0.1:3",
+    ),
+    "upstream_model": ('"f-u"', "e-u", "c-u", "f-u", "e-u", "c-u"),
+    "upstream_timeout_s": ("11", "12.5", "13", 11.0, 12.5, 13.0),
+    "retries": ("0", "1", "3", 0, 1, 3),
 }
 ENV_OPTIONS = [option for option in TARGET_OPTIONS if option.env is not None]
 

@@ -115,7 +115,7 @@ def test_a_rule_the_profile_does_not_state_is_deselected_and_said(tmp_path: Path
     wanted = "errors_x_api_key_chat,nonstream_usage"
     done = run_pytest(tmp_path, "-q", "--profile", "openai", "--checks", wanted)
     assert "errors_x_api_key_chat does not apply under profile openai" in done.stdout
-    assert "1 passed, 60 deselected" in done.stdout
+    assert f"1 passed, {len(select()) - 1} deselected" in done.stdout
 
 
 def test_a_run_over_the_budget_refuses_to_start(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_a_warning_passes_the_item_and_is_shown_as_warned(tmp_path: Path, gatewa
     )
     done = run_pytest(tmp_path, *args)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed, 59 deselected, 1 warned" in done.stdout
+    assert f"1 passed, {len(select()) - 2} deselected, 1 warned" in done.stdout
     assert "WARN: the whole answer arrived in one burst" in done.stdout
 
 

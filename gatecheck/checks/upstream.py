@@ -195,7 +195,7 @@ def timeline(attempts: list[dict[str, Any]]) -> str:
         f"+{(a['t_arrival_ns'] - start) / 1e6:.0f} ms {a.get('status') or '-'} ({a.get('outcome')})"
         for a in attempts
     ]
-    return f"{len(attempts)} attempts: " + ", ".join(parts)
+    return f"{len(attempts)} attempt{'' if len(attempts) == 1 else 's'}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
