@@ -181,9 +181,7 @@ def send(
 
 def hung(exchange: Exchange) -> bool:
     """The client gave up waiting (its bound is the declared timeout plus the margin)."""
-    return exchange.error_kind in ("read_timeout", "total_timeout") or (
-        exchange.error is not None and not exchange.server_closed and exchange.status == 0
-    )
+    return exchange.error_kind in ("read_timeout", "total_timeout")
 
 
 def timeline(attempts: list[dict[str, Any]]) -> str:

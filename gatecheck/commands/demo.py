@@ -2,9 +2,10 @@
 
 It checks the embedded reference gateway with the conformance suite (started in-process on a free
 loopback port; the ``upstream`` area runs against the upstream harness with a proxying instance
-of the reference gateway in front of it, both in-process too), then load-tests a latency-shaped instance of it for a few seconds with locust,
-writes every report under ``--report-dir`` and prints where they are. Exit code: the conformance
-run's (0 conformant, 1 failures, 2 nothing checked), else the load run's.
+of the reference gateway in front of it, both in-process too), then load-tests a latency-shaped
+instance of it for a few seconds with locust, writes every report under ``--report-dir`` and
+prints where they are. Exit code: the conformance run's (0 conformant, 1 failures, 2 nothing
+checked), else the load run's.
 """
 
 from __future__ import annotations
