@@ -21,6 +21,7 @@ COMMANDS = {
     "demo": "start the reference gateway, check it and load it, write the reports",
     "load": "run a locust load test against a target",
     "slo": "gate a saved load summary against SLO objectives",
+    "upstream": "run the scripted upstream a gateway under test calls (the upstream area)",
 }
 
 

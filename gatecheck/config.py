@@ -127,6 +127,15 @@ class Target:
         """The context length the target file declares for ``model``, or None."""
         return dict(self.context_lengths).get(model)
 
+    upstream: str | None = None
+    """The upstream harness the gateway calls (``gatecheck upstream``); the ``upstream`` area needs it."""
+    upstream_model: str | None = None
+    """The model id that routes to the harness through the gateway (None: ``models.chat``)."""
+    upstream_timeout_s: float = 60.0
+    """The gateway's documented upstream timeout: a silent upstream gets 504 within it (plus a margin)."""
+    retries: int = 2
+    """Retries the gateway documents for a failed upstream attempt."""
+
     def claims(self, capability: str) -> bool:
         """Whether the target claims ``capability`` (a name from ``CAPABILITIES``)."""
         if capability not in CAPABILITIES:
@@ -178,6 +187,10 @@ class Target:
             parts.append(f"headers {' '.join(name for name, _ in self.headers)}")
         if self.insecure or self.ca_bundle:
             parts.append("TLS not verified" if self.insecure else f"CA bundle {self.ca_bundle}")
+        if self.upstream is not None:
+            parts.append(
+                f"upstream {self.upstream} (timeout {self.upstream_timeout_s:g} s, {self.retries} retries)"
+            )
         unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
         if unclaimed:
             parts.append(f"not claimed: {' '.join(unclaimed)}")
@@ -391,6 +404,34 @@ TARGET_OPTIONS: tuple[TargetOption, ...] = (
         "",
         kind="flag",
     ),
+    TargetOption(
+        "upstream",
+        "--upstream",
+        "GATECHECK_UPSTREAM",
+        "URL of the upstream harness the gateway calls (gatecheck upstream); the upstream area needs it",
+        "URL",
+    ),
+    TargetOption(
+        "upstream_model",
+        "--upstream-model",
+        "GATECHECK_UPSTREAM_MODEL",
+        "model id a client sends the gateway that routes to the harness (default: the chat model)",
+        "MODEL",
+    ),
+    TargetOption(
+        "upstream_timeout_s",
+        "--upstream-timeout",
+        "GATECHECK_UPSTREAM_TIMEOUT",
+        "the gateway's documented upstream timeout in seconds (default 60)",
+        "S",
+    ),
+    TargetOption(
+        "retries",
+        "--upstream-retries",
+        "GATECHECK_UPSTREAM_RETRIES",
+        "retries the gateway documents for a failed upstream attempt (default 2)",
+        "N",
+    ),
 )
 """The one table of target options, in help order."""
 
@@ -596,6 +637,10 @@ _PARSERS: dict[str, _Parser] = {
     "stall_seconds": _seconds(3600),
     "ca_bundle": _parse_path,
     "insecure": _parse_flag,
+    "upstream": _parse_base_url,
+    "upstream_model": _parse_model,
+    "upstream_timeout_s": _seconds(3600),
+    "retries": _integer(0, 100),
 }
 
 
@@ -849,6 +894,10 @@ _PLAIN_FIELDS = (
     "stall_seconds",
     "ca_bundle",
     "insecure",
+    "upstream",
+    "upstream_model",
+    "upstream_timeout_s",
+    "retries",
 )
 """Fields that are one parsed value with a default; the rest need a rule of their own."""
 

@@ -160,6 +160,17 @@ SAMPLES: dict[str, tuple[str, str, str, object, object, object]] = {
     "stall_seconds": ("1", "2.5", "3", 1.0, 2.5, 3.0),
     "ca_bundle": ('"/"', "/tmp", "/usr", "/", "/tmp", "/usr"),
     "insecure": ("true", "0", "yes", True, False, True),
+    "upstream": (
+        '"http://127.0.0.1:1"',
+        "http://127.0.0.1:2",
+        "http://127.0.0.1:3",
+        "http://127.0.0.1:1",
+        "http://127.0.0.1:2",
+        "http://127.0.0.1:3",
+    ),
+    "upstream_model": ('"f-u"', "e-u", "c-u", "f-u", "e-u", "c-u"),
+    "upstream_timeout_s": ("11", "12.5", "13", 11.0, 12.5, 13.0),
+    "retries": ("0", "1", "3", 0, 1, 3),
 }
 ENV_OPTIONS = [option for option in TARGET_OPTIONS if option.env is not None]
 

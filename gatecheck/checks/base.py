@@ -33,6 +33,7 @@ AREAS: dict[str, str] = {
     "anthropic": "the Anthropic-compatible /v1/messages endpoint",
     "aux": "auxiliary endpoints: models, balance, images, search",
     "fuzz": "requests generated from the request schema",
+    "upstream": "behind the gateway: what it does with its upstream's failures (needs --upstream)",
 }
 """Every area; each is also a pytest marker."""
 
@@ -51,6 +52,7 @@ FAMILIES: tuple[str, ...] = (
     "ratelimit",
     "auxiliary",
     "fuzz",
+    "upstream",
 )
 """The family modules in registration order; ``auxiliary`` holds the ``aux`` area (``AUX`` is a reserved
 file name on Windows)."""

@@ -19,6 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -114,6 +115,10 @@ class Session:
     stopped: str | None = None
     """Why nothing more is sent ("not checked: ..."), once the target died or the deadline passed."""
     probes: int = 0
+    embedded: bool = False
+    """The target is the embedded reference gateway (started for this session)."""
+    resources: ExitStack = field(default_factory=ExitStack, repr=False)
+    """Closed with the session: what an observation started (the upstream area's embedded pair)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:

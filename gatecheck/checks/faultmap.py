@@ -122,3 +122,25 @@ FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
     "search-no-citations": _fail("aux_search_citations"),
 }
 """Fault name -> {check id: the verdict the check must reach with that fault}."""
+
+PROXY_FAULT_CHECKS: Mapping[str, Mapping[str, Verdict]] = {
+    "proxy-500-not-502": _fail("upstream_error_is_502"),
+    "proxy-hang-on-silent": _fail("upstream_timeout_is_504", "upstream_stream_stall"),
+    "proxy-retry-after-dropped": _fail("upstream_rate_limited"),
+    "proxy-retry-storm": _warn("upstream_rate_limited"),
+    "proxy-truncated-success": _fail("upstream_stream_cut"),
+    "proxy-error-event-dropped": _fail("upstream_stream_error_forwarded"),
+    "proxy-malformed-passthrough": _fail("upstream_malformed_chunk"),
+    "proxy-usage-dropped": _fail("upstream_usage_relayed"),
+    "proxy-param-dropped": _fail("upstream_params_forwarded"),
+    "proxy-stream-buffered": _warn("upstream_stream_not_buffered"),
+    "proxy-key-leaked": _warn("upstream_key_not_leaked"),
+    "proxy-address-header": _warn("upstream_address_hidden"),
+    "proxy-double-charge": _warn("upstream_retry_charged_once"),
+    # the fake model's fault, met again in the proxy's translation of the upstream's finish_reason
+    "anthropic-stop-reason-wrong": _fail("upstream_anthropic_mapping"),
+}
+"""The reference gateway in proxy mode in front of the harness (the ``upstream`` area): fault ->
+{check id: verdict}; ``tests/test_upstream_faults.py`` runs each on the embedded pair."""
+
+FAULT_CHECKS = {**FAULT_CHECKS, **{f: c for f, c in PROXY_FAULT_CHECKS.items() if f.startswith("proxy-")}}

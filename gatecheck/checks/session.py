@@ -120,7 +120,7 @@ def open_session(
             dedicated=target.api_key_2 is not None,
             window_s=window,
         )
-        yield Session(
+        session = Session(
             target=target,
             profile=profile,
             client=client,
@@ -132,4 +132,7 @@ def open_session(
             + target.header_secrets,
             pacer_2=pacer_2,
             probe_client=stack.enter_context(Client(probe)),
+            embedded=embedded,
         )
+        stack.enter_context(session.resources)
+        yield session

@@ -1,9 +1,11 @@
 """``gatecheck demo``: the README's main job, on a fresh machine with no key and no network.
 
 It checks the embedded reference gateway with the conformance suite (started in-process on a free
-loopback port), then load-tests a latency-shaped instance of it for a few seconds with locust,
-writes every report under ``--report-dir`` and prints where they are. Exit code: the conformance
-run's (0 conformant, 1 failures, 2 nothing checked), else the load run's.
+loopback port; the ``upstream`` area runs against the upstream harness with a proxying instance
+of the reference gateway in front of it, both in-process too), then load-tests a latency-shaped
+instance of it for a few seconds with locust, writes every report under ``--report-dir`` and
+prints where they are. Exit code: the conformance run's (0 conformant, 1 failures, 2 nothing
+checked), else the load run's.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--load-seconds", args.load_seconds, "0 (skip) to 600 seconds")
     report_dir: Path = args.report_dir
     print(
-        "gatecheck demo: 1/2 conformance suite against the embedded reference gateway"
-        f" -> {report_dir / 'conformance'}"
+        "gatecheck demo: 1/2 conformance suite against the embedded reference gateway (upstream area:"
+        f" the upstream harness behind a proxying reference gateway) -> {report_dir / 'conformance'}"
     )
     code = conform.run(_conform_args(report_dir / "conformance", quiet=args.quiet))
     if args.load_seconds == 0:

@@ -14,14 +14,17 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 from gatecheck.errors import ConfigError
 from gatecheck.reference.config import DEMO_KEY, ERROR_DIALECTS, GatewayConfig, KeySpec
 from gatecheck.reference.faults import FAULTS
-from gatecheck.reference.runner import bind, new_loop, start_site, stop_site, url_of
+from gatecheck.reference.runner import SiteStarter, bind, new_loop, start_site, stop_site, url_of
 
 KEYS_ENV = "GATECHECK_SERVE_API_KEYS"
 """Comma-separated keys accepted in addition to those given with --api-key."""
+UPSTREAM_KEY_ENV = "GATECHECK_SERVE_UPSTREAM_API_KEY"
+"""The key proxy mode sends its upstream, when --upstream-api-key is not given."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +106,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print every fault mode with its rule and source, then exit",
     )
+    add(
+        "--upstream",
+        metavar="URL",
+        help="proxy mode: forward chat and messages to this OpenAI-compatible upstream (gatecheck upstream)",
+    )
+    add(
+        "--upstream-api-key",
+        metavar="KEY",
+        help=f"the key sent to the upstream (also ${UPSTREAM_KEY_ENV})",
+    )
+    add(
+        "--upstream-timeout",
+        type=float,
+        default=30.0,
+        help="proxy mode: upstream timeout in seconds (default 30)",
+    )
+    add("--upstream-retries", type=int, default=1, help="proxy mode: retries of a failed attempt (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,14 +130,21 @@ def run(args: argparse.Namespace) -> int:
     if args.list_faults:
         print_faults()
         return 0
-    config = config_from_args(args, os.environ.get(KEYS_ENV, ""))
+    config = config_from_args(args, os.environ.get(KEYS_ENV, ""), os.environ.get(UPSTREAM_KEY_ENV))
+    serve_until_signal(config, start_site, announce)
+    return 0
+
+
+def serve_until_signal(
+    config: GatewayConfig, site: SiteStarter, say: Callable[[GatewayConfig, str], None]
+) -> None:
+    """Bind, serve ``site`` until SIGINT/SIGTERM, stop; ``say`` announces it once it is ready."""
     try:
         sock = bind(config.host, config.port)
     except OSError as exc:
         raise ConfigError("port", config.port, f"a port free on {config.host} ({exc.strerror})") from None
     with asyncio.Runner(loop_factory=new_loop) as runner:
-        runner.run(_serve(config, sock))
-    return 0
+        runner.run(_serve(config, sock, site, say))
 
 
 GC_YOUNG_THRESHOLD = 100_000
@@ -147,6 +174,8 @@ def announce(config: GatewayConfig, url: str) -> None:
         print(f"accepting the demo API key {DEMO_KEY} (no --api-key given)", flush=True)
     if config.faults:
         print(f"fault modes: {', '.join(sorted(config.faults))}", flush=True)
+    if config.upstream:
+        print(f"proxy mode: chat and messages go to {config.upstream}", flush=True)
 
 
 def print_faults() -> None:
@@ -156,20 +185,26 @@ def print_faults() -> None:
         print(f"{fault.name:<{width}}  {fault.area:<9}  {fault.rule}  [{fault.source}]")
 
 
-OPTION_OF_FIELD = {"key rpm": "--key-limits", "key tpm": "--key-limits"}
+OPTION_OF_FIELD = {
+    "key rpm": "--key-limits",
+    "key tpm": "--key-limits",
+    "upstream_timeout_s": "--upstream-timeout",
+}
 """GatewayConfig's name of a value -> the option that sets it, where it is not ``--`` + field."""
 
 
-def config_from_args(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
+def config_from_args(
+    args: argparse.Namespace, env_keys: str, env_upstream_key: str | None = None
+) -> GatewayConfig:
     """The GatewayConfig the options describe; ConfigError naming the option on a bad value."""
     try:
-        return _config(args, env_keys)
+        return _config(args, env_keys, env_upstream_key)
     except ConfigError as exc:
         option = OPTION_OF_FIELD.get(exc.field, "--" + exc.field.replace("_", "-"))
         raise ConfigError(option, exc.value, exc.allowed) from None
 
 
-def _config(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
+def _config(args: argparse.Namespace, env_keys: str, env_upstream_key: str | None) -> GatewayConfig:
     specs: dict[str, KeySpec] = {}
     for key in [*args.api_key, *(k.strip() for k in env_keys.split(",") if k.strip())]:
         specs[key] = KeySpec(key)
@@ -204,6 +239,10 @@ def _config(args: argparse.Namespace, env_keys: str) -> GatewayConfig:
         header_timeout_seconds=args.header_timeout_seconds,
         idle_timeout_seconds=args.idle_timeout_seconds,
         body_timeout_seconds=args.body_timeout_seconds,
+        upstream=args.upstream,
+        upstream_api_key=args.upstream_api_key or env_upstream_key or None,
+        upstream_timeout_s=args.upstream_timeout,
+        upstream_retries=args.upstream_retries,
     )
 
 
@@ -215,14 +254,16 @@ def _split(item: str, parts: int, option: str, shape: str) -> list[str]:
     return pieces
 
 
-async def _serve(config: GatewayConfig, sock: socket.socket) -> None:
+async def _serve(
+    config: GatewayConfig, sock: socket.socket, site: SiteStarter, say: Callable[[GatewayConfig, str], None]
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway, runner = await start_site(config, sock)
+    gateway, runner = await site(config, sock)
     quiet_collector()
-    announce(config, url_of(sock))
+    say(config, url_of(sock))
     try:
         await stop.wait()
     finally:

@@ -7,8 +7,9 @@ the command line can turn a bad value into one ``ConfigError`` line.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 from gatecheck.errors import ConfigError
 from gatecheck.reference.faults import FAULTS
@@ -79,6 +80,13 @@ class GatewayConfig:
     header_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 60.0
     body_timeout_seconds: float = 30.0
+    upstream: str | None = None
+    """Proxy mode (``gatecheck serve --upstream URL``): chat and messages are forwarded there."""
+    upstream_api_key: str | None = field(default=None, repr=False)
+    upstream_timeout_s: float = 30.0
+    """Longest wait for the upstream's answer to start, and between two of its stream reads."""
+    upstream_retries: int = 1
+    """Retries after an upstream 5xx, reset or short 429, before the client gets the error."""
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -105,6 +113,7 @@ class GatewayConfig:
         unknown = sorted(set(self.faults) - FAULTS.keys())
         if unknown:
             raise ConfigError("fault", unknown[0], "one of the names `gatecheck serve --list-faults` prints")
+        _check_upstream(self)
         for spec in self.keys:
             if not spec.key:
                 raise ConfigError("api_key", "", "a non-empty key")
@@ -127,6 +136,18 @@ class GatewayConfig:
     def max_body_bytes(self) -> int:
         """The largest request body read (413 beyond it)."""
         return self.max_body_mib * 1024 * 1024
+
+
+def _check_upstream(config: GatewayConfig) -> None:
+    """The proxy options: an http(s) origin, a positive timeout, a small retry count."""
+    if config.upstream is not None:
+        parts = urlsplit(config.upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(
+                "upstream", config.upstream, "an http:// or https:// URL like http://127.0.0.1:8090"
+            )
+    _check_number("upstream_timeout_s", config.upstream_timeout_s, 0, MAX_SECONDS, low_allowed=False)
+    _check_range("upstream_retries", config.upstream_retries, 0, 10)
 
 
 def _check_range(name: str, value: int | None, low: int, high: int) -> None:

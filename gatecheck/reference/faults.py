@@ -461,6 +461,85 @@ _FAULTS = [
         "a search answer cites its sources",
         "002 Search Completions (search source citations included in the answer)",
     ),
+    # --- proxy mode (gatecheck serve --upstream URL): what the gateway does with its upstream --
+    Fault(
+        "proxy-500-not-502",
+        "proxy",
+        "an upstream failure (5xx, reset) is answered 502 UPSTREAM_ERROR",
+        "002 Error Codes (502 UPSTREAM_ERROR)",
+    ),
+    Fault(
+        "proxy-hang-on-silent",
+        "proxy",
+        "a silent or stalled upstream is answered 504 GATEWAY_TIMEOUT within the timeout",
+        "002 Error Codes (504 GATEWAY_TIMEOUT)",
+    ),
+    Fault(
+        "proxy-retry-after-dropped",
+        "proxy",
+        "an upstream 429 reaches the client with its Retry-After",
+        "002 Rate Limits (a 429 carries Retry-After)",
+    ),
+    Fault(
+        "proxy-retry-storm",
+        "proxy",
+        "a retry after an upstream 429 waits what the upstream asked",
+        "judgement (no retry storms; 000 Best Practices: back off on 429)",
+    ),
+    Fault(
+        "proxy-truncated-success",
+        "proxy",
+        "a stream the upstream cut does not reach the client looking complete",
+        "002 Error Codes (502 UPSTREAM_ERROR); the SDKs take [DONE] and message_stop as the end",
+    ),
+    Fault(
+        "proxy-error-event-dropped",
+        "proxy",
+        "an upstream mid-stream error reaches the client as an error event",
+        "the SDKs raise on an error event; without it a cut answer looks whole",
+    ),
+    Fault(
+        "proxy-malformed-passthrough",
+        "proxy",
+        "a malformed upstream chunk is not passed through as it is",
+        "000 Streaming SSE Chunks (every data payload is one JSON chunk)",
+    ),
+    Fault(
+        "proxy-usage-dropped",
+        "proxy",
+        "the upstream's usage reaches the client",
+        "004 Response Fields (usage, when the upstream returns it); 000 Field Reference",
+    ),
+    Fault(
+        "proxy-param-dropped",
+        "proxy",
+        "the parameters a client sends reach the upstream",
+        "000/001 Request Parameters (stop); 000 Compatibility",
+    ),
+    Fault(
+        "proxy-stream-buffered",
+        "proxy",
+        "a proxied stream is relayed as it arrives, not buffered",
+        "000 overview (real-time responses)",
+    ),
+    Fault(
+        "proxy-key-leaked",
+        "proxy",
+        "the upstream's API key never reaches a client",
+        "judgement (a provider credential is the gateway's secret)",
+    ),
+    Fault(
+        "proxy-address-header",
+        "proxy",
+        "no response header reveals the upstream's address",
+        "judgement (internal topology stays internal)",
+    ),
+    Fault(
+        "proxy-double-charge",
+        "proxy",
+        "a request retried to success is charged once",
+        "002 Balance (daily_used: what the key consumed)",
+    ),
 ]
 
 FAULTS: dict[str, Fault] = {fault.name: fault for fault in _FAULTS}

@@ -13,9 +13,10 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from types import TracebackType
+from typing import Protocol
 
 from aiohttp import web
 
@@ -96,14 +97,19 @@ async def start_site(config: GatewayConfig, sock: socket.socket) -> tuple[Gatewa
     return gateway, runner
 
 
-async def stop_site(gateway: Gateway, runner: web.AppRunner) -> None:
+class Served(Protocol):
+    """What a site serves (``Gateway``, the upstream harness): it knows how to stop serving."""
+
+    async def stop_serving(self, runner: web.AppRunner) -> None: ...
+
+
+SiteStarter = Callable[[GatewayConfig, socket.socket], Awaitable[tuple[Served, web.AppRunner]]]
+"""Serves a configuration on a bound socket in the running loop: ``start_site`` or another server's."""
+
+
+async def stop_site(served: Served, runner: web.AppRunner) -> None:
     """Close the listening socket, end held streams, finish or cancel in-flight requests."""
-    if gateway.listener is not None:
-        gateway.listener.close()
-    gateway.guard.stop()
-    gateway.close()
-    await runner.cleanup()
-    gateway.shutdown()
+    await served.stop_serving(runner)
 
 
 class RunningGateway:
@@ -144,18 +150,21 @@ class RunningGateway:
         self.stop()
 
 
-def start_in_thread(config: GatewayConfig | None = None) -> RunningGateway:
-    """Start a gateway on ``config.host:config.port`` in a daemon thread; returns once it listens."""
+def start_in_thread(config: GatewayConfig | None = None, *, site: SiteStarter = start_site) -> RunningGateway:
+    """Start a gateway on ``config.host:config.port`` in a daemon thread; returns once it listens.
+
+    ``site`` serves something else with the same machinery (the upstream harness).
+    """
     config = config or GatewayConfig()
     sock = bind(config.host, config.port)
     url = url_of(sock)
     loop = new_loop()
-    started: Future[tuple[Gateway, web.AppRunner]] = Future()
+    started: Future[tuple[Served, web.AppRunner]] = Future()
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
         try:
-            started.set_result(loop.run_until_complete(start_site(config, sock)))
+            started.set_result(loop.run_until_complete(site(config, sock)))
         except BaseException as exc:
             started.set_exception(exc)
             sock.close()

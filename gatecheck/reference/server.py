@@ -82,6 +82,7 @@ from gatecheck.reference.messages import (
     message_body,
 )
 from gatecheck.reference.prompts import answer_work, anthropic_prompt, openai_prompt
+from gatecheck.reference.proxy import UpstreamProxy
 from gatecheck.reference.streaming import (
     Event,
     Pacer,
@@ -186,15 +187,20 @@ class Gateway:
         )
         self._intake = Intake(config.max_body_bytes)
         self.listener: asyncio.Server | None = None  # set by runner.start_site
+        self._proxy = UpstreamProxy(self) if config.upstream else None
 
     # --- application -------------------------------------------------------------------------
 
     def app(self) -> web.Application:
         """The aiohttp application with every route."""
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._route_errors])
+        chat, messages = (self.chat_completions, self.messages)
+        if self._proxy is not None:  # proxy mode: both forwarded upstream (gatecheck.reference.proxy)
+            chat, messages = (self._proxy.chat_completions, self._proxy.messages)
+            app.on_cleanup.append(self._proxy.cleanup)
         routes = [
-            web.post("/v1/chat/completions", self._endpoint(self.chat_completions)),
-            web.post("/v1/messages", self._endpoint(self.messages, messages=True)),
+            web.post("/v1/chat/completions", self._endpoint(chat)),
+            web.post("/v1/messages", self._endpoint(messages, messages=True)),
             web.post("/v1/search/completions", self._endpoint(self.search_completions)),
             web.post("/v1/images/generations", self._endpoint(self.images)),
             web.get("/v1/models", self._endpoint(self.models)),
@@ -211,6 +217,15 @@ class Gateway:
     def shutdown(self) -> None:
         """After the last request: stop the worker thread."""
         self._intake.close()
+
+    async def stop_serving(self, runner: web.AppRunner) -> None:
+        """Close the listening socket, end held streams, finish or cancel in-flight requests."""
+        if self.listener is not None:
+            self.listener.close()
+        self.guard.stop()
+        self.close()
+        await runner.cleanup()
+        self.shutdown()
 
     def _endpoint(
         self, handler: Handler, *, messages: bool = False
@@ -397,6 +412,10 @@ class Gateway:
             f"Please retry after {decision.retry_after}s."
         )
         raise E.ApiError(E.RATE_LIMIT_REQUESTS, message, headers=headers)
+
+    def charge(self, key: str, tokens: int) -> None:
+        """Correct what ``admit`` charged ``key`` (proxy mode: the upstream's usage replaces the estimate)."""
+        self._tokens_used[key] = self._tokens_used.get(key, 0) + tokens
 
     def _limit_headers(self, decision: Decision) -> dict[str, str]:
         limit, remaining = decision.limit, decision.remaining

@@ -5,6 +5,9 @@ the tests, see test_litellm.py). Everything listens on 127.0.0.1 on free ports:
 
     gatecheck conform --target litellm.toml  ->  litellm --config litellm.yaml  ->  gatecheck serve
          (main key, small-limit key 2)          (static keys, OpenAI upstream)     (upstream key)
+                                                   realworld-upstream         ->  gatecheck upstream
+                                                                                   (the harness: the
+                                                                                    upstream area)
 
 Every key is generated per run and travels only in environment variables. Each process gets its
 own session (so it is stopped as a group) and dies with pytest even when pytest is killed
@@ -39,12 +42,17 @@ CHAT_MODEL = "realworld-chat"
 """LiteLLM's alias of the upstream's chat model (the suite sees only the alias)."""
 REASONING_MODEL = "realworld-reasoning"
 IMAGES_MODEL = "gpt-image-2"
+UPSTREAM_MODEL = "realworld-upstream"
+"""LiteLLM's alias of the harness (``gatecheck upstream``): the upstream area's model."""
+UPSTREAM_TIMEOUT_S = 3
+"""LiteLLM's timeout for the harness deployment, declared to the suite as upstream_timeout_s."""
 MAIN_LIMITS = {"rpm": 100_000, "tpm": 100_000_000}
 """The main key's limits in LiteLLM: never reached (the suite paces under the declared ones)."""
 KEY_2_LIMITS = {"rpm": 60, "tpm": 20_000}
 """Key 2's limits in LiteLLM, declared to the suite as the target's rpm/tpm."""
 FUZZ_SEED = 1
 """Fixed, so the fuzz checks send the same requests every run and the verdict table holds."""
+HARNESS_LOG = "upstream-harness"
 START_TIMEOUT_S = 180.0
 SUITE_TIMEOUT_S = 1200.0
 TIMINGS = pytest.StashKey[dict[str, float]]()
@@ -130,8 +138,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "NO_PROXY": "127.0.0.1,localhost", **extra}
 
 
-def litellm_config(upstream_url: str) -> dict[str, object]:
-    """LiteLLM's config (YAML is a superset of JSON): aliases of the upstream's models, static keys."""
+def litellm_config(upstream_url: str, harness_url: str) -> dict[str, object]:
+    """LiteLLM's config (YAML is a superset of JSON): aliases of the upstream's models, static keys,
+    and the harness as the provider of ``UPSTREAM_MODEL`` (with its timeout: the area's 504 checks)."""
 
     def deployment(alias: str, upstream_model: str) -> dict[str, object]:
         params = {
@@ -146,6 +155,16 @@ def litellm_config(upstream_url: str) -> dict[str, object]:
             deployment(CHAT_MODEL, "deepseek-v4-flash"),
             deployment(REASONING_MODEL, "deepseek-v4-pro"),
             deployment(IMAGES_MODEL, "gpt-image-2"),
+            {
+                "model_name": UPSTREAM_MODEL,
+                "litellm_params": {
+                    "model": "openai/upstream-chat",
+                    "api_base": f"{harness_url}/v1",
+                    "api_key": "os.environ/REALWORLD_HARNESS_KEY",
+                    "timeout": UPSTREAM_TIMEOUT_S,
+                    "stream_timeout": UPSTREAM_TIMEOUT_S,
+                },
+            },
         ],
         # No retries: the suite must see the first answer. /v1/messages goes to the upstream's chat
         # completions (by default LiteLLM bridges it to /v1/responses, which our gateway lacks).
@@ -155,15 +174,19 @@ def litellm_config(upstream_url: str) -> dict[str, object]:
     }
 
 
-def target_toml(base_url: str) -> str:
-    """The suite's target file: what LiteLLM offers in front of our gateway, key 2's limits."""
+def target_toml(base_url: str, harness_url: str) -> str:
+    """The suite's target file: what LiteLLM offers in front of our gateway, key 2's limits, the harness."""
     return f"""\
 name = "litellm"
 base_url = "{base_url}"
 profile = "openai"            # LiteLLM speaks OpenAI's error body and rate-limit header dialect
 rpm = {KEY_2_LIMITS["rpm"]}
 tpm = {KEY_2_LIMITS["tpm"]}
-max_requests = 400
+max_requests = 500
+upstream = "{harness_url}"    # the upstream area: LiteLLM's {UPSTREAM_MODEL} calls this harness
+upstream_model = "{UPSTREAM_MODEL}"
+upstream_timeout_s = {UPSTREAM_TIMEOUT_S}  # its litellm_params timeout and stream_timeout
+retries = 0                   # num_retries 0
 
 [models]
 chat = "{CHAT_MODEL}"
@@ -184,6 +207,7 @@ def keys() -> dict[str, str]:
         "main": secrets.token_hex(16),
         "second": secrets.token_hex(16),
         "master": "sk-" + secrets.token_hex(32),
+        "harness": "gcu-canary-" + secrets.token_hex(16),
     }
 
 
@@ -208,10 +232,28 @@ def upstream(keys: dict[str, str]) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def litellm_proxy(upstream: Server, keys: dict[str, str], timings: dict[str, float]) -> Iterator[Server]:
+def harness(keys: dict[str, str]) -> Iterator[Server]:
+    """``gatecheck upstream``: the scripted provider behind LiteLLM's ``UPSTREAM_MODEL``.
+
+    It prints its key on its second line by design (the gateway's operator puts it in the config):
+    its own log is the one file allowed to hold that key.
+    """
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [str(BIN / "gatecheck"), "upstream", "--port", str(port)]
+    env = clean_env(GATECHECK_UPSTREAM_API_KEY=keys["harness"])
+    server = start_server(HARNESS_LOG, command, env, f"http://127.0.0.1:{port}", "/_gatecheck/info")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy(
+    upstream: Server, harness: Server, keys: dict[str, str], timings: dict[str, float]
+) -> Iterator[Server]:
     """The LiteLLM proxy, offline, without a database, with the two static keys."""
     config = REPORT_DIR / "litellm.yaml"
-    config.write_text(json.dumps(litellm_config(upstream.url), indent=2), encoding="utf-8")
+    config.write_text(json.dumps(litellm_config(upstream.url, harness.url), indent=2), encoding="utf-8")
     spec = importlib.util.find_spec("litellm")
     assert spec is not None and spec.submodule_search_locations
     tokenizers = Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers"
@@ -222,6 +264,7 @@ def litellm_proxy(upstream: Server, keys: dict[str, str], timings: dict[str, flo
         TIKTOKEN_CACHE_DIR=str(tokenizers),  # the tokenizer files in the wheel: no download
         PYTHONPATH=str(HERE),  # finds litellm_auth.py
         REALWORLD_UPSTREAM_KEY=keys["upstream"],
+        REALWORLD_HARNESS_KEY=keys["harness"],
         REALWORLD_KEYS=json.dumps({keys["main"]: MAIN_LIMITS, keys["second"]: KEY_2_LIMITS}),
     )
     port = free_port()
@@ -246,10 +289,12 @@ class ConformanceRun:
 
 
 @pytest.fixture(scope="session")
-def conformance_run(litellm_proxy: Server, keys: dict[str, str], timings: dict[str, float]) -> ConformanceRun:
+def conformance_run(
+    litellm_proxy: Server, harness: Server, keys: dict[str, str], timings: dict[str, float]
+) -> ConformanceRun:
     """The whole suite against LiteLLM, as a user runs it (results.json, junit.xml, matrices)."""
     target = REPORT_DIR / "litellm.toml"
-    target.write_text(target_toml(litellm_proxy.url), encoding="utf-8")
+    target.write_text(target_toml(litellm_proxy.url, harness.url), encoding="utf-8")
     report_dir = REPORT_DIR / "conformance"
     shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's results
     command = [str(BIN / "gatecheck"), "conform", "--target", str(target), "--report-dir", str(report_dir)]
@@ -265,12 +310,21 @@ def conformance_run(litellm_proxy: Server, keys: dict[str, str], timings: dict[s
         preexec_fn=_die_with_parent,
     )
     timings["suite_s"] = time.monotonic() - started
+    timings["upstream_area_s"] = area_seconds(report_dir / "results.json")
     output = run.stdout + run.stderr
     (REPORT_DIR / "conform.log").write_text(output, encoding="utf-8")
     results_file = report_dir / "results.json"
     assert results_file.is_file(), f"no results (exit {run.returncode}):\n{output[-3000:]}"
     results = json.loads(results_file.read_text(encoding="utf-8"))
     return ConformanceRun(run.returncode, output, results, report_dir)
+
+
+def area_seconds(results_file: Path) -> float:
+    """How long the upstream area's checks took in a results file (0 when it holds none)."""
+    if not results_file.is_file():
+        return 0.0
+    results = json.loads(results_file.read_text(encoding="utf-8"))["results"]
+    return float(sum(r["duration_s"] for r in results if r["area"] == "upstream"))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
