@@ -43,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the checks (id, area, what it checks), then exit"
     )
     suite.add_argument(
+        "--coverage", action="store_true", help="print the coverage map (docs/coverage.md), then exit"
+    )
+    suite.add_argument(
         "-m", dest="markexpr", metavar="EXPR", help=f"select by marker: {', '.join(AREAS)}, slow, costly"
     )
     suite.add_argument("-k", dest="keyword", metavar="EXPR", help="select checks by id substring expression")
@@ -59,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the suite once per target; print progress, the summary table and the report paths."""
     if args.list:
         print(check_list())
+        return EXIT_OK
+    if args.coverage:
+        from gatecheck.coverage import render
+
+        print(render(), end="")
         return EXIT_OK
     targets = targets_from_args(args)
     if args.plan:
