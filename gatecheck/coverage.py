@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from gatecheck.checks.base import FAMILIES, Check
 from gatecheck.results import Verdict
 from gatecheck.rules import Rule
 
@@ -231,15 +232,22 @@ def build() -> Coverage:
     from gatecheck.reference.faults import FAULTS
     from gatecheck.rules import rules
 
-    checks = load_all()
+    checks = sorted(load_all().values(), key=_source_order)
     return Coverage(
         registry=registry(),
         rules=rules(),
-        checks={c.id: c.rules for c in checks.values()},
-        areas={c.id: c.area for c in checks.values()},
+        checks={c.id: c.rules for c in checks},
+        areas={c.id: c.area for c in checks},
         faults=tuple(FAULTS),
         proofs=FAULT_CHECKS,
     )
+
+
+def _source_order(made: Check) -> tuple[int, int]:
+    """Family module, then line: registration order varies with what imported a family first."""
+    family = made.func.__module__.rpartition(".")[2]
+    rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+    return rank, made.func.__code__.co_firstlineno
 
 
 # ------------------------------------------------------------------------------------ rendering

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from gatecheck.checks import CHECKS
+from gatecheck.checks.base import FAMILIES
 from gatecheck.cli import main
 from gatecheck.coverage import Coverage, Registry, Statement, build, parse_registry, registry, render
 from gatecheck.rules import Rule
@@ -35,6 +37,12 @@ def test_docs_coverage_md_is_what_the_code_generates() -> None:
     assert COVERAGE_MD.read_text(encoding="utf-8") == render(), (
         "docs/coverage.md is stale: regenerate it with `gatecheck conform --coverage > docs/coverage.md`"
     )
+
+
+def test_checks_come_in_family_order_whatever_imported_them_first() -> None:
+    """The suite imports the families in varying order; the rendered map must not change with it."""
+    ranks = [FAMILIES.index(CHECKS[c].func.__module__.rpartition(".")[2]) for c in build().checks]
+    assert ranks == sorted(ranks)
 
 
 def test_conform_coverage_prints_the_map(capsys: pytest.CaptureFixture[str]) -> None:
