@@ -57,6 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     suite.add_argument(
         "--list", action="store_true", help="list the checks the selection runs (id, area, what it checks)"
     )
+    suite.add_argument(
+        "--coverage", action="store_true", help="print the coverage map (docs/coverage.md), then exit"
+    )
     markers = ", ".join([*AREAS, *EXTRA_MARKERS])
     suite.add_argument("-m", dest="markexpr", metavar="EXPR", help=f"select by marker: {markers}")
     suite.add_argument("-k", dest="keyword", metavar="EXPR", help="select checks by id substring expression")
@@ -83,6 +86,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Preflight every target, run the suite once per target, then summarise and write the reports."""
+    if args.coverage:
+        from gatecheck.coverage import render
+
+        print(render(), end="")
+        return EXIT_OK
     targets = targets_from_args(args)
     if args.list:
         return list_checks(targets[0], args, sys.stdout)
