@@ -553,18 +553,21 @@ class ChatStreamAssembler:
             found.append(self._log.at_end("missing-done", "the stream ended without data: [DONE]"))
         for at, raw in self._usage_at:
             if at != self._last_chunk:
-                found.append(Violation("usage-not-last", "usage on a chunk that is not the last", at, raw))
+                quote = clip(raw, QUOTE_LIMIT)
+                found.append(Violation("usage-not-last", "usage on a chunk that is not the last", at, quote))
         for state in self._choices.values():
             if state.finish_reason is None:
                 message = f"choice {state.index} never got a finish_reason"
-                found.append(Violation("finish-reason-missing", message, state.last, state.last_raw))
+                quote = clip(state.last_raw, QUOTE_LIMIT)
+                found.append(Violation("finish-reason-missing", message, state.last, quote))
             for tool in state.tool_calls.values():
                 arguments = "".join(tool.arguments)
                 _, error = _parse(arguments)
                 if error is not None:
                     where = f"choice {state.index}, tool call {tool.index}"
                     message = f"{where}: arguments {_short(arguments)} are not JSON: {error}"
-                    found.append(Violation("tool-call-arguments-invalid", message, tool.last, tool.last_raw))
+                    quote = clip(tool.last_raw, QUOTE_LIMIT)
+                    found.append(Violation("tool-call-arguments-invalid", message, tool.last, quote))
         return found
 
 

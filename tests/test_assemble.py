@@ -690,3 +690,25 @@ def test_deeply_nested_payloads_are_recorded_not_raised(depth: int) -> None:
         message_assembler.add(event)
     assert rules(chat_assembler.finish()) & {"invalid-json", "not-an-object"}
     assert rules(message_assembler.finish()) & {"invalid-json", "not-an-object", "malformed"}
+
+
+def test_whole_stream_violations_quote_at_most_the_limit_too() -> None:
+    """finish-reason-missing, usage-not-last and bad tool arguments quote a long event cut at the limit."""
+    filler = "y" * 2 * QUOTE_LIMIT
+    header = {"index": 0, "id": "c", "function": {"name": "f"}}
+    fragment = {"index": 0, "function": {"arguments": "{"}}
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    payloads = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": filler}}]},
+        {"choices": [], "usage": usage},
+        {"choices": [{"index": 1, "delta": {"tool_calls": [header]}}], "pad": filler},
+        {"choices": [{"index": 1, "delta": {"tool_calls": [fragment]}}], "pad": filler},
+    ]
+    assembler = ChatStreamAssembler()
+    for payload in payloads:
+        data = json.dumps(payload)
+        assembler.add(SSEEvent("message", data, "", None, 0, data.encode()))
+    found = assembler.finish().violations
+    wanted = {"finish-reason-missing", "usage-not-last", "tool-call-arguments-invalid"}
+    assert wanted <= {v.rule for v in found}
+    assert all(len(v.raw) <= QUOTE_LIMIT for v in found)
