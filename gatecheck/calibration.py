@@ -26,6 +26,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+DOCUMENTED_CONTEXT_LENGTHS = {
+    "deepseek-v4-flash": 1_000_000,
+    "deepseek-v4-pro": 1_000_000,
+    "qwen3.7-max": 1_000_000,
+    "glm-5.7": 200_000,
+    "kimi-k2.6": 256_000,
+    "minimax-m3": 1_000_000,
+}
+"""000 Supported Models: context length per documented model (1M = 1,000,000)."""
+
+CONTEXT_OVERSHOOT = 1.25
+"""The over-long prompt is this many times the context length, in the target's tokens."""
+
+
+def context_probe_tokens(context_length: int) -> int:
+    """The over-long prompt's size, in the target's tokens, for a model of ``context_length``."""
+    return int(context_length * CONTEXT_OVERSHOOT)
+
+
 CALIBRATION_UNITS = 256
 """Units of filler in the calibration prompt: enough that the message overhead is a few percent."""
 

@@ -65,3 +65,16 @@ def rule(rule_id: str) -> Rule:
         return rules()[rule_id]
     except KeyError:
         raise KeyError(f"rule {rule_id!r} is not registered in {RULES_FILE.name}") from None
+
+
+def markdown_table() -> str:
+    """Every rule as a Markdown table (provenance, id, what it says, source): docs/conformance.md."""
+    order = {p: i for i, p in enumerate(PROVENANCES)}
+    rows = sorted(rules().values(), key=lambda r: (order[r.provenance], r.id))
+    lines = ["| provenance | rule | says | source |", "| --- | --- | --- | --- |"]
+    lines += [f"| {r.provenance} | `{r.id}` | {_cell(r.says)} | {_cell(r.source)} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")

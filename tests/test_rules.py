@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gatecheck.assemble import CHAT_RULES, MESSAGE_RULES
 from gatecheck.checks import CHECKS, load_all
-from gatecheck.rules import PROVENANCES, rule, rules
+from gatecheck.rules import PROVENANCES, markdown_table, rule, rules
 from gatecheck.schemas import NULL_OPTIONAL_RULE, default_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,3 +115,9 @@ def test_schema_annotations_name_registered_rules_and_reach_the_issues() -> None
         NULL_OPTIONAL_RULE,
         "stream-object-wrong",
     }
+
+
+def test_the_rule_table_in_docs_conformance_md_is_current() -> None:
+    text = (ROOT / "docs" / "conformance.md").read_text(encoding="utf-8")
+    table = text.split("<!-- rules:begin -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
+    assert table == markdown_table(), "regenerate the table from gatecheck.rules.markdown_table()"

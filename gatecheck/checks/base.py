@@ -136,6 +136,8 @@ class PlanSettings:
     tpm: int
     fuzz_examples: int
     max_output_tokens: int
+    context_length: int | None = None
+    """The chat model's context length when declared or documented (None: unknown before the run)."""
 
 
 CostSpec = Cost | Callable[[PlanSettings], Cost]

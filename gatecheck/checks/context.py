@@ -217,7 +217,7 @@ class Session:
         """
         window = self.ratelimit.window_s * 1.05
         wait = max(0.0, window - self.quiet_s(self.key_account(self.ratelimit.key)))
-        time.sleep(wait)
+        self.wait(wait, "a fresh rate-limit window (the key unused for a whole window)")
         return wait
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatecheck import calibration as cal
 from gatecheck.checks import requests as rq
-from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, profile_rule
+from gatecheck.checks.base import Cost, Failure, NotChecked, PlanSettings, check, observation, profile_rule
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.negative import NegativeCase, broken_rule, negative_cases
 from gatecheck.checks.wire import as_dict, as_json, describe, excerpt, header, is_json, json_of
@@ -52,16 +52,6 @@ GATEWAY_CODES = {
 OPENAI_CODES = {404: "model_not_found"}
 """Codes OpenAI's wire format fixes for a status (others vary by message)."""
 
-DOCUMENTED_CONTEXT_LENGTHS = {
-    "deepseek-v4-flash": 1_000_000,
-    "deepseek-v4-pro": 1_000_000,
-    "qwen3.7-max": 1_000_000,
-    "glm-5.7": 200_000,
-    "kimi-k2.6": 256_000,
-    "minimax-m3": 1_000_000,
-}
-"""000 Supported Models: context length per documented model (1M = 1,000,000)."""
-
 CONTEXT_FIELDS = (
     "context_length",
     "context_window",
@@ -72,8 +62,6 @@ CONTEXT_FIELDS = (
 )
 """Where ``GET /v1/models`` entries publish a context length (OpenRouter, vLLM, LM Studio, LiteLLM...)."""
 
-CONTEXT_OVERSHOOT = 1.25
-"""The over-long prompt is this many times the context length, in the target's tokens."""
 MAX_CONTEXT_PROBE_BYTES = 16 * 1024 * 1024
 """A larger over-long prompt is not sent (not checked: declare a model with a smaller context)."""
 BODY_ERROR_RULES = (
@@ -509,8 +497,8 @@ def chat_context(ctx: CheckContext) -> KnownContext | None:
     listed = _listed_contexts(ctx, {chat}).get(chat)
     if listed is not None:
         return KnownContext(chat, listed, "GET /v1/models")
-    if chat in DOCUMENTED_CONTEXT_LENGTHS:
-        return KnownContext(chat, DOCUMENTED_CONTEXT_LENGTHS[chat], "000 Supported Models")
+    if chat in cal.DOCUMENTED_CONTEXT_LENGTHS:
+        return KnownContext(chat, cal.DOCUMENTED_CONTEXT_LENGTHS[chat], "000 Supported Models")
     return None
 
 
@@ -541,8 +529,10 @@ def calibrate(ctx: CheckContext, model: str) -> cal.TokenRate | str:
     return rate
 
 
-def _context_cost(_: object) -> Cost:
-    return Cost(2, 2)
+def _context_cost(settings: PlanSettings) -> Cost:
+    """The calibration request and the over-long prompt (its size when the context is known)."""
+    known = settings.context_length
+    return Cost(2, 2, input_tokens=0 if known is None else cal.context_probe_tokens(known))
 
 
 @check(
@@ -568,7 +558,7 @@ def errors_context_length(
     rate = chat_token_rate if target.model == ctx.target.models.chat else calibrate(ctx, target.model)
     if isinstance(rate, str):
         raise NotChecked(f"not checked: {rate}")
-    units = rate.units_over(int(target.tokens * CONTEXT_OVERSHOOT))
+    units = rate.units_over(cal.context_probe_tokens(target.tokens))
     body = rq.chat_body(target.model, rq.user(cal.filler(units)), max_tokens=1)
     size = len(json.dumps(body))
     if size > MAX_CONTEXT_PROBE_BYTES:

@@ -161,7 +161,7 @@ def _within_window(ctx: CheckContext, sent: list[Exchange], rpm: int) -> list[Ex
         due_ns = last.t_end_ns + int((retry_after(last) or 1.0) * 1e9)
         if due_ns >= end_ns:
             break
-        time.sleep(max(0.0, (due_ns - time.perf_counter_ns()) / 1e9))
+        ctx.session.wait((due_ns - time.perf_counter_ns()) / 1e9, "the rate-limit key's Retry-After")
         more.append(_send_one(ctx, _burst_body(ctx)))
     return more
 
@@ -462,7 +462,7 @@ def ratelimit_retry_after_honoured(ctx: CheckContext, rpm_burst: Burst) -> None:
             received=f"Retry-After {wait:g}",
             exchange=last,
         )
-    time.sleep(max(0.0, wait - (time.perf_counter_ns() - last.t_end_ns) / 1e9))
+    ctx.session.wait(wait - (time.perf_counter_ns() - last.t_end_ns) / 1e9, "the last 429's Retry-After")
     retried = _send_one(ctx, _burst_body(ctx))
     if not 200 <= retried.status < 300:
         raise Failure(
@@ -479,7 +479,8 @@ def ratelimit_retry_after_honoured(ctx: CheckContext, rpm_burst: Burst) -> None:
 
 
 def _tpm_cost(settings: PlanSettings) -> Cost:
-    return Cost(TPM_MAX_REQUESTS, TPM_MAX_REQUESTS)
+    """Requests that together pass the TPM by one request (each about 1.1 x TPM / k tokens)."""
+    return Cost(TPM_MAX_REQUESTS, TPM_MAX_REQUESTS, input_tokens=2 * settings.tpm)
 
 
 @dataclass

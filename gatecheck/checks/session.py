@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from gatecheck.calibration import DOCUMENTED_CONTEXT_LENGTHS
 from gatecheck.checks.base import PlanSettings
 from gatecheck.checks.context import PROBE_TIMEOUT_S, RateLimitSetup, RunSettings, Session
 from gatecheck.checks.pacing import Pacer
@@ -71,8 +72,13 @@ def ratelimit_limits(target: Target) -> tuple[int, int]:
 def plan_settings(target: Target, fuzz_examples: int) -> PlanSettings:
     """The plan parameters of a run against ``target``."""
     rpm, tpm = ratelimit_limits(target)
+    chat = target.models.chat
     return PlanSettings(
-        rpm=rpm, tpm=tpm, fuzz_examples=fuzz_examples, max_output_tokens=target.max_output_tokens
+        rpm=rpm,
+        tpm=tpm,
+        fuzz_examples=fuzz_examples,
+        max_output_tokens=target.max_output_tokens,
+        context_length=target.context_length(chat) or DOCUMENTED_CONTEXT_LENGTHS.get(chat),
     )
 
 
