@@ -228,7 +228,7 @@ class Coverage:
 def build() -> Coverage:
     """The coverage of this gatecheck: its statements, rules, checks and fault map."""
     from gatecheck.checks import load_all
-    from gatecheck.checks.faultmap import FAULT_CHECKS
+    from gatecheck.checks.faultmap import FAULT_CHECKS, PROXY_FAULT_CHECKS
     from gatecheck.reference.faults import FAULTS
     from gatecheck.rules import rules
 
@@ -239,8 +239,23 @@ def build() -> Coverage:
         checks={c.id: c.rules for c in checks},
         areas={c.id: c.area for c in checks},
         faults=tuple(FAULTS),
-        proofs=FAULT_CHECKS,
+        proofs=merged_proofs(FAULT_CHECKS, PROXY_FAULT_CHECKS),
     )
+
+
+def merged_proofs(*maps: Mapping[str, Mapping[str, Verdict]]) -> dict[str, dict[str, Verdict]]:
+    """Fault -> every check it proves, over fault maps proven by different tests.
+
+    The embedded gateway's map (tests/test_conformance_faults.py) and the proxy pair's
+    (tests/test_upstream_faults.py) share fault names: ``anthropic-stop-reason-wrong`` proves
+    anthropic_stop_reason_max_tokens on the gateway alone and upstream_anthropic_mapping behind the
+    proxy, so a fault's checks are the union of its entries.
+    """
+    merged: dict[str, dict[str, Verdict]] = {}
+    for fault_map in maps:
+        for fault, mapped in fault_map.items():
+            merged.setdefault(fault, {}).update(mapped)
+    return merged
 
 
 def _source_order(made: Check) -> tuple[int, int]:
@@ -264,8 +279,10 @@ _READING = (
     "yet, **partly verified** when a rule already checks the rest; otherwise it is **not observable from "
     "outside** or **not normative**, and says why. Each rule leads to the checks that declare it "
     "(`rules=`), each check to the reference-gateway faults that make it fail (or warn): a statement is "
-    "*proven* when one of its checks has such a fault. Quotes are the documents' own words; table rows "
-    "have their cells joined by ` | `."
+    "*proven* when one of its checks has such a fault. The `upstream` area's checks are proven on the "
+    "reference gateway as a proxy in front of the scripted upstream (`PROXY_FAULT_CHECKS`, "
+    "`tests/test_upstream_faults.py`), the others on the gateway alone (`tests/test_conformance_faults.py`). "
+    "Quotes are the documents' own words; table rows have their cells joined by ` | `."
 )
 
 
@@ -329,15 +346,14 @@ def _open_section(cov: Coverage) -> list[str]:
 def _gaps_section(cov: Coverage) -> list[str]:
     reg = cov.registry
     lines = ["## Known gaps in the chain", ""]
-    lines += ["Checks no reference-gateway fault proves yet:", "", "| check | why |", "| --- | --- |"]
-    lines += [f"| `{c}` | {_cell(why)} |" for c, why in reg.unproven_checks.items()]
+    lines += ["Checks no reference-gateway fault proves yet:", ""]
+    lines += _gap_table("check", reg.unproven_checks)
     lines += [
         "",
         "Rules no check declares yet (their statements count as verified, with no owning check):",
         "",
     ]
-    lines += ["| rule | why |", "| --- | --- |"]
-    lines += [f"| `{r}` | {_cell(why)} |" for r, why in reg.undeclared_rules.items()]
+    lines += _gap_table("rule", reg.undeclared_rules)
     runner = ", ".join(f"`{r}`" for r in sorted(RUNNER_RULES))
     lines += [
         "",
@@ -345,6 +361,14 @@ def _gaps_section(cov: Coverage) -> list[str]:
         "",
     ]
     return lines
+
+
+def _gap_table(kind: str, gaps: Mapping[str, str]) -> list[str]:
+    """A table of known gaps, or "None." (a table with no rows would read as a broken one)."""
+    if not gaps:
+        return ["None."]
+    rows = [f"| `{name}` | {_cell(why)} |" for name, why in gaps.items()]
+    return [f"| {kind} | why |", "| --- | --- |", *rows]
 
 
 def _statement_row(cov: Coverage, s: Statement) -> str:

@@ -16,8 +16,18 @@ import pytest
 
 from gatecheck.checks import CHECKS
 from gatecheck.checks.base import FAMILIES
+from gatecheck.checks.faultmap import FAULT_CHECKS, PROXY_FAULT_CHECKS
 from gatecheck.cli import main
-from gatecheck.coverage import Coverage, Registry, Statement, build, parse_registry, registry, render
+from gatecheck.coverage import (
+    Coverage,
+    Registry,
+    Statement,
+    build,
+    merged_proofs,
+    parse_registry,
+    registry,
+    render,
+)
 from gatecheck.rules import Rule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +47,19 @@ def test_docs_coverage_md_is_what_the_code_generates() -> None:
     assert COVERAGE_MD.read_text(encoding="utf-8") == render(), (
         "docs/coverage.md is stale: regenerate it with `gatecheck conform --coverage > docs/coverage.md`"
     )
+
+
+def test_proxy_faults_prove_the_upstream_area_beside_the_gateway_faults() -> None:
+    """A fault of both maps proves its checks of each: the gateway's own, and the proxy pair's."""
+    cov = build()
+    for fault, mapped in (*FAULT_CHECKS.items(), *PROXY_FAULT_CHECKS.items()):
+        assert {c: cov.proofs[fault][c] for c in mapped} == dict(mapped), fault
+    assert cov.proving("upstream_anthropic_mapping") == (("anthropic-stop-reason-wrong", "FAIL"),)
+    assert ("anthropic-stop-reason-wrong", "FAIL") in cov.proving("anthropic_stop_reason_max_tokens")
+    assert merged_proofs({"f": {"a": "FAIL"}}, {"f": {"b": "WARN"}, "g": {"c": "FAIL"}}) == {
+        "f": {"a": "FAIL", "b": "WARN"},
+        "g": {"c": "FAIL"},
+    }
 
 
 def test_checks_come_in_family_order_whatever_imported_them_first() -> None:
