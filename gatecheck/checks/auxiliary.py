@@ -68,7 +68,7 @@ def _valid_body(ctx: CheckContext, exchange: Exchange, schema: str, what: str) -
     require_status(exchange, 200, rule=f"{schema}-status", what=what)
     body = json_object(exchange, rule=f"{schema}-not-json", what=what)
     for found in schema_failures(
-        ctx.store, schema, body, rule=f"{schema}-schema", what=what, exchange=exchange
+        ctx.store, schema, body, rule=f"{schema}-schema", what=what, exchange=exchange, own=ctx.check.rules
     ):
         ctx.record(found)
     return body

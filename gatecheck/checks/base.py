@@ -333,3 +333,13 @@ def load_all() -> dict[str, Check]:
     for family in FAMILIES:
         importlib.import_module(f"gatecheck.checks.{family}")
     return CHECKS
+
+
+def owned_elsewhere(check_id: str, observation_name: str) -> set[str]:
+    """The rules the other checks reading ``observation_name`` own (an issue of theirs is their finding)."""
+    return {
+        rule
+        for other in CHECKS.values()
+        if other.id != check_id and observation_name in other.observations
+        for rule in other.rules
+    }

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
-from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, requires
+from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, owned_elsewhere, requires
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
     are_numbers,
@@ -81,12 +81,22 @@ def streamed_by_default(exchange: Exchange) -> Failure | None:
 
 
 def validated_completion(
-    ctx: CheckContext, exchange: Exchange, what: str = "the chat completion"
+    ctx: CheckContext, exchange: Exchange, what: str = "the chat completion", observed: str = ""
 ) -> dict[str, Any]:
-    """``completion`` plus schema validation, recorded (not fatal): for the check that owns the schema."""
+    """``completion`` plus schema validation, recorded (not fatal): for the check that owns the schema.
+
+    A constraint another check of the same ``observed`` answer owns (its ``x-rule``) is its finding.
+    """
     body = completion(exchange, what)
+    elsewhere = owned_elsewhere(ctx.check.id, observed) if observed else set()
     for found in schema_failures(
-        ctx.store, "openai.chat.response", body, rule="chat-schema", what=what, exchange=exchange
+        ctx.store,
+        "openai.chat.response",
+        body,
+        rule="chat-schema",
+        what=what,
+        exchange=exchange,
+        elsewhere=elsewhere,
     ):
         ctx.record(found)
     return body
@@ -158,7 +168,7 @@ def basic_answer(ctx: CheckContext) -> Exchange:
 )
 def nonstream_schema(ctx: CheckContext, basic_answer: Exchange) -> None:
     """A non-streaming answer is 200 with a valid chat.completion body (the shared answer's owner)."""
-    validated_completion(ctx, basic_answer)
+    validated_completion(ctx, basic_answer, observed="basic_answer")
 
 
 @check(

@@ -195,7 +195,13 @@ def _valid_answer_findings(ctx: CheckContext, body: dict[str, Any], exchange: Ex
     except ValueError:
         return [_undocumented(ctx, f"a body that is not JSON: {excerpt(exchange.body, 200)}", exchange)]
     return schema_failures(
-        ctx.store, "openai.chat.response", answer, rule="fuzz-valid-request", what=what, exchange=exchange
+        ctx.store,
+        "openai.chat.response",
+        answer,
+        rule="fuzz-valid-request",
+        what=what,
+        exchange=exchange,
+        own=ctx.check.rules,
     )
 
 
@@ -221,7 +227,13 @@ def _stream_findings(ctx: CheckContext, exchange: Exchange, what: str) -> list[F
         except ValueError:
             return [_undocumented(ctx, f"an event that is not JSON: {excerpt(event.raw, 200)}", exchange)]
     found = invalid_events(
-        ctx.store, data, "openai.chat.chunk", rule="fuzz-valid-request", what=what, exchange=exchange
+        ctx.store,
+        data,
+        "openai.chat.chunk",
+        rule="fuzz-valid-request",
+        what=what,
+        exchange=exchange,
+        own=ctx.check.rules,
     )
     if len(data) == len(events):
         found.append(_undocumented(ctx, "a stream without data: [DONE]", exchange))

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gatecheck.checks import requests as rq
-from gatecheck.checks.base import CHECKS, Cost, Failure, NotChecked, check, observation, requires
+from gatecheck.checks.base import (
+    Cost,
+    Failure,
+    NotChecked,
+    check,
+    observation,
+    owned_elsewhere,
+    requires,
+)
 from gatecheck.checks.chat import FINISH_REASONS, check_usage, shared_message
 from gatecheck.checks.context import CheckContext
 from gatecheck.checks.wire import (
@@ -293,7 +301,7 @@ def stream_chunks_valid(ctx: CheckContext, basic_stream: StreamCapture) -> None:
     # owner's), is not validated again; a constraint another check of this stream owns is its.
     skipped = {v.index for v in capture_.violations(*_PAYLOAD_RULES, "error-event")}
     chunks = [e for position, e in enumerate(capture_.events) if position not in skipped]
-    others = _owned_elsewhere(ctx, "basic_stream")
+    others = owned_elsewhere(ctx.check.id, "basic_stream")
     for failure in invalid_events(
         ctx.store,
         chunks,
@@ -791,13 +799,3 @@ def content_times(events: Iterable[SSEEvent]) -> list[int]:
                 times.append(event.t_ns)
                 break
     return times
-
-
-def _owned_elsewhere(ctx: CheckContext, observation_name: str) -> set[str]:
-    """The rules other checks of the same observation own (a schema issue of theirs is their finding)."""
-    return {
-        rule
-        for other in CHECKS.values()
-        if other.id != ctx.check.id and observation_name in other.observations
-        for rule in other.rules
-    }

@@ -8,7 +8,7 @@ every key is masked before a quote is cut (``gatecheck.quote``, re-exported here
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeGuard, TypeVar
 
@@ -16,6 +16,7 @@ import jiter
 
 from gatecheck.checks.base import Failure
 from gatecheck.quote import EXCERPT_BYTES, as_json, excerpt
+from gatecheck.rules import rules
 
 __all__ = [
     "EXCERPT_BYTES",
@@ -193,16 +194,28 @@ def require_status(exchange: Exchange, expected: int, *, rule: str, what: str) -
 
 
 def schema_failures(
-    store: SchemaStore, schema: str, instance: Any, *, rule: str, what: str, exchange: Exchange | None
+    store: SchemaStore,
+    schema: str,
+    instance: Any,
+    *,
+    rule: str,
+    what: str,
+    exchange: Exchange | None,
+    elsewhere: Collection[str] = (),
+    own: Collection[str] | None = None,
 ) -> list[Failure]:
     """One Failure per rule the instance's schema issues break (``rule`` for unannotated ones).
 
     An issue under an ``x-rule`` annotation belongs to that rule (and its provenance), so an
     OpenAI-only constraint or a null optional field is graded apart from the documented schema.
+    One root cause, one finding: an issue of a rule another check of the same answer owns
+    (``elsewhere``) is left to it; with ``own`` given, see ``owned_rule``.
     """
     by_rule: dict[str, list[SchemaIssue]] = {}
     for issue in store.issues(schema, instance):
-        by_rule.setdefault(issue.rule or rule, []).append(issue)
+        named = owned_rule(issue.rule or rule, rule, own)
+        if named is not None and named not in elsewhere:
+            by_rule.setdefault(named, []).append(issue)
     return [
         Failure(
             title=f"{what} does not match schema {schema}",
@@ -215,13 +228,34 @@ def schema_failures(
     ]
 
 
+def owned_rule(named: str, rule: str, own: Collection[str] | None) -> str | None:
+    """The rule a check reports a schema issue of rule ``named`` under; None: not its finding.
+
+    A check judging a whole body in another body's shape (a search answer, a fuzzed request's
+    answer) reports an annotated constraint outside its ``own`` rules as its own ``rule`` when that
+    constraint is a document's or an SDK's; an OpenAI-only or judgement one is left to the check
+    that owns it on the shared answer (it must not turn into a documented finding here).
+    """
+    if own is None or named in own:
+        return named
+    return rule if rules()[named].provenance in ("documented", "sdk") else None
+
+
 def invalid_events(
-    store: SchemaStore, events: Iterable[SSEEvent], schema: str, *, rule: str, what: str, exchange: Exchange
+    store: SchemaStore,
+    events: Iterable[SSEEvent],
+    schema: str,
+    *,
+    rule: str,
+    what: str,
+    exchange: Exchange,
+    own: Collection[str] | None = None,
 ) -> list[Failure]:
     """One failure per rule broken by events whose data is JSON but invalid against ``schema``.
 
     Each quotes the first event that broke the rule (its bytes) and counts the others. Data that
-    is not JSON (``[DONE]``, garbage) is left to the checks that own those rules.
+    is not JSON (``[DONE]``, garbage) is left to the checks that own those rules; ``own`` as in
+    ``owned_rule``.
     """
     first: dict[str, tuple[SchemaIssue, SSEEvent]] = {}
     count: dict[str, int] = {}
@@ -231,7 +265,9 @@ def invalid_events(
         except ValueError:
             continue
         for issue in store.issues(schema, data):
-            rule_id = issue.rule or rule
+            rule_id = owned_rule(issue.rule or rule, rule, own)
+            if rule_id is None:
+                continue
             first.setdefault(rule_id, (issue, event))
             count[rule_id] = count.get(rule_id, 0) + 1
     failures = []
