@@ -17,7 +17,6 @@ from typing import Any
 from gatecheck.checks.base import PlanSettings
 from gatecheck.checks.context import PROBE_TIMEOUT_S, RateLimitSetup, RunSettings, Session
 from gatecheck.checks.pacing import Pacer
-from gatecheck.client import Client
 from gatecheck.config import Target
 from gatecheck.profiles import load_profile
 from gatecheck.redaction import Secret
@@ -85,15 +84,13 @@ def open_session(
     profile = load_profile(target.profile)
     with ExitStack() as stack:
         embedded = target.base_url is None
+        wire = settings.wire
         if embedded:
-            from gatecheck.reference import start_in_thread
-
             # The reference gateway speaks either error dialect: the one the profile expects.
             errors = "openai" if profile.error_dialect == "openai" else "gateway"
             config = embedded_gateway_config(**{"errors": errors, **(gateway_overrides or {})})
-            gateway = stack.enter_context(start_in_thread(config))
-            target = embedded_target(target, gateway.url)
-        client = stack.enter_context(Client(target))
+            target = embedded_target(target, stack.enter_context(wire.embedded_gateway(config)))
+        client = stack.enter_context(wire.client(target))
         probe = dataclasses.replace(
             target,
             connect_timeout=min(target.connect_timeout, PROBE_TIMEOUT_S),
@@ -131,5 +128,5 @@ def open_session(
             secrets=tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
             + target.header_secrets,
             pacer_2=pacer_2,
-            probe_client=stack.enter_context(Client(probe)),
+            probe_client=stack.enter_context(wire.client(probe)),
         )
