@@ -18,6 +18,7 @@ from gatecheck.errors import ConfigError, GatecheckError
 COMMANDS = {
     "serve": "run the reference gateway (the embedded default target)",
     "conform": "run the conformance suite against a target",
+    "replay": "judge a recorded conformance run again, offline (no network, no key)",
     "demo": "start the reference gateway, check it and load it, write the reports",
     "load": "run a locust load test against a target",
     "slo": "gate a saved load summary against SLO objectives",
