@@ -13,6 +13,7 @@ values; the session's bookkeeping uses ``monotonic``), as they are on Linux.
 
 from __future__ import annotations
 
+import math
 import threading
 import time as _time
 from collections.abc import Iterator
@@ -75,8 +76,11 @@ class VirtualClock:
             return self._wall_s + (self._now_ns - self._start_ns) / 1e9
 
     def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self._now_ns += max(0, int(seconds * 1e9))
+        # Rounded up, and at least a nanosecond: a caller that sleeps until a float instant (the
+        # pacer: "until this ticket leaves the window") must get there, not loop a hair short of it.
+        if seconds > 0:
+            with self._lock:
+                self._now_ns += max(1, math.ceil(seconds * 1e9))
 
     def reach(self, instant_ns: int) -> None:
         """Move forward to ``instant_ns`` (never back: concurrent exchanges overlap)."""

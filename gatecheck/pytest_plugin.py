@@ -8,8 +8,8 @@ there is no pytest11 entry point, so installing gatecheck adds no options to unr
 
 Options: every target option of ``gatecheck.config.TARGET_OPTIONS`` (``--base-url``, ``--api-key``,
 ``--model``, ``--profile``, ``--rpm``, ``--tpm``, ``--budget-requests``...) plus ``--target FILE``,
-``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed``, ``--checks``, ``--deadline`` and
-``--no-preflight``, each also as an ini value
+``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed``, ``--checks``, ``--deadline``,
+``--no-preflight``, ``--expected-failures`` and ``--record``, each also as an ini value
 ``gatecheck_<name>`` (keys excepted: they never go in a file). Precedence: command line > ini >
 environment (``GATECHECK_*``) > target file > defaults. ``read_options`` is the one function that
 reads them, raising ``pytest.UsageError`` with the valid values.
@@ -19,14 +19,17 @@ A conformance module declares ``NAME = CheckGroup("area", ...)``; each such attr
 its area (and ``slow``/``costly``). With no base URL the embedded reference gateway is started on
 first use and stopped at the end of the session. Verdicts: FAIL fails the item with the formatted
 failure, SKIP skips it with the reason, WARN passes it, shown as ``W``/``warned`` and listed with
-its message in a "gatecheck warnings" section. With ``--report-dir`` (checked writable before
-anything runs), JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
-written there at the end. The JUnit file (this one or any ``--junitxml``) carries the target's
-name in its suite and class names and shows each WARN as a ``gatecheck.warning`` property and a
-``<system-out>`` line (``gatecheck.report.junit``). ``gatecheck conform`` drives the same plugin
-through hooks of its own: ``pytest_gatecheck_target`` (give the target), ``pytest_gatecheck_result``
-(receive each verdict) and ``pytest_gatecheck_notice`` (a line saying what the run waits for, or
-why it stopped).
+its message in a "gatecheck warnings" section; a FAIL the expected-failures file lists is XFAIL
+(``pytest.xfail`` with the entry's reason), a listed check that passes or an expired entry fails the
+item (``gatecheck.expected``). ``--record DIR`` runs the session on a ``Recorder`` wire and writes
+one cassette per check in ``DIR/<target>/`` at the end (``gatecheck.cassettes``). With
+``--report-dir`` (checked writable before anything runs), JUnit XML goes to ``<dir>/junit.xml`` and
+the JSON/Markdown/HTML reports are written there at the end. The JUnit file (this one or any
+``--junitxml``) carries the target's name in its suite and class names and shows each WARN and XFAIL
+as a property and a ``<system-out>`` line (``gatecheck.report.junit``). ``gatecheck conform`` drives
+the same plugin through hooks of its own: ``pytest_gatecheck_target`` (give the target),
+``pytest_gatecheck_result`` (receive each verdict) and ``pytest_gatecheck_notice`` (a line saying
+what the run waits for, or why it stopped).
 
 Before the first check the target gets its preflight (``gatecheck.preflight``: one cheap request
 per key; a configuration mistake is a usage error, one line) unless ``--no-preflight``. The run
