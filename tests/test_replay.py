@@ -94,6 +94,8 @@ def test_the_virtual_clock_moves_only_when_told() -> None:
         assert clock.perf_counter_ns() == 65_000_000_000
         virtual.reach(70_000_000_000)
         assert clock.monotonic() == 70.0
+        clock.sleep(1e-12)  # a hair short of an instant still gets there (the pacer sleeps until one)
+        assert clock.perf_counter_ns() == 70_000_000_001
     assert clock.monotonic() != 70.0, "the system clock is back after the replay"
 
 
