@@ -250,6 +250,9 @@ def test_a_subset_replays_with_the_observations_recorded_under_other_checks(
     stream_checks = [c.check_id for c in first.checks if c.check_id.startswith("stream_")]
     done = replay(recording / "reference", {stream_checks[-1]})  # its stream was recorded by the first
     assert [r.verdict for r in done.results] == ["PASS"] and not done.replayer.misses
+    assert main(["replay", str(recording), "--checks", f"{stream_checks[-1]},stream_usage_final"]) == 2
+    said = capsys.readouterr().err
+    assert "--checks = 'stream_usage_final'; allowed: check ids the recording holds" in said
 
 
 def test_pytest_conformance_records_too(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gatecheck.cassettes import recordings, replay
+from gatecheck.cassettes import Replayer, recordings, replay
 from gatecheck.commands.conform import EXIT_FAILED, EXIT_OK, EXIT_USAGE, findings_text
+from gatecheck.errors import ConfigError
 from gatecheck.expected import load_expected
 from gatecheck.report.conformance import check_writable
 from gatecheck.results import CheckResult
@@ -65,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     targets = []
     notes: list[str] = []
     diverged = False
+    if wanted is not None:
+        recorded = {c.check_id for directory in runs for c in Replayer.load(directory).checks}
+        missing = sorted(wanted - recorded)
+        if missing:
+            raise ConfigError("--checks", ",".join(missing), "check ids the recording holds")
     for directory in runs:
         done = replay(directory, wanted, on_result=None if args.quiet else _progress)
         target = done.replayer.target
