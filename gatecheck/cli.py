@@ -18,6 +18,7 @@ from gatecheck.errors import ConfigError, GatecheckError
 COMMANDS = {
     "serve": "run the reference gateway (the embedded default target)",
     "conform": "run the conformance suite against a target",
+    "replay": "judge a recorded conformance run again, offline (no network, no key)",
     "demo": "start the reference gateway, check it and load it, write the reports",
     "load": "run a locust load test against a target",
     "slo": "gate a saved load summary against SLO objectives",
@@ -27,14 +28,16 @@ COMMANDS = {
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The parser; only the chosen subcommand's module is imported to configure it."""
+    # No abbreviated options: a script that writes --expected-failure would silently change meaning
+    # the day an option with that prefix is added (and docs/ci/'s commands are checked exactly).
     parser = argparse.ArgumentParser(
-        prog="gatecheck", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="gatecheck", description=__doc__.splitlines()[0] if __doc__ else None, allow_abbrev=False
     )
     parser.add_argument("--version", action="version", version=f"gatecheck {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if a in COMMANDS), None)
     for name, help_text in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if name == chosen:
             importlib.import_module(f"gatecheck.commands.{name}").configure(sub_parser)
     return parser

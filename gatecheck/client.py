@@ -24,7 +24,7 @@ import functools
 import json as jsonlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypeAlias
@@ -210,14 +210,22 @@ def _content_length(headers: httpx.Headers) -> int | None:
 class Client:
     """Sends requests to one target and records each as an ``Exchange``.
 
-    ``transport`` is the test seam (e.g. ``httpx.MockTransport``); None means real sockets. Use it as
-    a context manager, or call ``close()``.
+    ``transport`` is the test seam (e.g. ``httpx.MockTransport``); None means real sockets.
+    ``on_exchange`` is called with every finished ``Exchange`` (``gatecheck.cassettes`` records
+    them). Use it as a context manager, or call ``close()``.
     """
 
-    def __init__(self, target: Target, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        on_exchange: Callable[[Exchange], None] | None = None,
+    ) -> None:
         if target.base_url is None:
             raise ConfigError("base_url", None, "a URL: start the reference gateway first and target its URL")
         self.target = target
+        self._on_exchange = on_exchange
         keys = tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
         self._secrets = keys + target.header_secrets
         _refuse_key_in_url(target.base_url, self._secrets)
@@ -335,6 +343,8 @@ class Client:
                 self._failed(recording, exc, bounds.binding)
         exchange = recording.freeze(time.perf_counter_ns())
         logger.debug("%r", exchange)
+        if self._on_exchange is not None:
+            self._on_exchange(exchange)
         return exchange
 
     def _failed(self, recording: _Recording, exc: httpx.HTTPError, binding: net.Binding) -> None:

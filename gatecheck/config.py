@@ -122,6 +122,8 @@ class Target:
     headers: tuple[tuple[str, str | Secret], ...] = ()
     ca_bundle: str | None = None
     insecure: bool = False
+    expected_failures: str | None = None
+    """The target file's expected-failures file (``gatecheck.expected``), resolved against the file."""
 
     def context_length(self, model: str) -> int | None:
         """The context length the target file declares for ``model``, or None."""
@@ -191,6 +193,8 @@ class Target:
             parts.append(
                 f"upstream {self.upstream} (timeout {self.upstream_timeout_s:g} s, {self.retries} retries)"
             )
+        if self.expected_failures:
+            parts.append(f"expected failures {self.expected_failures}")
         unclaimed = [c for c in CAPABILITIES if c not in self.capabilities]
         if unclaimed:
             parts.append(f"not claimed: {' '.join(unclaimed)}")
@@ -440,6 +444,7 @@ _SECRET_FIELDS = ("api_key", "api_key_2")
 _FILE_KEYS = (
     *(f for f in _OPTIONS_BY_FIELD if f not in _SECRET_FIELDS and not f.startswith("models.")),
     "models",
+    "expected_failures",
 )
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
 """Headers the key goes in: set with --api-key/--auth, never as an extra header."""
@@ -779,6 +784,16 @@ def _model_settings(model: str, table: dict[str, object], label: str) -> int | N
     return cast(int, _integer(1, MAX_CONTEXT_LENGTH)(value, where))
 
 
+def _expected_failures_path(value: object, target_file: Path) -> str:
+    """``expected_failures = "path"``: a TOML file, relative to the target file's directory."""
+    where = f"expected_failures (in {target_file})"
+    text = _text(value, where, "the path of an expected-failures TOML file, relative to this file")
+    path = (target_file.parent / Path(text).expanduser()).resolve()
+    if not path.is_file():
+        raise ConfigError(where, value, f"an existing file (nothing at {path})")
+    return str(path)
+
+
 def _key_in_file(key: str, label: str) -> ConfigError:
     """The error for a key written in the file; the value is never shown."""
     env_field, default_env = (
@@ -805,6 +820,8 @@ def _file_values(path: Path) -> dict[str, object]:
             values["capabilities"] = _capabilities_table(value, label)
         elif key == "headers" and not isinstance(value, dict):
             raise ConfigError(f"headers (in {label})", REDACTED, 'a table like [headers] X-Tenant = "acme"')
+        elif key == "expected_failures":
+            values[key] = _expected_failures_path(value, path)
         elif key in _FILE_KEYS:
             values[key] = value
         else:
@@ -914,6 +931,7 @@ def _assemble(sources: _Sources, path: Path | None, keys: dict[str, Any]) -> Tar
     changes: dict[str, Any] = {f: sources.value(f, getattr(_DEFAULTS, f)) for f in _PLAIN_FIELDS}
     changes["name"] = sources.value("name", _default_name(path, base_url))
     changes["context_lengths"] = sources.file.get("context_lengths", ())
+    changes["expected_failures"] = sources.file.get("expected_failures")
     changes["headers"] = _resolve_headers(sources)
     return replace(_DEFAULTS, base_url=base_url, models=models, **keys, **changes)
 

@@ -8,8 +8,8 @@ there is no pytest11 entry point, so installing gatecheck adds no options to unr
 
 Options: every target option of ``gatecheck.config.TARGET_OPTIONS`` (``--base-url``, ``--api-key``,
 ``--model``, ``--profile``, ``--rpm``, ``--tpm``, ``--budget-requests``...) plus ``--target FILE``,
-``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed``, ``--checks``, ``--deadline`` and
-``--no-preflight``, each also as an ini value
+``--report-dir``, ``--fuzz-examples``, ``--fuzz-seed``, ``--checks``, ``--deadline``,
+``--no-preflight``, ``--expected-failures`` and ``--record``, each also as an ini value
 ``gatecheck_<name>`` (keys excepted: they never go in a file). Precedence: command line > ini >
 environment (``GATECHECK_*``) > target file > defaults. ``read_options`` is the one function that
 reads them, raising ``pytest.UsageError`` with the valid values.
@@ -19,14 +19,17 @@ A conformance module declares ``NAME = CheckGroup("area", ...)``; each such attr
 its area (and ``slow``/``costly``). With no base URL the embedded reference gateway is started on
 first use and stopped at the end of the session. Verdicts: FAIL fails the item with the formatted
 failure, SKIP skips it with the reason, WARN passes it, shown as ``W``/``warned`` and listed with
-its message in a "gatecheck warnings" section. With ``--report-dir`` (checked writable before
-anything runs), JUnit XML goes to ``<dir>/junit.xml`` and the JSON/Markdown/HTML reports are
-written there at the end. The JUnit file (this one or any ``--junitxml``) carries the target's
-name in its suite and class names and shows each WARN as a ``gatecheck.warning`` property and a
-``<system-out>`` line (``gatecheck.report.junit``). ``gatecheck conform`` drives the same plugin
-through hooks of its own: ``pytest_gatecheck_target`` (give the target), ``pytest_gatecheck_result``
-(receive each verdict) and ``pytest_gatecheck_notice`` (a line saying what the run waits for, or
-why it stopped).
+its message in a "gatecheck warnings" section; a FAIL the expected-failures file lists is XFAIL
+(``pytest.xfail`` with the entry's reason), a listed check that passes or an expired entry fails the
+item (``gatecheck.expected``). ``--record DIR`` runs the session on a ``Recorder`` wire and writes
+one cassette per check in ``DIR/<target>/`` at the end (``gatecheck.cassettes``). With
+``--report-dir`` (checked writable before anything runs), JUnit XML goes to ``<dir>/junit.xml`` and
+the JSON/Markdown/HTML reports are written there at the end. The JUnit file (this one or any
+``--junitxml``) carries the target's name in its suite and class names and shows each WARN and XFAIL
+as a property and a ``<system-out>`` line (``gatecheck.report.junit``). ``gatecheck conform`` drives
+the same plugin through hooks of its own: ``pytest_gatecheck_target`` (give the target),
+``pytest_gatecheck_result`` (receive each verdict) and ``pytest_gatecheck_notice`` (a line saying
+what the run waits for, or why it stopped).
 
 Before the first check the target gets its preflight (``gatecheck.preflight``: one cheap request
 per key; a configuration mistake is a usage error, one line) unless ``--no-preflight``. The run
@@ -40,13 +43,14 @@ import os
 import random
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gatecheck.cassettes import Recorder
 from gatecheck.checks import (
     AREAS,
     EXTRA_MARKERS,
@@ -60,10 +64,12 @@ from gatecheck.checks import (
     run_check,
 )
 from gatecheck.checks.base import Cost
+from gatecheck.checks.context import Wire
 from gatecheck.checks.runner import run_order
 from gatecheck.checks.session import open_session, plan_settings
 from gatecheck.config import TARGET_OPTIONS, Target, load_target, option_arguments
 from gatecheck.errors import ConfigError
+from gatecheck.expected import ExpectedFailures, load_expected
 from gatecheck.preflight import PreflightError, preflight
 from gatecheck.profiles import Profile, load_profile
 from gatecheck.redaction import Secret
@@ -102,6 +108,18 @@ _SUITE_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "store_true",
         "skip the one cheap request per key sent before the run",
     ),
+    (
+        "--expected-failures",
+        "expected_failures",
+        "store",
+        "TOML file of known deviations: a listed FAIL is XFAIL, a listed check that passes fails as stale",
+    ),
+    (
+        "--record",
+        "record",
+        "store",
+        "record every exchange, one cassette per check, in DIR/<target>/ (gatecheck replay DIR re-judges it)",
+    ),
 )
 
 
@@ -117,6 +135,10 @@ class SuiteOptions:
     checks: frozenset[str] | None
     deadline_s: float = DEFAULT_DEADLINE_MIN * 60
     preflight: bool = True
+    expected: ExpectedFailures | None = None
+    """The known deviations that apply to this target (``--expected-failures`` or the target file)."""
+    record_dir: Path | None = None
+    """Where this target's cassettes go (``--record DIR``: ``DIR/<target>``)."""
 
 
 @dataclass
@@ -132,21 +154,40 @@ class SuiteState:
     secrets: tuple[Secret, ...] = ()
     interrupted: bool = False
     notify: Callable[[str], None] = print
+    live_verdicts: list[tuple[str, str]] = field(default_factory=list)
+    """Each check's verdict before the expected failures were applied (what a recording keeps)."""
+    recorded: list[Path] = field(default_factory=list)
     _stack: ExitStack = field(default_factory=ExitStack)
     _session: Session | None = None
+    _settings: RunSettings | None = None
 
     def session(self) -> Session:
         """The session on the target, opened on first use (starting the embedded gateway if needed)."""
         if self._session is None:
-            settings = RunSettings(
+            record_dir = self.options.record_dir
+            self._settings = RunSettings(
                 fuzz_examples=self.options.fuzz_examples,
                 fuzz_seed=self.options.fuzz_seed,
                 deadline_s=self.options.deadline_s,
                 notify=self.notify,
+                wire=Recorder(record_dir) if record_dir is not None else Wire(),
             )
-            self._session = self._stack.enter_context(open_session(self.options.target, settings))
+            self._session = self._stack.enter_context(open_session(self.options.target, self._settings))
             self.secrets = self._session.secrets
         return self._session
+
+    def judged(self, result: CheckResult) -> CheckResult:
+        """``result`` as the expected failures judge it (XFAIL, a stale entry's FAIL...), noted live."""
+        self.live_verdicts.append((result.check_id, result.verdict))
+        return result if self.options.expected is None else self.options.expected.apply(result)
+
+    def save_recording(self) -> None:
+        """Write the cassettes of a recorded run (``--record``)."""
+        wire = None if self._settings is None else self._settings.wire
+        if isinstance(wire, Recorder) and self._settings is not None:
+            self.recorded = wire.save(
+                self.options.target, self._settings, self.live_verdicts, interrupted=self.interrupted
+            )
 
     def close(self) -> None:
         """Close the session (and stop the embedded gateway)."""
@@ -215,6 +256,7 @@ def read_options(config: pytest.Config) -> SuiteOptions:
             f"gatecheck: --checks: unknown check ids {unknown}; see gatecheck conform --list"
         )
     report_dir = _given(config, "report_dir")
+    record = _given(config, "record")
     return SuiteOptions(
         target=target,
         profile=profile,
@@ -224,7 +266,19 @@ def read_options(config: pytest.Config) -> SuiteOptions:
         checks=wanted,
         deadline_s=_minutes(_given(config, "deadline"), "--deadline", DEFAULT_DEADLINE_MIN) * 60,
         preflight=not _given(config, "no_preflight"),
+        expected=_expected(_given(config, "expected_failures") or target.expected_failures, target.name),
+        record_dir=Path(record) / target.name if record else None,
     )
+
+
+def _expected(path: str | None, target: str) -> ExpectedFailures | None:
+    """The expected-failures file's entries for ``target``; a mistake in it is a usage error."""
+    if path is None:
+        return None
+    try:
+        return load_expected(path).for_target(target)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"gatecheck: {exc}") from None
 
 
 def _minutes(value: Any, flag: str, default: float) -> float:
@@ -282,12 +336,18 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     options = config.stash[STATE].options
     target = options.target
-    return [
+    lines = [
         f"gatecheck target: {target.describe()}",
         f"gatecheck profile: {options.profile.name} ({options.profile.description})",
         f"gatecheck budget: {target.max_requests} requests, {target.max_output_tokens} output tokens each; "
         f"fuzz: {options.fuzz_examples} examples, seed {options.fuzz_seed}",
     ]
+    if options.expected is not None:
+        count = len(options.expected.entries)
+        lines.append(f"gatecheck expected failures: {options.expected.path} ({count} entries apply)")
+    if options.record_dir is not None:
+        lines.append(f"gatecheck recording to: {options.record_dir}")
+    return lines
 
 
 class CheckItem(pytest.Item):
@@ -301,7 +361,7 @@ class CheckItem(pytest.Item):
 
     def runtest(self) -> None:
         state = self.config.stash[STATE]
-        result = run_check(state.session(), self.check)
+        result = state.judged(run_check(state.session(), self.check))
         state.results.append(result)
         self.config.hook.pytest_gatecheck_result(result=result)
         self.user_properties.append(("verdict", result.verdict))
@@ -310,6 +370,8 @@ class CheckItem(pytest.Item):
             raise CheckFailed(result)
         if result.verdict == "SKIP":
             pytest.skip(result.message)
+        if result.verdict == "XFAIL":
+            pytest.xfail(result.message.split("\n", 1)[0])
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CheckFailed):
@@ -419,6 +481,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     for kind, path in state.written.items():
         terminalreporter.write_line(f"gatecheck {kind} report: {path}")
+    if state.recorded:
+        terminalreporter.write_line(f"gatecheck recording: {state.recorded[0].parent}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
@@ -427,6 +491,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         return
     state.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     try:
+        state.save_recording()
         if state.options.report_dir is not None and state.results:
             from gatecheck.report import write_reports
 
@@ -437,11 +502,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
 
 def run_info(state: SuiteState) -> dict[str, object]:
     """The report header of this run (targets without keys; the keys listed only to be masked)."""
+    expected = state.options.expected
+    target = replace(state.options.target, expected_failures=str(expected.path) if expected else None)
     return {
         "started": state.started,
         "finished": datetime.now(UTC),
         "profile": state.options.profile.name,
-        "targets": [state.options.target],
+        "targets": [target],
         "secrets": list(state.secrets),
         "interrupted": state.interrupted,
     }

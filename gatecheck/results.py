@@ -6,8 +6,9 @@ import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-Verdict = Literal["PASS", "WARN", "FAIL", "SKIP"]
-VERDICTS: tuple[Verdict, ...] = ("PASS", "WARN", "FAIL", "SKIP")
+Verdict = Literal["PASS", "WARN", "FAIL", "XFAIL", "SKIP"]
+VERDICTS: tuple[Verdict, ...] = ("PASS", "WARN", "FAIL", "XFAIL", "SKIP")
+"""XFAIL is a FAIL listed as a known deviation (``gatecheck.expected``); checks never give it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,8 +16,9 @@ class CheckResult:
     """One check's verdict against one target.
 
     ``message`` is empty on PASS; on FAIL/WARN it holds the rule, where it is documented, what was
-    expected, what came back and a "Reproduce with:" curl command (key as an env reference); on SKIP
-    the honest reason. ``files`` are written next to the reports (name -> bytes, keys masked): the
+    expected, what came back and a "Reproduce with:" curl command (key as an env reference); on XFAIL
+    the same, after a line naming the expected-failures entry that accepts it; on SKIP the honest
+    reason. ``files`` are written next to the reports (name -> bytes, keys masked): the
     request bodies too large to inline in a curl command, which the message names.
     """
 

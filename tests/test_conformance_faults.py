@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from _replay import run_recorded
 
-from gatecheck.checks import RunSettings, run_checks, select
+from gatecheck.checks import RunSettings, select
 from gatecheck.checks.faultmap import FAULT_CHECKS
-from gatecheck.checks.session import open_session
 from gatecheck.config import Target
 from gatecheck.reference import FAULTS
 from gatecheck.results import CheckResult
@@ -40,10 +40,11 @@ TARGET = Target(name="faulty", total_timeout=2.0)
 
 
 def run_with_fault(fault: str, check_ids: Iterator[str]) -> dict[str, CheckResult]:
-    """Run ``check_ids`` against an embedded gateway that has ``fault``."""
+    """Run ``check_ids`` against an embedded gateway that has ``fault``, recorded: the recording
+    replays to the same verdicts and messages (``gatecheck replay``, timing included)."""
     overrides = {"faults": frozenset({fault}), "keep_open_seconds": 10.0}
-    with open_session(TARGET, FAST, gateway_overrides=overrides) as session:
-        return {r.check_id: r for r in run_checks(session, select(list(check_ids)))}
+    results = run_recorded(TARGET, FAST, select(list(check_ids)), gateway_overrides=overrides)
+    return {r.check_id: r for r in results}
 
 
 def test_every_fault_of_the_gateway_is_mapped_to_checks() -> None:

@@ -15,11 +15,14 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from _replay import assert_replays_alike
 
+from gatecheck.cassettes import Recorder
 from gatecheck.checks import OBSERVATIONS, RunSettings, Session, run_checks, select
 from gatecheck.checks.faultmap import FAULT_CHECKS
 from gatecheck.checks.session import open_session, plan_settings
@@ -38,10 +41,26 @@ SETTINGS = RunSettings(fuzz_examples=3, fuzz_seed=7)
 
 
 @pytest.fixture(scope="module")
-def faithful() -> Iterator[tuple[Session, list[CheckResult]]]:
-    """Every check against the faithful embedded gateway, once for the module."""
-    with open_session(Target(), SETTINGS) as session:
-        yield session, run_checks(session, select(profile=load_profile("gateway")))
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("recording")
+
+
+@pytest.fixture(scope="module")
+def faithful(recording: Path) -> Iterator[tuple[Session, list[CheckResult]]]:
+    """Every check against the faithful embedded gateway, once for the module, recorded."""
+    recorder = Recorder(recording)
+    settings = replace(SETTINGS, wire=recorder)
+    with open_session(Target(), settings) as session:
+        results = run_checks(session, select(profile=load_profile("gateway")))
+        recorder.save(Target(), settings, [(r.check_id, r.verdict) for r in results])
+        yield session, results
+
+
+def test_the_recorded_run_replays_to_the_same_results(
+    faithful: tuple[Session, list[CheckResult]], recording: Path
+) -> None:
+    """Every check, replayed offline from its cassette, gives its live verdict and message."""
+    assert_replays_alike(recording, faithful[1])
 
 
 def test_every_check_passes_against_the_faithful_gateway(faithful: tuple[Session, list[CheckResult]]) -> None:

@@ -347,7 +347,10 @@ def test_a_key_echoed_every_way_reaches_no_report_file(
     monkeypatch.setenv("GATECHECK_API_KEY", key)
     reports = tmp_path / "reports"
     with echo_server() as url:
-        code = main(["conform", "--base-url", url, "--checks", ECHO_CHECKS, "--report-dir", str(reports)])
+        # the echo server answers every burst with 429: its "window" is declared short so the
+        # rate-limit check does not wait a minute for a fresh one
+        args = ["--checks", ECHO_CHECKS, "--report-dir", str(reports), "--ratelimit-window", "1"]
+        code = main(["conform", "--base-url", url, *args])
     captured = capsys.readouterr()
     assert code == 1, captured.out + captured.err
     written = {path.name: path.read_bytes().decode("utf-8") for path in reports.iterdir()}

@@ -202,16 +202,18 @@ def test_json_round_trips_the_records_and_describes_the_run(written: Written) ->
             "name": "alpha",
             "base_url": "https://alpha.example/v1",
             "profile": "gateway",
-            "counts": {"PASS": 1, "WARN": 1, "FAIL": 1, "SKIP": 1},
+            "expected_failures": None,
+            "counts": {"PASS": 1, "WARN": 1, "FAIL": 1, "XFAIL": 0, "SKIP": 1},
         },
         {
             "name": "beta|prod",
             "base_url": "https://beta.example/v1",
             "profile": "gateway",
-            "counts": {"PASS": 1, "WARN": 1, "FAIL": 1, "SKIP": 1},
+            "expected_failures": None,
+            "counts": {"PASS": 1, "WARN": 1, "FAIL": 1, "XFAIL": 0, "SKIP": 1},
         },
     ]
-    assert document["counts"] == {"PASS": 2, "WARN": 2, "FAIL": 2, "SKIP": 2}
+    assert document["counts"] == {"PASS": 2, "WARN": 2, "FAIL": 2, "XFAIL": 0, "SKIP": 2}
 
 
 def test_json_keeps_raw_wire_text(written: Written) -> None:
@@ -266,10 +268,10 @@ def test_markdown_matrix_columns_and_missing_checks(written: Written) -> None:
 
 def test_markdown_totals_per_target(written: Written) -> None:
     header, *rows = markdown_table(written.texts["markdown"], "| target |")
-    assert header == ["target", "base URL", "profile", "PASS", "WARN", "FAIL", "SKIP"]
+    assert header == ["target", "base URL", "profile", "PASS", "WARN", "FAIL", "XFAIL", "SKIP"]
     assert rows == [
-        ["alpha", "`https://alpha.example/v1`", "gateway", "1", "1", "1", "1"],
-        [r"beta\|prod", "`https://beta.example/v1`", "gateway", "1", "1", "1", "1"],
+        ["alpha", "`https://alpha.example/v1`", "gateway", "1", "1", "1", "0", "1"],
+        [r"beta\|prod", "`https://beta.example/v1`", "gateway", "1", "1", "1", "0", "1"],
     ]
 
 
@@ -285,11 +287,11 @@ def test_markdown_details_fence_every_non_pass_message(written: Written) -> None
 
 def test_summary_table_counts_and_lists_failures() -> None:
     assert summary_table(results()).splitlines() == [
-        "target      PASS   WARN   FAIL   SKIP",
-        "alpha          1      1      1      1",
+        "target      PASS   WARN   FAIL  XFAIL   SKIP",
+        "alpha          1      1      1      0      1",
         "  FAIL: stream.done",
         "  WARN: stream.bursty",
-        "beta|prod      1      1      1      1",
+        "beta|prod      1      1      1      0      1",
         "  FAIL: auth.invalid_key",
         "  WARN: stream.done",
     ]
@@ -305,7 +307,7 @@ def test_a_check_reported_twice_shows_its_worst_verdict(tmp_path: Path) -> None:
     _, row = markdown_table(paths["markdown"].read_text(encoding="utf-8"), "| area | check |")
     assert row == ["fuzz", "`fuzz.request`", "FAIL ×2"]
     document = json.loads(paths["json"].read_text(encoding="utf-8"))
-    assert document["counts"] == {"PASS": 1, "WARN": 0, "FAIL": 1, "SKIP": 0}
+    assert document["counts"] == {"PASS": 1, "WARN": 0, "FAIL": 1, "XFAIL": 0, "SKIP": 0}
     assert document["started"] is None and document["targets"][0]["base_url"] is None
     assert "not given" in paths["markdown"].read_text(encoding="utf-8")
 
@@ -323,7 +325,8 @@ def test_keys_of_target_objects_are_masked_even_when_not_declared(tmp_path: Path
             "name": "reference",
             "base_url": None,
             "profile": "lenient",
-            "counts": {"PASS": 0, "WARN": 0, "FAIL": 1, "SKIP": 0},
+            "expected_failures": None,
+            "counts": {"PASS": 0, "WARN": 0, "FAIL": 1, "XFAIL": 0, "SKIP": 0},
         }
     ]
     assert document["profile"] == "lenient"

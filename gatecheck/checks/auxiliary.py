@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from gatecheck import clock
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, requires
 from gatecheck.checks.chat import check_usage, usage_of
@@ -181,7 +181,7 @@ def _check_reset(ctx: CheckContext, key: dict[str, Any], period: str, exchange: 
     when = _parse_time(value)
     if value is not None and when is None:
         return
-    now = time.time()
+    now = clock.time()
     if when is None or when < now - CLOCK_SKEW_S:
         shown = "null" if when is None else f"{as_json(value)}, {(now - when) / 3600:.1f} h ago"
         ctx.record(

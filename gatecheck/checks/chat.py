@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gatecheck import clock
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, owned_elsewhere, requires
 from gatecheck.checks.context import CheckContext
@@ -781,5 +781,5 @@ def _plausible_time(value: Any) -> bool:
     return (
         isinstance(value, int)
         and not isinstance(value, bool)
-        and _EARLIEST_CREATED <= value <= time.time() + _CLOCK_SKEW_S
+        and _EARLIEST_CREATED <= value <= clock.time() + _CLOCK_SKEW_S
     )

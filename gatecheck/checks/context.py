@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from gatecheck import clock
 from gatecheck._headers import parse_retry_after
 from gatecheck.checks.base import OBSERVATIONS, Check, Failure, NotChecked
 from gatecheck.checks.pacing import Pacer, PacingTimeout, Ticket
@@ -76,6 +76,32 @@ class RateLimitSetup:
     window_s: float = 60.0
 
 
+class Wire:
+    """How a session reaches its target: here, live sockets (and the embedded gateway started for real).
+
+    ``gatecheck.cassettes`` derives a ``Recorder`` (live, every exchange kept per check) and a
+    ``Replayer`` (no network: the recorded exchanges, on a virtual clock). The session tells it
+    which check runs (``begin``); the checks never know which wire they are on.
+    """
+
+    @contextmanager
+    def embedded_gateway(self, config: Any) -> Iterator[str]:
+        """Start the reference gateway with ``config`` for the session; its URL."""
+        from gatecheck.reference import start_in_thread
+
+        with start_in_thread(config) as gateway:
+            yield gateway.url
+
+    def client(self, target: Target) -> Client:
+        """A client on ``target`` (the session's main client, or its liveness probe)."""
+        from gatecheck.client import Client
+
+        return Client(target)
+
+    def begin(self, check_id: str) -> None:
+        """``check_id`` starts: the requests from now on are its (checks run one at a time)."""
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Run parameters that are not part of the target."""
@@ -87,6 +113,8 @@ class RunSettings:
     """The whole run's bound (``--deadline``); None: unbounded."""
     notify: Callable[[str], None] = _quiet
     """Where a waiting or stopping notice goes (one line, no newline)."""
+    wire: Wire = field(default_factory=Wire)
+    """Live sockets, a recording of them, or a replay (``gatecheck.cassettes``)."""
 
 
 @dataclass
@@ -111,7 +139,7 @@ class Session:
     probe_client: Client | None = None
     """A client with short bounds for liveness probes (None: never probe)."""
     deadline: float | None = None
-    """``time.monotonic()`` past which nothing more is started (from ``settings.deadline_s``)."""
+    """``clock.monotonic()`` past which nothing more is started (from ``settings.deadline_s``)."""
     stopped: str | None = None
     """Why nothing more is sent ("not checked: ..."), once the target died or the deadline passed."""
     probes: int = 0
@@ -123,10 +151,11 @@ class Session:
 
     def __post_init__(self) -> None:
         if self.deadline is None and self.settings.deadline_s is not None:
-            self.deadline = time.monotonic() + self.settings.deadline_s
+            self.deadline = clock.monotonic() + self.settings.deadline_s
 
     def context(self, check: Check) -> CheckContext:
-        """A fresh context for one run of ``check``."""
+        """A fresh context for one run of ``check`` (the wire is told it starts)."""
+        self.settings.wire.begin(check.id)
         return CheckContext(self, check)
 
     def pacer_for(self, key: Secret | str | None) -> Pacer:
@@ -137,7 +166,7 @@ class Session:
 
     def remaining_s(self) -> float:
         """Seconds left before the run's deadline (infinite without one)."""
-        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+        return float("inf") if self.deadline is None else self.deadline - clock.monotonic()
 
     def guard(self) -> None:
         """Raise ``NotChecked`` once nothing more may be sent (the target stopped answering, the deadline)."""
@@ -175,7 +204,7 @@ class Session:
             return True
         for attempt in range(PROBE_ATTEMPTS):
             if attempt:
-                time.sleep(PROBE_PAUSE_S)
+                clock.sleep(PROBE_PAUSE_S)
             with self._lock:
                 self.probes += 1
             if self.probe_client.send("GET", "/v1/models").status != 0:
@@ -187,7 +216,7 @@ class Session:
         seconds = max(0.0, min(seconds, self.remaining_s()))
         if seconds >= 1:
             self.settings.notify(f"waiting {seconds:.0f} s: {why}")
-        time.sleep(seconds)
+        clock.sleep(seconds)
 
     def charge(self, account: str) -> None:
         """Count one request against the budget and ``account``; refuse past the budget (thread-safe)."""
@@ -207,7 +236,7 @@ class Session:
     def quiet_s(self, account: str) -> float:
         """Seconds since a request on ``account`` last ended (infinite when none was sent)."""
         last = self.last_sent.get(account)
-        return float("inf") if last is None else time.monotonic() - last
+        return float("inf") if last is None else clock.monotonic() - last
 
     def wait_for_fresh_window(self) -> float:
         """Sleep until the rate-limit key has been quiet for a whole window; the seconds slept.
@@ -320,7 +349,7 @@ class CheckContext:
                     method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
                 )
             )
-            self.session.last_sent[account] = time.monotonic()
+            self.session.last_sent[account] = clock.monotonic()
             return exchange
         if tokens is None:
             tokens = estimate_tokens(json_body, self.target.max_output_tokens)
@@ -333,7 +362,7 @@ class CheckContext:
                     method, path, json=json_body, content=content, headers=headers, auth=auth, key=key
                 )
             )
-            self.session.last_sent[account] = time.monotonic()
+            self.session.last_sent[account] = clock.monotonic()
             pacer.settle(ticket, used_tokens(exchange, tokens))
             if exchange.status != 429:
                 return exchange

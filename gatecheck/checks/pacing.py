@@ -13,10 +13,11 @@ Clock and sleep are injectable so tests run in virtual time.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from gatecheck import clock as run_clock
 
 NOTICE_MIN_S = 1.0
 """Waits at least this long are announced."""
@@ -50,8 +51,8 @@ class Pacer:
         *,
         window_s: float = 60.0,
         headroom: float = HEADROOM,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = run_clock.monotonic,
+        sleep: Callable[[float], None] = run_clock.sleep,
         label: str = "",
         notify: Callable[[str], None] | None = None,
     ) -> None:

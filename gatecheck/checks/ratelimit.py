@@ -30,12 +30,12 @@ requests were sent in the window (requests cannot explain it).
 from __future__ import annotations
 
 import math
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gatecheck import calibration as cal
+from gatecheck import clock
 from gatecheck._headers import parse_retry_after
 from gatecheck.checks import ratelimit_headers as rlh
 from gatecheck.checks import requests as rq
@@ -161,7 +161,7 @@ def _within_window(ctx: CheckContext, sent: list[Exchange], rpm: int) -> list[Ex
         due_ns = last.t_end_ns + int((retry_after(last) or 1.0) * 1e9)
         if due_ns >= end_ns:
             break
-        ctx.session.wait((due_ns - time.perf_counter_ns()) / 1e9, "the rate-limit key's Retry-After")
+        ctx.session.wait((due_ns - clock.perf_counter_ns()) / 1e9, "the rate-limit key's Retry-After")
         more.append(_send_one(ctx, _burst_body(ctx)))
     return more
 
@@ -178,7 +178,7 @@ def rpm_burst(ctx: CheckContext) -> Burst:
         exchanges += _within_window(ctx, exchanges, setup.rpm)
     _after_429s(ctx, exchanges)
     dialect = ctx.profile.ratelimit_dialect
-    readings = [rlh.read(e.headers, dialect, time.time()) for e in exchanges]
+    readings = [rlh.read(e.headers, dialect, clock.time()) for e in exchanges]
     return Burst(exchanges, readings, setup.rpm, setup.window_s)
 
 
@@ -462,7 +462,7 @@ def ratelimit_retry_after_honoured(ctx: CheckContext, rpm_burst: Burst) -> None:
             received=f"Retry-After {wait:g}",
             exchange=last,
         )
-    ctx.session.wait(wait - (time.perf_counter_ns() - last.t_end_ns) / 1e9, "the last 429's Retry-After")
+    ctx.session.wait(wait - (clock.perf_counter_ns() - last.t_end_ns) / 1e9, "the last 429's Retry-After")
     retried = _send_one(ctx, _burst_body(ctx))
     if not 200 <= retried.status < 300:
         raise Failure(
@@ -531,11 +531,11 @@ def ratelimit_tpm_enforced(
     body = rq.chat_body(ctx.target.models.chat, rq.user(cal.filler(plan.units)), max_tokens=plan.max_tokens)
     ctx.session.wait_for_fresh_window()
     run = _TpmRun(plan)
-    started = time.monotonic()
+    started = clock.monotonic()
     for _ in range(min(plan.max_requests, TPM_MAX_REQUESTS)):
         if run.admitted_tokens >= plan.tpm:
-            time.sleep(min(SETTLE_S, setup.window_s / 20))
-        if time.monotonic() - started > setup.window_s:
+            clock.sleep(min(SETTLE_S, setup.window_s / 20))
+        if clock.monotonic() - started > setup.window_s:
             raise NotChecked(
                 f"not checked: the burst outlasted the {setup.window_s:g} s window; {run.summary()}"
             )

@@ -83,6 +83,7 @@ def _run_check(session: Session, check: Check) -> CheckResult:
         return _result(session, check, "SKIP", cut_short, started, extra)
     verdict = verdict_of(graded)
     extra["rules"] = sorted({f.rule for f in graded})
+    extra["failing_rules"] = sorted({f.rule for f in graded if f.severity == "fail"})
     extra["findings"] = [finding_key(f) for f in graded]
     undeclared = sorted({f.rule for f in ctx.failures} - set(check.rules)) if check.rules else []
     if undeclared:  # a gatecheck bug: the check reports a rule it does not own (tests assert none)

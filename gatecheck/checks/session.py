@@ -18,7 +18,6 @@ from gatecheck.calibration import DOCUMENTED_CONTEXT_LENGTHS
 from gatecheck.checks.base import PlanSettings
 from gatecheck.checks.context import PROBE_TIMEOUT_S, RateLimitSetup, RunSettings, Session
 from gatecheck.checks.pacing import Pacer
-from gatecheck.client import Client
 from gatecheck.config import Target
 from gatecheck.profiles import load_profile
 from gatecheck.redaction import Secret
@@ -91,15 +90,13 @@ def open_session(
     profile = load_profile(target.profile)
     with ExitStack() as stack:
         embedded = target.base_url is None
+        wire = settings.wire
         if embedded:
-            from gatecheck.reference import start_in_thread
-
             # The reference gateway speaks either error dialect: the one the profile expects.
             errors = "openai" if profile.error_dialect == "openai" else "gateway"
             config = embedded_gateway_config(**{"errors": errors, **(gateway_overrides or {})})
-            gateway = stack.enter_context(start_in_thread(config))
-            target = embedded_target(target, gateway.url)
-        client = stack.enter_context(Client(target))
+            target = embedded_target(target, stack.enter_context(wire.embedded_gateway(config)))
+        client = stack.enter_context(wire.client(target))
         probe = dataclasses.replace(
             target,
             connect_timeout=min(target.connect_timeout, PROBE_TIMEOUT_S),
@@ -137,7 +134,7 @@ def open_session(
             secrets=tuple(k for k in (target.api_key, target.api_key_2) if k is not None)
             + target.header_secrets,
             pacer_2=pacer_2,
-            probe_client=stack.enter_context(Client(probe)),
+            probe_client=stack.enter_context(wire.client(probe)),
             embedded=embedded,
         )
         stack.enter_context(session.resources)

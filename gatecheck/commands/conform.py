@@ -8,7 +8,11 @@ summary table, every FAIL and WARN in full (rule, where it is documented, expect
 curl command; failures first, one root cause shared by several checks printed once), why checks
 were not checked, and the report paths (``reports/conformance/`` unless ``--report-dir``). ``-q``
 keeps the table and the report paths only. Several ``--target`` files give one matrix comparing
-the deployments side by side. ``--plan`` prints what a run would spend (requests, tokens, the
+the deployments side by side. ``--expected-failures FILE`` (or ``expected_failures`` in a target
+file) lists known deviations: a listed FAIL is an XFAIL that does not fail the run, a listed check
+that passes now fails it as a stale entry (``gatecheck.expected``); ``--write-expected-failures
+FILE`` writes today's failures as a starting point. ``--record DIR`` keeps every exchange, one
+cassette per check, for ``gatecheck replay``. ``--plan`` prints what a run would spend (requests, tokens, the
 least time it waits) without sending anything; a run that would exceed ``--budget-requests``
 refuses to start. ``--list`` prints the checks a selection (``-m``, ``-k``, ``--checks``) runs.
 
@@ -22,7 +26,7 @@ import argparse
 import os
 import sys
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +38,7 @@ from gatecheck.checks import AREAS, EXTRA_MARKERS, Check, Cost, load_all
 from gatecheck.checks.estimate import Estimate, duration, estimate_run
 from gatecheck.checks.runner import FINDING_SEPARATOR
 from gatecheck.config import Target, add_target_arguments, targets_from_args
+from gatecheck.expected import PLACEHOLDER_REASON, ExpectedFailures, load_expected, write_expected
 from gatecheck.report.conformance import check_writable
 from gatecheck.results import CheckResult
 
@@ -82,6 +87,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     suite.add_argument(
         "-q", "--quiet", action="store_true", help="print only the summary table and the report paths"
     )
+    adopt = parser.add_argument_group("known deviations and recordings")
+    adopt.add_argument(
+        "--expected-failures",
+        type=Path,
+        metavar="FILE",
+        help="known deviations (TOML): a listed FAIL is XFAIL and does not fail the run; "
+        "replaces every target file's expected_failures",
+    )
+    adopt.add_argument(
+        "--write-expected-failures",
+        type=Path,
+        metavar="FILE",
+        help="write today's failures to FILE as an expected-failures file "
+        "(refused until every placeholder reason is replaced)",
+    )
+    adopt.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="record every exchange, one cassette per check, in DIR/<target>/ (see gatecheck replay)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
         return max(plan_target(target, args, sys.stdout) for target in targets)
     if args.report_dir is not None:
         check_writable(args.report_dir)  # a ConfigError (exit 2) now, not a traceback after the run
+    if args.record is not None:
+        check_writable(args.record, "--record")
+    expected = expected_failures(targets, args)  # a mistake in the file: exit 2 before anything is sent
+    targets = [replace(t, expected_failures=_path(expected.get(t.name))) for t in targets]
     from gatecheck.preflight import preflight
 
-    run_ = Run(started=datetime.now(UTC))
+    run_ = Run(started=datetime.now(UTC), expected=expected)
     try:
         if not args.no_preflight:
             for target in targets:
@@ -122,6 +152,8 @@ class Run:
     """What ``gatecheck conform`` gathered over its targets."""
 
     started: datetime
+    expected: dict[str, ExpectedFailures] = field(default_factory=dict)
+    """The known deviations of each target, by target name (``--expected-failures`` or its file)."""
     results: list[CheckResult] = field(default_factory=list)
     secrets: list[Any] = field(default_factory=list)
     collected: int = 0
@@ -171,6 +203,19 @@ def finish(run_: Run, targets: list[Target], args: argparse.Namespace) -> int:
             print(f"{kind} report: {path}")
         for junit in (path for path in run_.junit if path.exists()):
             print(f"junit report: {junit}")
+    if args.record is not None and results:
+        print(f"recording: {args.record} (replay it with: gatecheck replay {args.record})")
+    if args.write_expected_failures is not None and results:
+        count = write_expected(
+            results,
+            args.write_expected_failures,
+            previous=list(run_.expected.values()),
+            several_targets=len(targets) > 1,
+        )
+        print(
+            f"expected failures written: {args.write_expected_failures} ({count} entries); "
+            f"replace each {PLACEHOLDER_REASON!r} before using it"
+        )
     if run_.interrupted:
         print(
             f"gatecheck conform: interrupted after {len(results)} of {run_.collected} checks", file=sys.stderr
@@ -198,7 +243,9 @@ def findings_text(results: list[CheckResult], *, several: bool) -> str:
     """Every FAIL and WARN in full, failures first; a finding several checks share is printed once.
 
     Findings are one root cause when their rule and received evidence are the same (the runner's
-    ``finding_key``). Then the reasons checks were not checked, one line per reason.
+    ``finding_key``). Then the known deviations (XFAIL: the entry accepting each and its findings'
+    first lines; the reports have them in full), and the reasons checks were not checked, one
+    line per reason.
     """
     groups: dict[str, _Group] = {}
     for verdict in ("FAIL", "WARN"):
@@ -209,8 +256,23 @@ def findings_text(results: list[CheckResult], *, several: bool) -> str:
                 groups.setdefault(key, _Group(severity, text)).checks.append(label)
     ordered = sorted(groups.values(), key=lambda g: g.verdict != "FAIL")
     blocks = [_block(group) for group in ordered]
+    known = [_known_block(r, several) for r in results if r.verdict == "XFAIL"]
     skipped = _skip_reasons(results, several)
-    return "\n\n".join(blocks + ([skipped] if skipped else []))
+    return "\n\n".join(blocks + known + ([skipped] if skipped else []))
+
+
+def _known_block(result: CheckResult, several: bool) -> str:
+    """A known deviation, short: the entry that accepts it, then the first line of each finding."""
+    label = f"{result.check_id} ({result.target})" if several else result.check_id
+    head, _, rest = result.message.partition("\n")
+    titles = [line for line in rest.splitlines() if line.startswith(("FAIL: ", "WARN: "))]
+    text = textwrap.fill(
+        f"── XFAIL {label}: {head.removeprefix('XFAIL: ')}",
+        width=_WIDTH,
+        subsequent_indent="   ",
+        break_on_hyphens=False,
+    )
+    return "\n".join([text, *(f"   {title}" for title in titles)])
 
 
 def _findings(result: CheckResult) -> list[tuple[str, str]]:
@@ -271,7 +333,37 @@ def pytest_args(args: argparse.Namespace, target: Target, several: bool) -> list
     if not (args.plan or args.list):
         junit = f"junit-{target.name}.xml" if several else "junit.xml"
         argv += ["--junitxml", str(args.report_dir / junit)]
+        if args.record is not None:
+            argv += ["--record", str(args.record)]
     return argv
+
+
+def expected_failures(targets: list[Target], args: argparse.Namespace) -> dict[str, ExpectedFailures]:
+    """Each target's known deviations: ``--expected-failures``, else its target file's; checked now.
+
+    A file is read once however many targets share it. Entries naming a target that is not in
+    the run are said (they apply to nothing here), not refused: one file may serve several jobs.
+    """
+    files: dict[str, ExpectedFailures] = {}
+    chosen: dict[str, ExpectedFailures] = {}
+    for target in targets:
+        path = args.expected_failures or target.expected_failures
+        if path is None:
+            continue
+        if str(path) not in files:
+            files[str(path)] = load_expected(path)
+        chosen[target.name] = files[str(path)].for_target(target.name)
+    names = [t.name for t in targets]
+    for loaded in files.values():
+        others = loaded.other_targets(names)
+        if others and not args.quiet:
+            where = ", ".join(others)
+            print(f"expected failures: {loaded.path}: the entries for {where} apply to no target here")
+    return chosen
+
+
+def _path(expected: ExpectedFailures | None) -> str | None:
+    return None if expected is None else str(expected.path)
 
 
 def collect(target: Target, args: argparse.Namespace) -> ConformFront | None:

@@ -23,7 +23,8 @@ th, td { border: 1px solid #d0d0d0; padding: .3rem .5rem; vertical-align: top; t
 tr.area th { background: #eef1f5; }
 td.v { text-align: center; min-width: 5rem; }
 .PASS { background: #d9f2dc; } .WARN { background: #fff1c2; }
-.FAIL { background: #f8d0d0; } .SKIP { background: #e6e6e6; } .MISSING { color: #888; }
+.FAIL { background: #f8d0d0; } .XFAIL { background: #e4dcf7; } .SKIP { background: #e6e6e6; }
+.MISSING { color: #888; }
 details { text-align: left; } summary { cursor: pointer; font-weight: 600; text-align: center; }
 pre { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 60rem; font-size: 12px;
       background: #fafafa; border: 1px solid #ddd; padding: .4rem; }

@@ -16,7 +16,8 @@ from gatecheck.results import VERDICTS
 from gatecheck.schemas import default_store
 
 SCHEMA_NAME = "gatecheck.conformance-results"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the XFAIL verdict (a known deviation) and its counts; targets[].expected_failures."""
 
 
 def results_document(records: Sequence[dict[str, Any]], matrix: Matrix, info: RunInfo) -> dict[str, Any]:
@@ -29,7 +30,13 @@ def results_document(records: Sequence[dict[str, Any]], matrix: Matrix, info: Ru
         "profile": info.profile,
         "interrupted": info.interrupted,
         "targets": [
-            {"name": t.name, "base_url": t.base_url, "profile": t.profile, "counts": matrix.counts(t.name)}
+            {
+                "name": t.name,
+                "base_url": t.base_url,
+                "profile": t.profile,
+                "expected_failures": t.expected_failures,
+                "counts": matrix.counts(t.name),
+            }
             for t in info.targets
         ],
         "counts": {v: sum(matrix.counts(t)[v] for t in matrix.targets) for v in VERDICTS},

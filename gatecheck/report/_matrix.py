@@ -19,7 +19,7 @@ MISSING = "—"
 NO_CHECKS = "No checks ran."
 """What the pages say instead of an empty matrix."""
 
-_ALARM: dict[Verdict, int] = {"FAIL": 3, "WARN": 2, "SKIP": 1, "PASS": 0}
+_ALARM: dict[Verdict, int] = {"FAIL": 4, "WARN": 3, "XFAIL": 2, "SKIP": 1, "PASS": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,8 @@ class Cell:
 
     @property
     def verdict(self) -> Verdict:
-        """The most alarming verdict: FAIL, then WARN, then SKIP (something went unverified), then PASS."""
+        """The most alarming verdict: FAIL, WARN, XFAIL (a known deviation), SKIP (something went
+        unverified), then PASS."""
         return max((r.verdict for r in self.results), key=_ALARM.__getitem__)
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import PurePath
 from urllib.parse import urlsplit, urlunsplit
 
 import gatecheck
@@ -27,6 +28,8 @@ class TargetInfo:
     base_url: str | None = None
     profile: str | None = None
     declared: bool = True
+    expected_failures: str | None = None
+    """The expected-failures file applied to the target's results, if any."""
 
     @property
     def no_url_reason(self) -> str:
@@ -99,7 +102,15 @@ def _target(item: object) -> TargetInfo:
         name=name,
         base_url=safe_url(base_url) if base_url is not None else None,
         profile=_optional_str(target_field(item, "profile"), "targets[].profile"),
+        expected_failures=_optional_str(
+            _path_text(target_field(item, "expected_failures")), "targets[].expected_failures"
+        ),
     )
+
+
+def _path_text(value: object) -> object:
+    """A path as text (a target's expected-failures file may be a ``Path``)."""
+    return str(value) if isinstance(value, PurePath) else value
 
 
 def _with_result_targets(declared: list[TargetInfo], result_targets: Iterable[str]) -> list[TargetInfo]:

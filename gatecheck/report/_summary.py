@@ -1,4 +1,4 @@
-"""The terminal summary ``gatecheck conform`` prints: counts per target, then what failed or warned."""
+"""The terminal summary ``gatecheck conform`` prints: counts per target, then the ids that need a look."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from gatecheck.report._text import visible
 from gatecheck.results import VERDICTS, CheckResult, Verdict
 
 _WIDTH = 100
-_ATTENTION: tuple[Verdict, ...] = ("FAIL", "WARN")
+_ATTENTION: tuple[Verdict, ...] = ("FAIL", "WARN", "XFAIL")
 
 
 def summary_table(results: Sequence[CheckResult]) -> str:
-    """A plain-text table: one line of counts per target, each followed by its FAIL and WARN check ids."""
+    """A plain-text table: one line of counts per target, each followed by its FAIL, WARN and XFAIL ids."""
     matrix = build_matrix(results)
     if not matrix.targets:
         return "no results"

@@ -8,6 +8,9 @@ at the end of the run the plugin calls ``annotate_junit`` on it, which rewrites 
   each) never merge into one in a CI dashboard;
 - a WARN testcase (a pass in JUnit terms) gets ``<property name="gatecheck.warning" value="<first
   line>"/>`` and a ``<system-out>`` holding ``gatecheck WARN: <check id> (<target>)`` and the message;
+- an XFAIL testcase (a known deviation: pytest writes ``<skipped type="pytest.xfail">`` with the
+  entry's reason) gets ``<property name="gatecheck.known" value="<the entry that accepts it>"/>``
+  and a ``<system-out>`` holding ``gatecheck XFAIL: <check id> (<target>)`` and the message;
 - every text and attribute is scrubbed of the run's keys (the last pass before CI sees it).
 
 Testcase names stay the check ids (as in ``results.json``).
@@ -23,6 +26,9 @@ from gatecheck.report._redact import Redactor
 from gatecheck.results import CheckResult
 
 WARNING_PROPERTY = "gatecheck.warning"
+KNOWN_PROPERTY = "gatecheck.known"
+_NOTED = {"WARN": WARNING_PROPERTY, "XFAIL": KNOWN_PROPERTY}
+"""The verdicts JUnit has no outcome for that a pass or a skip would hide, and their property."""
 
 
 def suite_name(target: str) -> str:
@@ -50,15 +56,15 @@ def annotate_junit(
 def _annotate_case(case: ET.Element, target: str, result: CheckResult | None) -> None:
     area = result.area if result is not None else case.get("classname", "")
     case.set("classname", f"{suite_name(target)}.{area}" if area else suite_name(target))
-    if result is None or result.verdict != "WARN":
+    if result is None or result.verdict not in _NOTED:
         return
     first_line = result.message.split("\n", 1)[0]
     properties = case.find("properties")
     if properties is None:
         properties = ET.Element("properties")
         case.insert(0, properties)
-    ET.SubElement(properties, "property", name=WARNING_PROPERTY, value=first_line)
-    note = f"gatecheck WARN: {result.check_id} ({target})\n{result.message}\n"
+    ET.SubElement(properties, "property", name=_NOTED[result.verdict], value=first_line)
+    note = f"gatecheck {result.verdict}: {result.check_id} ({target})\n{result.message}\n"
     out = case.find("system-out")
     if out is None:
         out = ET.Element("system-out")

@@ -37,6 +37,8 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPORT_DIR = HERE.parents[1] / "reports" / "realworld-litellm"
+RECORDING_DIR = REPORT_DIR / "recording"
+"""Every exchange of the run, one cassette per check (``gatecheck replay`` judges it again offline)."""
 BIN = Path(sys.executable).parent
 CHAT_MODEL = "realworld-chat"
 """LiteLLM's alias of the upstream's chat model (the suite sees only the alias)."""
@@ -297,7 +299,9 @@ def conformance_run(
     target.write_text(target_toml(litellm_proxy.url, harness.url), encoding="utf-8")
     report_dir = REPORT_DIR / "conformance"
     shutil.rmtree(report_dir, ignore_errors=True)  # never read an earlier run's results
+    shutil.rmtree(RECORDING_DIR, ignore_errors=True)
     command = [str(BIN / "gatecheck"), "conform", "--target", str(target), "--report-dir", str(report_dir)]
+    command += ["--record", str(RECORDING_DIR)]  # tests/recordings/litellm is a copy of RECORDING_DIR/litellm
     env = clean_env(GATECHECK_API_KEY=keys["main"], GATECHECK_API_KEY_2=keys["second"])
     started = time.monotonic()
     run = subprocess.run(

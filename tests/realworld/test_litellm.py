@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gatecheck.cassettes import replay
 from gatecheck.schemas import default_store
 
 if importlib.util.find_spec("litellm") is None:
@@ -58,6 +59,14 @@ def _describe(result: dict[str, str] | None) -> str:
         return "absent"
     first = (result.get("message") or "").splitlines()[:1]
     return result["verdict"] + (f" ({first[0]})" if first else "")
+
+
+def test_the_recording_replays_to_the_same_verdicts(conformance_run) -> None:
+    """``gatecheck replay`` of this very run, offline, gives every check the verdict it had live."""
+    done = replay(conformance_run.report_dir.parent / "recording" / "litellm")
+    live = {r["check_id"]: r["verdict"] for r in conformance_run.results["results"]}
+    assert {r.check_id: r.verdict for r in done.results} == live
+    assert not done.replayer.misses and not done.replayer.unused() and not done.changed
 
 
 def test_no_key_in_any_report_or_log(conformance_run, harness, keys: dict[str, str]) -> None:
