@@ -8,7 +8,11 @@ Side by side in one run, against the same fast local SSE server:
   assembler's violation rules on one stream in ten), and also with it off and on every stream, to
   show what the rules cost;
 - a minimal hand-written locust ``FastHttpUser`` that only counts ``data:`` lines with
-  ``FastHttpSession.iter_lines`` (no timing at all).
+  ``FastHttpSession.iter_lines`` (no timing at all);
+- gatecheck's user measuring the gateway overhead (``--upstream``, default sample): a nonce in every
+  prompt, the server's log polled once a second and matched chunk by chunk. The server then plays
+  the upstream harness too: it keeps the harness's log (``gatecheck.upstream.log``, every token write
+  stamped) for requests with a nonce and answers ``/_gatecheck/info`` and ``/_gatecheck/log``.
 
 The server (asyncio, pre-rendered chunked responses of ``--chunks`` OpenAI chunks, written at once)
 runs on core 0 and is much faster than either client, so the client's core is the bottleneck; each
@@ -18,7 +22,7 @@ and stop, the same listener in both locustfiles): on a machine shared with other
 rate says as much about the neighbours as about the client, the CPU rate much less
 (target >= 1.0, at the default sample). The clients alternate for ``--rounds`` rounds and each keeps
 its best round, so a burst of other work on a shared machine hurts none more than the others.
-Bounded: 4 x rounds runs of ``--seconds`` each, 127.0.0.1 only.
+Bounded: 5 x rounds runs of ``--seconds`` each, 127.0.0.1 only.
 
     python benchmarks/load_capacity.py [--users 32] [--seconds 6] [--rounds 2] [--chunks 512]
 """
@@ -41,6 +45,8 @@ from pathlib import Path
 from _common import pinned
 
 from gatecheck.load.options import DEFAULT_CONFORMANCE_SAMPLE
+from gatecheck.upstream.log import Log
+from gatecheck.upstream.scenarios import NONCE_RE
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -50,6 +56,9 @@ SAMPLES = {
     DEFAULT_CONFORMANCE_SAMPLE: f"gatecheck ChatStreamUser, rules on a {DEFAULT_CONFORMANCE_SAMPLE} sample",
     "1": "gatecheck ChatStreamUser, rules on every stream",
 }
+OVERHEAD = "overhead"
+LABELS = {**SAMPLES, OVERHEAD: "  the same, gateway overhead measured (--upstream)"}
+"""Each gatecheck variant: a --conformance-sample, or the default sample with --upstream."""
 
 CPU_LISTENERS = textwrap.dedent("""
 
@@ -136,9 +145,10 @@ def _chunk(text: str) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def render_response(chunks: int, per_write: int) -> list[bytes]:
+def render_response(chunks: int, per_write: int) -> tuple[list[bytes], list[int]]:
     """An HTTP/1.1 streamed chat completion (``chunks`` content events, the finish chunk, usage,
-    [DONE]) cut into the pieces the server writes one at a time (``per_write`` events each)."""
+    [DONE]) cut into the pieces the server writes one at a time (``per_write`` events each), and
+    the number of content events in each piece."""
     events = [_chunk(" word") for _ in range(chunks)]
     finish = {
         "id": "chatcmpl-bench",
@@ -166,15 +176,26 @@ def render_response(chunks: int, per_write: int) -> list[bytes]:
     pieces = [b"".join(framed[i : i + per_write]) for i in range(0, len(framed), per_write)]
     pieces[0] = head + pieces[0]
     pieces[-1] += b"0\r\n\r\n"
-    return pieces
+    contents = [max(0, min(chunks, i + per_write) - i) for i in range(0, len(framed), per_write)]
+    return pieces, contents
+
+
+def _json_response(value: object) -> bytes:
+    body = json.dumps(value).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    return head + body
 
 
 class _Stream(asyncio.Protocol):
     """Answers every request on the connection with the pre-rendered stream, piece by piece,
-    letting the other connections write between two pieces."""
+    letting the other connections write between two pieces; a request with a nonce is logged the
+    upstream harness's way (every token write stamped before it is written), and the harness's
+    ``GET /_gatecheck/info`` and ``/_gatecheck/log`` are answered from that log."""
 
-    def __init__(self, response: list[bytes]) -> None:
+    def __init__(self, response: list[bytes], contents: list[int], log: Log) -> None:
         self.response = response
+        self.contents = contents
+        self.log = log
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -193,24 +214,55 @@ class _Stream(asyncio.Protocol):
             total = end + 4 + (int(match.group(1)) if match else 0)
             if len(self.buffer) < total:
                 return
-            self.buffer = self.buffer[total:]
-            asyncio.get_running_loop().create_task(self._write())
+            request, self.buffer = self.buffer[:total], self.buffer[total:]
+            if request.startswith(b"GET /_gatecheck/"):
+                self._control(request.split(b" ", 2)[1].decode())
+                continue
+            nonce = NONCE_RE.search(request[end:].decode("utf-8", "replace"))
+            attempt = None
+            if nonce is not None:
+                attempt = self.log.open(
+                    nonce.group(), scenario="ok", method="POST", path="/v1/chat/completions", headers={},
+                    auth="ok", body=None, t_arrival_ns=time.monotonic_ns(), detailed=False,
+                )  # fmt: skip
+                attempt.status = 200
+            asyncio.get_running_loop().create_task(self._write(attempt))
 
-    async def _write(self) -> None:
-        for piece in self.response:
+    def _control(self, target: str) -> None:
+        """The harness's info (this host's clock, every write logged) or a page of its log."""
+        assert self.transport is not None
+        path, _, query = target.partition("?")
+        if path.endswith("/info"):
+            reply: object = {"key": "", "clock_ns": time.monotonic_ns(), "log_writes": True}
+        else:
+            params = dict(item.split("=", 1) for item in query.split("&") if "=" in item)
+            found, last = self.log.since(int(params.get("since", 0)), int(params.get("limit", 10000)),
+                                         params.get("prefix", ""))  # fmt: skip
+            reply = {"attempts": [a.to_json(brief=True) for a in found], "next": last}
+        self.transport.write(_json_response(reply))
+
+    async def _write(self, attempt: object) -> None:
+        for piece, contents in zip(self.response, self.contents, strict=True):
             assert self.transport is not None
             if self.transport.is_closing():
                 return
+            if attempt is not None:
+                t_ns = time.monotonic_ns()
+                for _ in range(contents):
+                    attempt.wrote(t_ns, b"", token=True)  # type: ignore[attr-defined]
             self.transport.write(piece)
             await asyncio.sleep(0)
+        if attempt is not None:
+            attempt.end(time.monotonic_ns(), "complete")  # type: ignore[attr-defined]
 
 
 def serve(port_file: str, chunks: int, per_write: int) -> None:
     """Run the fast SSE server until killed; write its port to ``port_file``."""
     loop = asyncio.new_event_loop()
-    response = render_response(chunks, per_write)
+    response, contents = render_response(chunks, per_write)
+    log = Log(log_writes=True)
     sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
-    server = loop.run_until_complete(loop.create_server(lambda: _Stream(response), sock=sock))
+    server = loop.run_until_complete(loop.create_server(lambda: _Stream(response, contents, log), sock=sock))
     Path(port_file).write_text(str(sock.getsockname()[1]))
     try:
         loop.run_forever()
@@ -257,9 +309,11 @@ def _cpu_seconds(out: str) -> float:
     return float(next(line for line in out.splitlines() if line.startswith("CPU ")).split()[1])
 
 
-def measure_gatecheck(host: str, users: int, seconds: float, workdir: Path, sample: str) -> Rates:
-    """Content chunks gatecheck's streaming user consumed (each stamped and decoded), ``sample`` of
-    the streams checked against the protocol rules."""
+def measure_gatecheck(host: str, users: int, seconds: float, workdir: Path, variant: str) -> Rates:
+    """Content chunks gatecheck's streaming user consumed (each stamped and decoded): ``variant`` is
+    the share of the streams checked against the protocol rules, or ``OVERHEAD`` (the default share,
+    and the gateway overhead measured against the server's harness log)."""
+    sample = DEFAULT_CONFORMANCE_SAMPLE if variant == OVERHEAD else variant
     locustfile = workdir / "gatecheck_locustfile.py"
     locustfile.write_text(
         GATECHECK.format(loadtests=str(LOCUSTFILE.parent)) + CPU_LISTENERS, encoding="utf-8"
@@ -267,10 +321,17 @@ def measure_gatecheck(host: str, users: int, seconds: float, workdir: Path, samp
     options = ["--report-dir", str(workdir), "--run-name", "capacity", "--output-tokens", "100000"]
     options += ["--max-output-tokens", "100000", "--budget-requests", "1000000", "--preflight", "off"]
     options += ["--conformance-sample", sample, "--plots", "off"]
+    if variant == OVERHEAD:
+        options += ["--upstream", host]
     out = _locust(locustfile, host, users, seconds, options, workdir)
     summary = json.loads((workdir / "capacity.json").read_text())
     if summary["requests"]["ok"] != summary["requests"]["total"]:
         raise RuntimeError(f"gatecheck counted failed requests: {summary['errors']}")
+    upstream = summary["upstream"]
+    if variant == OVERHEAD and (
+        not upstream["measured"] or upstream["unmatched"] or upstream["chunks_reason"]
+    ):
+        raise RuntimeError(f"the overhead was not measured in full: {upstream}")
     metrics = summary["metrics"]
     chunks = metrics["itl_ms"]["count"] + metrics["ttft_ms"]["count"]
     return chunks / summary["throughput"]["duration_s"], chunks / _cpu_seconds(out)
@@ -332,12 +393,12 @@ def main() -> None:
                 time.sleep(0.05)
             host = f"http://127.0.0.1:{port_file.read_text()}"
             baseline: Rates = (0.0, 0.0)
-            ours: dict[str, Rates] = dict.fromkeys(SAMPLES, (0.0, 0.0))
+            ours: dict[str, Rates] = dict.fromkeys(LABELS, (0.0, 0.0))
             for _ in range(args.rounds):
                 baseline = _best(baseline, measure_baseline(host, args.users, args.seconds, workdir))
-                for sample in SAMPLES:
-                    rates = measure_gatecheck(host, args.users, args.seconds, workdir, sample)
-                    ours[sample] = _best(ours[sample], rates)
+                for variant in LABELS:
+                    rates = measure_gatecheck(host, args.users, args.seconds, workdir, variant)
+                    ours[variant] = _best(ours[variant], rates)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -347,7 +408,7 @@ def main() -> None:
     )
     print(f"{'client':<56}{'chunks/s':>10}{'ratio':>7}{'chunks/CPU-s':>14}{'ratio':>7}")
     rows = [("minimal FastHttpUser counting lines (no timing)", baseline)]
-    rows += [(label, ours[sample]) for sample, label in SAMPLES.items()]
+    rows += [(label, ours[variant]) for variant, label in LABELS.items()]
     for label, (wall, cpu) in rows:
         print(f"{label:<56}{wall:>10,.0f}{wall / baseline[0]:>7.2f}{cpu:>14,.0f}{cpu / baseline[1]:>7.2f}")
     default = ours[DEFAULT_CONFORMANCE_SAMPLE]
@@ -359,6 +420,12 @@ def main() -> None:
     for sample in ("1", DEFAULT_CONFORMANCE_SAMPLE):
         cost = (1 - ours[sample][1] / off[1]) * 100
         print(f"conformance rules on a sample of {sample}: cost {cost:.0f}% of the capacity per CPU-second")
+    measured = ours[OVERHEAD]
+    cost = (1 - measured[1] / default[1]) * 100
+    print(
+        f"gateway overhead measured (--upstream): ratio {measured[0] / baseline[0]:.2f} wall, "
+        f"{measured[1] / baseline[1]:.2f} per CPU-second; cost {cost:.0f}% of the capacity per CPU-second"
+    )
 
 
 if __name__ == "__main__":

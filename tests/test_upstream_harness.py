@@ -283,6 +283,42 @@ def test_since_pages_brief_records_for_load_runs(harness, control, http) -> None
     assert control.since(next_seq)[0] == []
 
 
+def test_since_with_a_prefix_pages_only_those_nonces_and_passes_the_others_once(
+    harness, control, http
+) -> None:
+    _, start = control.since(0)
+    mine = ["gcnonce-a1a1a1" + f"{n:010x}" for n in range(3)]
+    for nonce in [mine[0], "gcnonce-b2b2b20000000001", mine[1], mine[2], "gcnonce-b2b2b20000000002"]:
+        post(http, harness, chat(nonce, stream=True))
+    found, next_seq = control.since(start, prefix="gcnonce-a1a1a1")
+    assert [a["nonce"] for a in found] == mine
+    assert next_seq == found[-1]["seq"] + 1, "the other prefix's last attempt is looked at once"
+    assert control.since(next_seq, prefix="gcnonce-a1a1a1") == ([], next_seq)
+    page, cut = control.since(start, limit=2, prefix="gcnonce-a1a1a1")
+    assert [a["nonce"] for a in page] == mine[:2] and cut == page[-1]["seq"]
+    assert "token_writes_ns" not in found[0] and control.info()["log_writes"] is False
+
+
+def test_log_writes_keeps_the_stamp_of_every_token_write(http) -> None:
+    """``gatecheck upstream --log-writes``: the stamp of each content write, taken before the write,
+    so a client can never have the bytes earlier (what the load test's per-chunk overhead reads)."""
+    with (
+        start_harness(harness_config(key=KEY, itl_ms=3), log_writes=True) as running,
+        Control(running.url) as own,
+    ):
+        assert own.info()["log_writes"] is True
+        nonce = "gcnonce-c3c3c30000000001"
+        before = time.monotonic_ns()
+        streamed = events(post(http, running, chat(nonce, stream=True)))
+        after = time.monotonic_ns()
+        ((attempt,), _) = own.since(0)
+    writes = attempt["token_writes_ns"]
+    assert len(writes) == len(contents(streamed)) == 12
+    assert writes[0] == attempt["t_first_token_ns"] and writes == sorted(writes)
+    assert before <= writes[0] and writes[-1] <= attempt["t_end_ns"] <= after
+    assert writes[-1] - writes[0] >= 10 * 3_000_000, "paced 3 ms apart, stamped as written"
+
+
 def test_unregistered_nonces_are_ok_and_logged_without_bodies_written(harness, control, http) -> None:
     nonce = "gcnonce-00000000000000aa"
     assert post(http, harness, chat(nonce)).status_code == 200

@@ -31,7 +31,13 @@ from pathlib import Path
 from types import FrameType
 
 from gatecheck._resources import data_dir
-from gatecheck.config import DEFAULT_KEY_ENV, Target, add_target_arguments, targets_from_args
+from gatecheck.config import (
+    DEFAULT_KEY_2_ENV,
+    DEFAULT_KEY_ENV,
+    Target,
+    add_target_arguments,
+    targets_from_args,
+)
 from gatecheck.errors import ConfigError
 from gatecheck.load.options import LOAD_OPTIONS, PARENT_PID_ENV, check_run_shape, forwarded_arguments
 from gatecheck.load.summary import read_summary
@@ -47,9 +53,17 @@ _TARGET_FLAGS = (
     ("connect_timeout", "--connect-timeout"),
     ("read_timeout", "--read-timeout"),
     ("total_timeout", "--total-timeout"),
+    ("stall_seconds", "--stall-seconds"),
+    ("rpm_2", "--rpm-2"),
+    ("tpm_2", "--tpm-2"),
+    ("ca_bundle", "--ca-bundle"),
+    ("upstream", "--upstream"),
+    ("upstream_model", "--upstream-model"),
 )
-"""The resolved target's settings the locust child gets as flags (its profile goes in the environment:
-``--profile`` is locust's own option)."""
+"""The resolved target's settings the locust child gets as flags when set (its profile goes in the
+environment: ``--profile`` is locust's own option); also ``--insecure`` and every ``--header``, a
+value from the environment as its ``$VAR`` (the child has the same environment: no secret on its
+command line). The keys go in the child's environment."""
 _PROFILE_ENV = "GATECHECK_PROFILE"
 _EXIT_GRACE_S = 120.0
 """How long past its planned duration a locust run may take before it is stopped."""
@@ -222,16 +236,11 @@ def stop_group(process: subprocess.Popen[bytes], grace_s: float = _STOP_GRACE_S)
 
 
 def _run_locust(
-    command: Sequence[str], key: Secret | str, timeout_s: float, env_extra: dict[str, str] | None = None
+    command: Sequence[str], keys: dict[str, str], timeout_s: float, env_extra: dict[str, str] | None = None
 ) -> int:
     """Run locust in a process group of its own and wait; a stop signal or the timeout stops the
-    whole group (workers included) and nothing of it stays behind."""
-    env = {
-        **os.environ,
-        **(env_extra or {}),
-        DEFAULT_KEY_ENV: key.reveal() if isinstance(key, Secret) else key,
-        PARENT_PID_ENV: str(os.getpid()),
-    }
+    whole group (workers included) and nothing of it stays behind. ``keys``: variable -> key."""
+    env = {**os.environ, **(env_extra or {}), **keys, PARENT_PID_ENV: str(os.getpid())}
     process = subprocess.Popen(command, env=env, start_new_session=True)
     try:
         with _stop_signals_raise():
@@ -275,7 +284,11 @@ def run_load(
         processes=None,
         extra=extra_args,
     )
-    code = _run_locust(command, key, duration_s + _EXIT_GRACE_S)
+    code = _run_locust(
+        command,
+        {DEFAULT_KEY_ENV: key.reveal() if isinstance(key, Secret) else key},
+        duration_s + _EXIT_GRACE_S,
+    )
     return code, report_dir / f"{run_name}.json"
 
 
@@ -289,13 +302,28 @@ def _one_target(args: argparse.Namespace) -> Target:
 def _target_flags(target: Target) -> list[str]:
     flags = ["--model", target.models.chat]
     for field, flag in _TARGET_FLAGS:
-        flags += [flag, str(getattr(target, field))]
+        value = getattr(target, field)
+        if value is not None:
+            flags += [flag, str(value)]
+    if target.insecure:
+        flags.append("--insecure")
+    for name, value in target.headers:
+        flags += ["--header", f"{name}: {value.source if isinstance(value, Secret) else value}"]
     return flags
+
+
+def _child_keys(target: Target, key: Secret | str) -> dict[str, str]:
+    """The keys the locust child reads from its environment (never from its command line)."""
+    keys = {DEFAULT_KEY_ENV: key.reveal() if isinstance(key, Secret) else key}
+    if target.api_key_2 is not None and target.base_url is not None:
+        keys[DEFAULT_KEY_2_ENV] = target.api_key_2.reveal()
+    return keys
 
 
 @contextmanager
 def _gateway_for(target: Target, args: argparse.Namespace) -> Iterator[tuple[str, Secret | str]]:
-    """The target's URL and key; without a base URL, an embedded reference gateway for the run."""
+    """The target's URL and key; without a base URL, an embedded reference gateway for the run (in
+    proxy mode in front of the upstream harness when there is one: ``--upstream``)."""
     if target.base_url is not None:
         if target.api_key is None:
             raise ConfigError("api_key", "(not set)", f"a key in ${target.api_key_env} or --api-key")
@@ -305,13 +333,37 @@ def _gateway_for(target: Target, args: argparse.Namespace) -> Iterator[tuple[str
 
     rpm, tpm = (target.rpm, target.tpm) if args.scenario == "limits" else _UNLIMITED
     window = _window_s(args.window_seconds)
-    config = GatewayConfig(rpm=rpm, tpm=tpm, window_seconds=window, reply_words=_EMBEDDED_REPLY_WORDS)
+    config = GatewayConfig(
+        rpm=rpm,
+        tpm=tpm,
+        window_seconds=window,
+        reply_words=_EMBEDDED_REPLY_WORDS,
+        upstream=target.upstream,
+        upstream_api_key=None if target.upstream is None else _harness_key(target.upstream),
+    )
     with start_in_thread(config) as gateway:
+        behind = f", proxying to the harness at {target.upstream}" if target.upstream else ""
         print(
-            f"gatecheck load: no base URL, load-testing the embedded reference gateway at {gateway.url}",
+            f"gatecheck load: no base URL, load-testing the embedded reference gateway at {gateway.url}"
+            + behind,
             flush=True,
         )
         yield gateway.url, DEMO_KEY
+
+
+def _harness_key(harness: str) -> str:
+    """The key the upstream harness requires from the gateway (read from its control API, never
+    printed)."""
+    from gatecheck.upstream.control import Control, ControlError
+
+    with Control(harness) as control:
+        try:
+            key = str(control.info()["key"])
+        except (ControlError, KeyError) as exc:
+            raise ConfigError(
+                "--upstream", harness, f"a running harness (gatecheck upstream): {exc}"
+            ) from None
+    return key
 
 
 def _window_s(text: str | None) -> float:
@@ -356,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
             processes=args.processes,
             extra=extra + list(args.locust_args),
         )
-        code = _run_locust(command, key, timeout_s, {_PROFILE_ENV: target.profile})
+        code = _run_locust(command, _child_keys(target, key), timeout_s, {_PROFILE_ENV: target.profile})
     summary_path = report_dir / f"{run_name}.json"
     if summary_path.exists():
         from gatecheck.load.html import summary_table

@@ -13,7 +13,7 @@ import os
 
 from gatecheck.commands.serve import serve_until_signal
 from gatecheck.reference.config import GatewayConfig
-from gatecheck.upstream.harness import harness_config, start_harness_site
+from gatecheck.upstream.harness import harness_config, harness_site
 from gatecheck.upstream.scenarios import SCENARIOS
 
 KEY_ENV = "GATECHECK_UPSTREAM_API_KEY"
@@ -31,6 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add("--ttft-ms", type=float, default=0.0, help="time to first token unless a scenario says (default 0)")
     add("--itl-ms", type=float, default=0.0, help="time between tokens unless a scenario says (default 0)")
+    add(
+        "--log-writes",
+        action="store_true",
+        help="log the stamp of every token write (per-chunk gateway overhead in gatecheck load --upstream)",
+    )
     add("--list-scenarios", action="store_true", help="print every scenario and what it does, then exit")
 
 
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         ttft_ms=args.ttft_ms,
         itl_ms=args.itl_ms,
     )
-    serve_until_signal(config, start_harness_site, announce)
+    serve_until_signal(config, harness_site(log_writes=args.log_writes), announce)
     return 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gatecheck.load.timing import ALL_METRIC_KEYS, ERROR_CODES, PERCENTILES
+from gatecheck.load.timing import ALL_METRIC_KEYS, ERROR_CODES, OVERHEAD_KEYS, PERCENTILES
 
 _STAT_COLUMNS = ("count", "mean", *(f"p{p}" for p in PERCENTILES), "max")
 _BINS = 40
@@ -33,6 +33,8 @@ _LABELS = {
     "e2e_ms": "E2E (ms)",
     "output_tokens_per_s": "output tok/s per request",
     "ttfb_ms": "TTFB (ms)",
+    "overhead_ms": "gateway overhead (ms)",
+    "chunk_overhead_ms": "overhead per chunk (ms)",
 }
 _TEMPLATE = "load_report.html.j2"
 _SMALLEST_GAP_MS = 0.001
@@ -48,8 +50,8 @@ def _fmt(value: object) -> str:
 
 
 def _metric_keys(summary: Mapping[str, Any]) -> list[str]:
-    """The metrics this summary has (older summaries have no ``ttfc_ms``)."""
-    return [k for k in ALL_METRIC_KEYS if k in summary["metrics"]]
+    """The metrics this summary has (older summaries have no ``ttfc_ms``; overhead needs --upstream)."""
+    return [k for k in (*ALL_METRIC_KEYS, *OVERHEAD_KEYS) if k in summary["metrics"]]
 
 
 def _headline(summary: Mapping[str, Any]) -> str:
@@ -77,10 +79,27 @@ def summary_table(summary: Mapping[str, Any]) -> str:
         stats = summary["metrics"][key]
         lines.append(f"{_LABELS[key]:<26}" + "".join(f"{_fmt(stats[c]):>10}" for c in _STAT_COLUMNS))
     lines += [f"error {e['status']} {e['code']}: {e['count']}" for e in summary["errors"]]
+    lines += _upstream_lines(summary)
     lines += _conformance_lines(summary)
     lines += _gate_lines(summary)
     lines += [f"warning: {w}" for w in summary["warnings"]]
     return "\n".join(lines)
+
+
+def _upstream_lines(summary: Mapping[str, Any]) -> list[str]:
+    """What the gateway added against the upstream harness (``--upstream``), or why it is unknown."""
+    section = summary.get("upstream")
+    if not section:
+        return []
+    if not section["measured"]:
+        return [f"gateway overhead: not measured: {section['reason']}"]
+    line = (
+        f"gateway overhead: {section['matched']} streams matched in the log of the harness at "
+        f"{section['harness']}"
+    )
+    if section["chunks_reason"]:
+        line += f"; per chunk: {section['chunks_reason']}"
+    return [line]
 
 
 def _conformance_line(summary: Mapping[str, Any]) -> str:
@@ -228,6 +247,24 @@ def _series_plot(rows: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, st
     return draw
 
 
+def _overhead_plot(dist: Mapping[str, Any]) -> Draw:
+    """The gateway overhead's CDFs: first token (per request) and every chunk."""
+
+    def draw(ax: Any) -> None:
+        for key, label in (("overhead_ms", "first token"), ("chunk_overhead_ms", "every chunk")):
+            points = dist.get(key) or []
+            if points:
+                ax.step([p[0] for p in points], [p[1] for p in points], where="post", label=label)
+        ax.set_xlabel("client arrival - harness write (ms)")
+        ax.set_ylabel("fraction")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlim(left=0)
+        ax.legend()
+        ax.grid(alpha=0.3)
+
+    return draw
+
+
 def _ramp_plot(ramp: Mapping[str, Any]) -> Draw:
     def draw(ax: Any) -> None:
         steps = ramp["steps"]
@@ -312,6 +349,14 @@ def plots(summary: Mapping[str, Any]) -> list[Plot]:
             Plot("failures-per-second", "429s and errors per second", note,
                  _series_plot(rows, [("rate_limited", "429"), ("errors", "other errors")], "per second")),
         ]  # fmt: skip
+    if dist.get("overhead_ms"):
+        caption = (
+            "what the gateway added: each stream's first token (and every chunk, with the harness's "
+            "--log-writes) as the client received it, minus when the upstream harness wrote it"
+        )
+        out.append(
+            Plot("overhead", "Gateway overhead, cumulative distribution", caption, _overhead_plot(dist))
+        )
     if summary.get("ramp"):
         out.append(
             Plot("ramp", "Latency and throughput against concurrency", "", _ramp_plot(summary["ramp"]))
@@ -387,6 +432,10 @@ def _facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
     if run.get("excluded_requests"):
         facts.append(("left out (warm-up, reset)", run["excluded_requests"]))
+    upstream = summary.get("upstream")
+    if upstream:
+        facts.append(("upstream harness", upstream["harness"]))
+        facts.append(("streams matched in its log", upstream["matched"] if upstream["measured"] else "-"))
     return [(label, _fmt(value)) for label, value in facts]
 
 
@@ -422,6 +471,7 @@ def render_load_html(summary: Mapping[str, Any]) -> str:
         errors=errors,
         conformance=summary.get("conformance") or {"rules": []},
         conformance_line=_conformance_line(summary),
+        upstream_lines=_upstream_lines(summary),
         gate_lines=_gate_lines(summary),
         warnings=summary["warnings"],
         plots=rendered,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gatecheck.config import TARGET_OPTIONS, Target, TargetOption, load_target
 from gatecheck.errors import ConfigError
@@ -179,19 +180,33 @@ LOAD_OPTIONS: tuple[LoadOption, ...] = (
 LOCUST_TARGET_FIELDS = (
     "models.chat",
     "api_key",
+    "api_key_2",
     "api_key_env",
+    "api_key_2_env",
     "auth",
     "rpm",
     "tpm",
+    "rpm_2",
+    "tpm_2",
     "max_requests",
     "max_output_tokens",
     "connect_timeout",
     "read_timeout",
     "total_timeout",
     "max_response_bytes",
+    "stall_seconds",
+    "headers",
+    "ca_bundle",
+    "insecure",
+    "upstream",
+    "upstream_model",
 )
 """The target options that also make sense on a locust command line (the host is locust's ``--host``;
 ``--profile`` is locust's own: the target file or ``$GATECHECK_PROFILE`` sets gatecheck's)."""
+SECOND_KEY_LABEL = "key2"
+PROXY_SCHEMES = ("http",)
+"""Proxies the load users can go through: geventhttpclient speaks plain HTTP to its proxy (absolute
+URIs for http targets, CONNECT for https ones); an https:// or socks proxy is refused at start."""
 
 
 def target_options() -> list[TargetOption]:
@@ -205,9 +220,11 @@ class LoadSettings:
 
     host: str
     target: Target
-    """The target as the run sees it (``base_url`` is the host): limits, budget, timeouts, keys."""
+    """The target as the run sees it (``base_url`` is the host): limits, budget, timeouts, keys,
+    extra headers, TLS trust, the upstream harness."""
     scenario: Scenario
     model: str
+    """The chat model, or the one that routes to the upstream harness (``upstream_model``)."""
     dialect: Dialect
     stream: bool
     include_usage: bool
@@ -224,6 +241,10 @@ class LoadSettings:
     connect_timeout_s: float
     read_timeout_s: float
     total_timeout_s: float
+    stall_timeout_s: float
+    """A stream that sends no byte this long after its headers ends as ``stream-stalled``."""
+    proxy: str | None
+    """The proxy the standard variables give for the host (``gatecheck.net.proxy_for``), checked."""
     request_rate: float
     arrival: Arrival
     max_in_flight: int
@@ -271,6 +292,22 @@ class LoadSettings:
         """The key itself, for the request header only."""
         return self.secret.reveal()
 
+    @property
+    def upstream(self) -> str | None:
+        """The upstream harness behind the gateway (``--upstream``): gateway overhead is measured."""
+        return self.target.upstream
+
+    def secrets(self) -> list[Secret]:
+        """Everything of the run that must never be shown: keys, header values from the environment,
+        the proxy's password."""
+        found = [self.secret, *self.target.header_secrets]
+        if self.target.api_key_2 is not None:
+            found.append(self.target.api_key_2)
+        password = urlsplit(self.proxy).password if self.proxy else None
+        if password:
+            found.append(Secret(unquote(password), "proxy password"))
+        return found
+
     def describe(self) -> dict[str, Any]:
         """Non-secret settings for the summary's ``run.options``."""
         return {
@@ -292,6 +329,11 @@ class LoadSettings:
             "max_response_bytes": self.max_response_bytes,
             "warmup_s": self.warmup_s,
             "conformance_sample": self.conformance_sample,
+            "stall_s": self.stall_timeout_s,
+            "headers": ", ".join(f"{n}: {v}" for n, v in self.target.header_state().items()) or None,
+            "tls": "not verified" if self.target.insecure else self.target.ca_bundle,
+            "proxy": public_url(self.proxy) if self.proxy else None,
+            "upstream": public_url(self.upstream) if self.upstream else None,
         }
 
 
@@ -321,11 +363,16 @@ def _choice(ns: Mapping[str, Any], flag: str) -> str:
     return value
 
 
-def _limits_keys(ns: Mapping[str, Any], rpm: int, tpm: int) -> tuple[LimitKey, ...]:
+def _limits_keys(ns: Mapping[str, Any], target: Target) -> tuple[LimitKey, ...]:
+    """``--limits-key`` as given; by default the main key at its limits, and the second key at its
+    own (``rpm_2``/``tpm_2``) when there is one."""
     raw = ns.get("limits_key") or []
     specs = [raw] if isinstance(raw, str) else list(raw)
     if not specs:
-        return (LimitKey(MAIN_KEY_LABEL, None, rpm, tpm),)
+        main = LimitKey(MAIN_KEY_LABEL, None, *target.limits(1))
+        if target.api_key_2 is None:
+            return (main,)
+        return main, LimitKey(SECOND_KEY_LABEL, target.api_key_2_env, *target.limits(2))
     keys = tuple(parse_limits_key(spec) for spec in specs)
     labels = [k.label for k in keys]
     if len(set(labels)) != len(labels):
@@ -405,7 +452,7 @@ def read_settings(
         host=host,
         target=dataclasses.replace(target, base_url=host),
         scenario=cast(Scenario, _choice(values, "--scenario")),
-        model=target.models.chat,
+        model=(target.upstream_model or target.models.chat) if target.upstream else target.models.chat,
         dialect=cast(Dialect, _choice(values, "--dialect")),
         stream=_choice(values, "--stream") == "on",
         include_usage=_choice(values, "--stream-usage") == "on",
@@ -422,12 +469,14 @@ def read_settings(
         connect_timeout_s=target.connect_timeout,
         read_timeout_s=target.read_timeout,
         total_timeout_s=target.total_timeout,
+        stall_timeout_s=target.stall_seconds,
+        proxy=load_proxy(host, env),
         request_rate=_number(values, "--request-rate", float, 0.001, MAX_RATE),
         arrival=cast(Arrival, _choice(values, "--arrival")),
         max_in_flight=_number(values, "--max-in-flight", int, 1, 100_000),
         ramp=ramp,
         window_s=_number(values, "--window-seconds", float, 0.01, MAX_WINDOW_S),
-        limits_keys=_limits_keys(values, target.rpm, target.tpm),
+        limits_keys=_limits_keys(values, target),
         overdrive=_number(values, "--limits-overdrive", float, 1.01, 100),
         windows=_number(values, "--limits-windows", int, 1, 1000),
         tolerance=_number(values, "--limits-tolerance", float, 0, 10),
@@ -451,11 +500,63 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
+def load_proxy(host: str, env: Mapping[str, str]) -> str | None:
+    """The proxy for ``host`` (``gatecheck.net.proxy_for``, shared with the conformance client); one
+    the load users cannot go through is refused rather than ignored."""
+    from gatecheck.net import proxy_for
+
+    proxy = proxy_for(host, env)
+    if proxy is None:
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise ConfigError(
+            "proxy (from the *_proxy variables)",
+            public_url(proxy),
+            "an http://host:port proxy: the load users (geventhttpclient) cannot go through "
+            f"{parts.scheme or 'this'} proxies; unset the variable or name the host in no_proxy",
+        )
+    return urlunsplit(parts)
+
+
+def http_options(settings: LoadSettings) -> dict[str, Any]:
+    """The geventhttpclient ``HTTPClient`` keywords for the target: the extra headers, the TLS context
+    of ``gatecheck.net.ssl_context`` (the conformance client's) and the proxy. Make it once per
+    process: the users share the TLS context."""
+    target = settings.target
+    extra = {name: value.reveal() if isinstance(value, Secret) else value for name, value in target.headers}
+    options: dict[str, Any] = {
+        "connection_timeout": settings.connect_timeout_s,
+        "network_timeout": settings.read_timeout_s,
+        "headers": {"Accept-Encoding": "identity", "Content-Type": "application/json", **extra},
+    }
+    if urlsplit(settings.host).scheme == "https":
+        from gatecheck.net import ssl_context
+
+        context = ssl_context(target)
+
+        def shared_context(**_ignored: object) -> ssl.SSLContext:
+            return context
+
+        options.update(ssl_context_factory=shared_context, insecure=target.insecure)
+    if settings.proxy is not None:
+        parts = urlsplit(settings.proxy)
+        options.update(proxy_host=parts.hostname, proxy_port=parts.port or 80)
+        if parts.username is not None or parts.password is not None:
+            options.update(
+                proxy_user=unquote(parts.username or ""), proxy_password=unquote(parts.password or "")
+            )
+    return options
+
+
 def limits_secret(key: LimitKey, settings: LoadSettings, env: Mapping[str, str] | None = None) -> Secret:
-    """The key a ``--limits-key`` names (its environment variable), or the main key."""
+    """The key a ``--limits-key`` names (its environment variable), the second key, or the main key."""
     env = os.environ if env is None else env
     if key.key_env is None:
         return settings.secret
+    second = settings.target.api_key_2
+    if second is not None and key.key_env == settings.target.api_key_2_env:
+        return second
     value = env.get(key.key_env)
     if not value:
         raise ConfigError(

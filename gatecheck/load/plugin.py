@@ -26,6 +26,8 @@ Hooks used (documented in ``locust/event.py``):
   time, add the web UI's "LLM metrics" tab;
 - ``test_start``: read the settings on every process (workers get them from the master here),
   reset the measurements and the guard (budget share, early stop, back-off), ``gc.freeze()``;
+  with ``--upstream``, every process with users checks the harness's clock and polls its log
+  (``gatecheck.load.overhead``), matching it with its own streams until ``test_stop``;
 - ``request`` (fired by :meth:`GatecheckPlugin.record`): ONE event per request, at its end, timed
   end to end; TTFT, ITL, TPOT and TTFC live in our histograms (summary, web UI tab);
 - ``spawning_complete`` / ``reset_stats``: locust's ``--reset-stats`` (and the web UI's button)
@@ -62,6 +64,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from gatecheck._types import JSONObject
 from gatecheck.assemble import ChatStreamAssembler, MessageStreamAssembler, Violation
+from gatecheck.config import option_arguments
 from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.load.guard import Guard, budget_share
 from gatecheck.load.limits import LimitKey, ProbeRecord
@@ -70,10 +73,13 @@ from gatecheck.load.options import (
     PARENT_PID_ENV,
     LoadSettings,
     check_run_shape,
+    http_options,
     limits_secret,
+    public_url,
     read_settings,
     target_options,
 )
+from gatecheck.load.overhead import PAGE, POLL_S, NonceSource, OverheadTracker, clock_check
 from gatecheck.load.shape import RampShape
 from gatecheck.load.slo import compare, evaluate, is_good
 from gatecheck.load.stats import LoadStats
@@ -116,6 +122,10 @@ _WEB_COLUMNS = (
 _LIMITS_SLACK_S = 10.0
 _RESET_LEAD_S = 0.5
 """How far ahead of a distributed stats reset its cut is (the reset message must reach every worker)."""
+_NOT_IN_WEB_UI = frozenset({"api_key", "api_key_2"})
+"""Keys never go to the web UI's page (nor do ``--header`` and ``--insecure``: repeatable, a flag)."""
+_FINAL_POLL_S = 2.0
+"""How long the end of a run waits for the harness's records of the last streams."""
 _PLUGINS: weakref.WeakKeyDictionary[Any, GatecheckPlugin] = weakref.WeakKeyDictionary()
 
 
@@ -140,11 +150,8 @@ def add_arguments(parser: Any) -> None:
     for option in target_options():
         parser.add_argument(
             option.flag,
-            dest=option.dest,
-            default=None,
-            metavar=option.metavar,
-            help=option.help + (f" [env {option.env}]" if option.env else ""),
-            include_in_web_ui=option.field != "api_key",
+            **option_arguments(option),
+            include_in_web_ui=option.kind == "value" and option.field not in _NOT_IN_WEB_UI,
         )
     for load_option in LOAD_OPTIONS:
         parser.add_argument(
@@ -257,6 +264,12 @@ class GatecheckPlugin:
         self._final_reports: set[str] = set()
         self.run_name = ""
         self.workers: set[str] = set()
+        self.nonces: NonceSource | None = None
+        """This process's nonces while the gateway overhead is measured (``--upstream``), else None."""
+        self._tracker: OverheadTracker | None = None
+        self._control: Any = None
+        self._poller: Any = None
+        self._http_options: dict[str, Any] | None = None
 
     # --- wiring --------------------------------------------------------------------------------
 
@@ -308,7 +321,10 @@ class GatecheckPlugin:
             self._check_run_time(settings, options)
         except ConfigError as exc:
             _fail(str(exc))
-        self._keep_secret(settings.secret)
+        for secret in settings.secrets():
+            self._keep_secret(secret)
+        if settings.proxy is not None:
+            print(f"gatecheck: through the proxy {public_url(settings.proxy)}", flush=True)
         if settings.preflight:
             self._preflight(settings)
         self.run_name = settings.run_name or f"load-{settings.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -413,7 +429,9 @@ class GatecheckPlugin:
             self._settings = None
             return
         settings = self._settings
-        self._keep_secret(settings.secret)
+        for secret in settings.secrets():
+            self._keep_secret(secret)
+        self._http_options = None
         self.stats = LoadStats()
         self.workers = set()
         self._start_wall, self._start_ns, self._stop_wall = time.time(), time.perf_counter_ns(), None
@@ -435,11 +453,14 @@ class GatecheckPlugin:
         workers = int(getattr(options, _WORKERS, 1) or 1)
         index = int(getattr(runner, "worker_index", 0) or 0) if self.is_worker else 0
         self.guard = Guard(budget=budget_share(settings.budget, workers, index))
+        if settings.upstream is not None and not self.is_master:
+            self._start_overhead(settings.upstream)
         gc.collect()
         gc.freeze()
 
     def _on_test_stop(self, environment: Any, **_kw: Any) -> None:
         self._stop_wall = time.time()
+        self._finish_overhead()
         if self._sampler is not None:
             self._sampler.kill(block=False)
             self._sampler = None
@@ -486,6 +507,79 @@ class GatecheckPlugin:
         self.stats.merge(stats if report["epoch"] == self._epoch else stats.left_out())
         if report["final"]:
             self._final_reports.add(client_id)
+
+    # --- gateway overhead (--upstream) ----------------------------------------------------------
+
+    def _start_overhead(self, upstream: str) -> None:
+        """Check the harness's clock is ours, then poll its log; else say why nothing is measured."""
+        from gatecheck.upstream.control import Control, ControlError
+
+        overhead = self.stats.overhead
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per poll otherwise
+        control = Control(upstream)
+        try:
+            info = control.info()
+            if isinstance(info.get("key"), str) and info["key"]:
+                self._keep_secret(Secret(info["key"], "the harness's key"))
+            overhead.log_writes = bool(info.get("log_writes"))
+            reason = clock_check(lambda: int(control.info()["clock_ns"]))
+        except (ControlError, KeyError, TypeError, ValueError) as exc:
+            reason = (
+                f"{self.public(str(exc))}; its control API answers loopback clients only: the load "
+                "generator and the harness must share a host"
+            )
+        if reason is not None:
+            control.close()
+            overhead.not_measured(reason)
+            log.warning("gatecheck: gateway overhead not measured: %s", reason)
+            return
+        overhead.measuring += 1
+        self.nonces = NonceSource()
+        self._tracker = OverheadTracker(self.nonces)
+        self._control = control
+        self._poller = gevent.spawn(self._poll_forever)
+
+    def _poll_forever(self) -> None:
+        while True:
+            gevent.sleep(POLL_S)
+            self._poll()
+
+    def _poll(self) -> None:
+        """Read the harness's new records of this process's streams and match them."""
+        from gatecheck.upstream.control import ControlError
+
+        tracker = self._tracker
+        if tracker is None:
+            return
+        overhead = self.stats.overhead
+        try:
+            while True:
+                cursor = tracker.cursor
+                attempts, last = self._control.since(cursor, PAGE, tracker.prefix)
+                tracker.take_page(attempts, last, overhead, time.monotonic(), time.monotonic_ns())
+                if len(attempts) < PAGE or tracker.cursor <= cursor:
+                    break
+        except ControlError:
+            overhead.poll_errors += 1
+        tracker.expire(overhead, time.monotonic())
+
+    def _finish_overhead(self) -> None:
+        """The end: the last records (the harness closes an attempt just after its last write), then
+        whatever is left unmatched is counted so."""
+        tracker = self._tracker
+        if tracker is None:
+            return
+        if self._poller is not None:
+            self._poller.kill(block=False)
+            self._poller = None
+        deadline = time.monotonic() + _FINAL_POLL_S
+        self._poll()
+        while tracker.pending and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+            self._poll()
+        tracker.finish(self.stats.overhead)
+        self._control.close()
+        self._tracker = self._control = self.nonces = None
 
     # --- stats resets (--reset-stats, the web UI's button) --------------------------------------
 
@@ -539,6 +633,12 @@ class GatecheckPlugin:
         step = settings.ramp.step_at((time.perf_counter_ns() - self._start_ns) / 1e9)
         return ramp_group(levels[-1] if step is None else levels[step])
 
+    def http_options(self) -> dict[str, Any]:
+        """The HTTP client's keywords for the target (headers, TLS, proxy), made once per run."""
+        if self._http_options is None:
+            self._http_options = http_options(self.settings())
+        return self._http_options
+
     def take(self) -> bool:
         """Reserve one request of the budget; False (nothing may be sent) once it is spent."""
         if self.guard.take():
@@ -559,9 +659,12 @@ class GatecheckPlugin:
             return MessageStreamAssembler()
         return ChatStreamAssembler(reasoning_field=settings.reasoning_field)
 
-    def record(self, group: str, timing: StreamTiming, kind: str, name: str) -> RequestMetrics:
+    def record(
+        self, group: str, timing: StreamTiming, kind: str, name: str, nonce: str | None = None
+    ) -> RequestMetrics:
         """Derive one request's metrics (target text redacted first), count them, fire ONE locust
-        request event; requests started in the warm-up (or before a reset) are left out."""
+        request event; requests started in the warm-up (or before a reset) are left out. A stream
+        with a ``nonce`` waits for its harness record (gateway overhead)."""
         self._scrub(timing)
         m = derive(timing)
         reason = self.guard.done(m.status, m.error_code)
@@ -574,6 +677,8 @@ class GatecheckPlugin:
             targets = slo.goodput_targets if slo is not None else {}
             self.stats.add(group, m, good=bool(targets) and is_good(m, targets))
             self._fire(kind, name, m)
+            if nonce is not None and m.ok and self._tracker is not None:
+                self._tracker.expect(nonce, timing.token_ns, self.stats.overhead, time.monotonic())
         if self.guard.spent:
             self._budget_check()
         return m

@@ -4,6 +4,7 @@ An SLO file is TOML with one objective per key (all optional)::
 
     ttft_p95_ms = 800             # <metric>_<stat>_ms: an upper bound on a latency statistic
     itl_p99_ms = 150              #   metric: ttft, ttfc, itl, tpot, e2e, ttfb; stat: mean, p50...p99, max
+    overhead_p99_ms = 5           #   also overhead, chunk_overhead: what the gateway added (--upstream)
     success_rate = 0.99           # successful requests / all requests (lower bound; 429s count against it)
     error_rate = 0.01             # failed requests / all requests, 429s excluded (upper bound)
     rate_limited_rate = 0.05      # 429s / all requests (upper bound)
@@ -40,7 +41,7 @@ from gatecheck.errors import ConfigError
 from gatecheck.load.timing import PERCENTILES, RequestMetrics
 
 Bound: TypeAlias = Literal["max", "min"]
-LATENCY_METRICS = ("ttft", "ttfc", "itl", "tpot", "e2e", "ttfb")
+LATENCY_METRICS = ("ttft", "ttfc", "itl", "tpot", "e2e", "ttfb", "overhead", "chunk_overhead")
 STATS = ("mean", *(f"p{p}" for p in PERCENTILES), "max")
 GOODPUT_TARGETS = ("ttft_ms", "tpot_ms", "e2e_ms")
 _LATENCY_KEY = re.compile(rf"^({'|'.join(LATENCY_METRICS)})_({'|'.join(STATS)})_ms$")
@@ -153,7 +154,8 @@ def _objective(key: str, value: object) -> Objective:
     match = _LATENCY_KEY.match(key)
     if match:
         metric, stat = match.groups()
-        return Objective(key, ("metrics", f"{metric}_ms", stat), "max", limit, f"{metric.upper()} {stat}, ms")
+        name = metric.replace("_", " ") if "overhead" in metric else metric.upper()
+        return Objective(key, ("metrics", f"{metric}_ms", stat), "max", limit, f"{name} {stat}, ms")
     if key in _FIXED:
         path, bound, what = _FIXED[key]
         return Objective(key, path, bound, limit, what)
@@ -229,6 +231,18 @@ def _goodput_mismatch(summary: Mapping[str, object], spec: SloSpec) -> str:
 _UNMEASURED = {
     "violation_rate": "no stream was checked: streams must succeed and --conformance-sample be above 0",
 }
+_OVERHEAD_UNMEASURED = "gateway overhead is measured with --upstream only (the summary's upstream section)"
+
+
+def _unmeasured(summary: Mapping[str, object], key: str) -> str:
+    """Why an objective has no figure, when the run can say."""
+    if "overhead" in key:
+        section = summary.get("upstream")
+        reason = section.get("reason") if isinstance(section, Mapping) else None
+        if key.startswith("chunk") and isinstance(section, Mapping) and section.get("chunks_reason"):
+            reason = section["chunks_reason"]
+        return str(reason) if reason else _OVERHEAD_UNMEASURED
+    return _UNMEASURED.get(key, "")
 
 
 def evaluate(summary: Mapping[str, object], spec: SloSpec) -> SloResult:
@@ -238,7 +252,7 @@ def evaluate(summary: Mapping[str, object], spec: SloSpec) -> SloResult:
         note = _goodput_mismatch(summary, spec) if objective.key == "goodput" else ""
         measured = None if note else _lookup(summary, objective.path)
         if measured is None and not note:
-            note = _UNMEASURED.get(objective.key, "")
+            note = _unmeasured(summary, objective.key)
         passed = measured is not None and objective.holds(measured)
         results.append(ObjectiveResult(objective, measured, passed, note))
     return SloResult(tuple(results))
@@ -247,7 +261,9 @@ def evaluate(summary: Mapping[str, object], spec: SloSpec) -> SloResult:
 # --- baselines ---------------------------------------------------------------------------------
 
 _LOWER_IS_BETTER = tuple(
-    ("metrics", f"{m}_ms", s) for m in ("ttft", "itl", "tpot", "e2e") for s in ("p50", "p95", "p99")
+    ("metrics", f"{m}_ms", s)
+    for m in ("ttft", "itl", "tpot", "e2e", "overhead", "chunk_overhead")
+    for s in ("p50", "p95", "p99")
 )
 _HIGHER_IS_BETTER = (("throughput", "output_tokens_per_s"), ("throughput", "requests_per_s"))
 _ERROR_SLACK = 0.01
@@ -281,8 +297,9 @@ def compare(
 ) -> list[Regression]:
     """Figures worse than ``baseline`` by more than ``threshold`` (relative).
 
-    Latencies (p50/p95/p99 of TTFT, ITL, TPOT, E2E) regress when higher, throughput when lower,
-    the error rate when it rises by more than one percentage point.
+    Latencies (p50/p95/p99 of TTFT, ITL, TPOT, E2E, and the gateway overhead when both runs have it)
+    regress when higher, throughput when lower, the error rate when it rises by more than one
+    percentage point.
     """
     found: list[Regression] = []
     for path in (*_LOWER_IS_BETTER, *_HIGHER_IS_BETTER, ("requests", "error_rate")):

@@ -5,13 +5,15 @@ exact count, sum and max beside them; histograms are added, never their percenti
 workers' raw histograms merge on the master (:meth:`LoadStats.to_wire` / :meth:`LoadStats.merge`).
 :class:`Conformance` counts the protocol violations of the streams checked under load, by rule, with
 one wire excerpt each. The time series keeps TTFT per second in a small log-bucket sketch
-(:class:`Sketch`), since a full HDR histogram per second would cost ~200 KB each.
+(:class:`Sketch`), since a full HDR histogram per second would cost ~200 KB each. :class:`Overhead`
+holds the gateway overhead measured against the upstream harness (``gatecheck.load.overhead``).
 Nothing here imports locust or gevent.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +32,9 @@ _HIGHEST = 3_600_000_000
 _DIGITS = 3
 _PENDING_LIMIT = 200_000
 _CDF_POINTS = (*range(0, 100, 2), 99, 99.5, 99.9, 100)
+_NS_PER_US = 1_000
+_HALF_US = 500
+NOT_LOGGED = "the harness does not log every token write: start it with gatecheck upstream --log-writes"
 
 
 def _new_hdr() -> Any:
@@ -521,6 +526,146 @@ class Conformance:
 
 
 @dataclass(slots=True)
+class Overhead:
+    """Gateway overhead measured so far (mergeable: histograms add, counts sum, reasons unite)."""
+
+    first: Histogram = field(default_factory=Histogram)
+    chunks: Histogram = field(default_factory=Histogram)
+    matched: int = 0
+    unmatched: int = 0
+    chunk_mismatch: int = 0
+    negative: int = 0
+    poll_errors: int = 0
+    measuring: int = 0
+    """Processes that passed the clock check and measure."""
+    log_writes: bool | None = None
+    reasons: list[str] = field(default_factory=list)
+    """Why a process does not measure (one line each, distinct)."""
+
+    def not_measured(self, reason: str) -> None:
+        """A process cannot measure: say why once."""
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def record(self, client_ns: list[int], first_write_ns: int, writes_ns: list[int] | None) -> None:
+        """One matched request: its first-token overhead and, when the writes are known and line up
+        one to one, every chunk's. Negative differences (only stamps off by a clock step could give
+        one) are counted and recorded as 0."""
+        self.matched += 1
+        self.first.record_scaled(self._us([client_ns[0] - first_write_ns]))
+        if writes_ns is None:
+            return
+        if len(writes_ns) != len(client_ns):
+            self.chunk_mismatch += 1
+            return
+        self.chunks.record_scaled(self._us(list(map(operator.sub, client_ns, writes_ns))))
+
+    def _us(self, deltas_ns: list[int]) -> list[int]:
+        """Differences in ns as whole microseconds (the histograms' unit), negatives counted, as 0."""
+        if min(deltas_ns) < 0:
+            self.negative += sum(d < 0 for d in deltas_ns)
+            deltas_ns = [max(d, 0) for d in deltas_ns]
+        return [(d + _HALF_US) // _NS_PER_US for d in deltas_ns]
+
+    def merge(self, other: Overhead) -> None:
+        """Add another process's measurements."""
+        self.first.merge(other.first)
+        self.chunks.merge(other.chunks)
+        self.matched += other.matched
+        self.unmatched += other.unmatched
+        self.chunk_mismatch += other.chunk_mismatch
+        self.negative += other.negative
+        self.poll_errors += other.poll_errors
+        self.measuring += other.measuring
+        if other.log_writes is not None:
+            self.log_writes = other.log_writes and self.log_writes is not False
+        for reason in other.reasons:
+            self.not_measured(reason)
+
+    def left_out(self) -> Overhead:
+        """No measurement, the same setup (a stats reset)."""
+        return Overhead(measuring=self.measuring, log_writes=self.log_writes, reasons=list(self.reasons))
+
+    def to_wire(self) -> JSONObject:
+        """A JSON-ready form for the worker -> master report."""
+        counts = [self.matched, self.unmatched, self.chunk_mismatch, self.negative, self.poll_errors]
+        return {
+            "first": self.first.to_wire(),
+            "chunks": self.chunks.to_wire(),
+            "counts": [*counts, self.measuring],
+            "log_writes": self.log_writes,
+            "reasons": self.reasons,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Overhead:
+        """The measurements :meth:`to_wire` described."""
+        matched, unmatched, mismatch, negative, errors, measuring = (int(n) for n in data["counts"])
+        return cls(
+            Histogram.from_wire(data["first"]),
+            Histogram.from_wire(data["chunks"]),
+            matched,
+            unmatched,
+            mismatch,
+            negative,
+            errors,
+            measuring,
+            data["log_writes"],
+            [str(r) for r in data["reasons"]],
+        )
+
+    def reason(self) -> str | None:
+        """Why nothing was measured, None when something was."""
+        if self.matched:
+            return None
+        if self.reasons:
+            return "; ".join(self.reasons)
+        if not self.measuring:
+            return "no load process started measuring it (see the run's log)"
+        if self.unmatched:
+            return "no streamed request was found in the harness's log (does the model route to it?)"
+        return "no streamed request succeeded"
+
+    def section(self, harness: str) -> JSONObject:
+        """The summary's ``upstream`` section (the figures go in ``metrics``)."""
+        chunks_reason = None
+        if self.log_writes is False:
+            chunks_reason = NOT_LOGGED
+        elif self.matched and not self.chunks.count:
+            chunks_reason = "no request's chunks lined up one to one with the harness's writes"
+        return {
+            "harness": harness,
+            "measured": bool(self.matched),
+            "reason": self.reason(),
+            "chunks_reason": chunks_reason,
+            "matched": self.matched,
+            "unmatched": self.unmatched,
+            "chunk_mismatch": self.chunk_mismatch,
+            "negative": self.negative,
+            "poll_errors": self.poll_errors,
+            "log_writes": self.log_writes,
+            "clock": "one host: the client's and the harness's CLOCK_MONOTONIC stamps, subtracted",
+        }
+
+    def warnings(self) -> list[str]:
+        """What the run's warnings say about the overhead."""
+        found = []
+        reason = self.reason()
+        if reason is not None:
+            found.append(f"gateway overhead not measured: {reason}")
+        if self.matched and self.unmatched:
+            found.append(
+                f"{self.unmatched} successful streams had no harness record: the gateway did not send "
+                "them to the harness (another provider, a cache?) or the harness log dropped them"
+            )
+        if self.negative:
+            found.append(f"{self.negative} overhead samples were negative (recorded as 0): did a clock step?")
+        if self.poll_errors:
+            found.append(f"the harness's log could not be read {self.poll_errors} times")
+        return found
+
+
+@dataclass(slots=True)
 class RateStats:
     """The open-model generator's own account: requests due, started on time, skipped, lag."""
 
@@ -560,6 +705,8 @@ class LoadStats:
     conformance: Conformance = field(default_factory=Conformance)
     excluded: int = 0
     """Requests that started in the warm-up (or before a stats reset): sent, not counted."""
+    overhead: Overhead = field(default_factory=Overhead)
+    """Gateway overhead against the upstream harness (``--upstream``; ``gatecheck.load.overhead``)."""
 
     def add(self, group: str, m: RequestMetrics, *, good: bool = False) -> None:
         """Count one request in ``group`` and in the time series (and its violations, if checked)."""
@@ -582,10 +729,14 @@ class LoadStats:
         self.goodput_met += other.goodput_met
         self.conformance.merge(other.conformance)
         self.excluded += other.excluded
+        self.overhead.merge(other.overhead)
 
     def left_out(self) -> LoadStats:
         """Empty measurements that remember how many requests these held (a stats reset)."""
-        return LoadStats(excluded=self.excluded + sum(m.requests for m in self.groups.values()))
+        return LoadStats(
+            excluded=self.excluded + sum(m.requests for m in self.groups.values()),
+            overhead=self.overhead.left_out(),
+        )
 
     def overall(self) -> Metrics:
         """All groups together."""
@@ -604,6 +755,7 @@ class LoadStats:
             "goodput_met": self.goodput_met,
             "conformance": self.conformance.to_wire(),
             "excluded": self.excluded,
+            "overhead": self.overhead.to_wire(),
         }
 
     @classmethod
@@ -617,6 +769,7 @@ class LoadStats:
             goodput_met=int(data["goodput_met"]),
             conformance=Conformance.from_wire(data["conformance"]),
             excluded=int(data["excluded"]),
+            overhead=Overhead.from_wire(data["overhead"]),
         )
 
 

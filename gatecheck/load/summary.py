@@ -18,7 +18,7 @@ from gatecheck._types import JSONObject
 from gatecheck.load.limits import ProbePlan, ProbeRecord, verdict
 from gatecheck.load.options import LoadSettings, public_url
 from gatecheck.load.stats import LoadStats, Metrics, RampStep, RateStats, find_knee
-from gatecheck.load.timing import ALL_METRIC_KEYS
+from gatecheck.load.timing import ALL_METRIC_KEYS, OVERHEAD_KEYS
 
 SUMMARY_SCHEMA = "gatecheck.load-summary"
 SUMMARY_VERSION = 2
@@ -182,10 +182,13 @@ def build_summary(
     sections: Mapping[str, Any] | None = None,
     warnings: Sequence[str] = (),
     conformance_sample: float = 0.0,
+    upstream: str | None = None,
 ) -> JSONObject:
     """The whole summary: run facts, overall and per-group figures, series, distributions.
 
     ``sections`` fills ``rate``, ``ramp``, ``limits``, ``slo`` and ``baseline`` (null otherwise);
+    ``upstream`` (the harness's public URL) adds the gateway overhead (``metrics.overhead_ms``,
+    ``metrics.chunk_overhead_ms``, their distributions and the ``upstream`` section);
     ``outcome`` is added by the plugin once the gates have run.
     """
     from gatecheck import __version__
@@ -219,8 +222,16 @@ def build_summary(
         "slo": None,
         "baseline": None,
         "conformance": stats.conformance.summary(conformance_sample),
+        "upstream": None,
         "warnings": list(warnings),
     }
+    if upstream is not None:
+        overhead = stats.overhead
+        for key, hist in (("overhead_ms", overhead.first), ("chunk_overhead_ms", overhead.chunks)):
+            summary["metrics"][key] = hist.stats()
+            summary["distributions"][key] = hist.cdf()
+        summary["upstream"] = overhead.section(upstream)
+        summary["warnings"] += overhead.warnings()
     summary.update(sections or {})
     summary["outcome"] = outcome_section(summary, None, early_stop=None, budget=None)
     return summary
@@ -285,6 +296,7 @@ def run_summary(
         sections=sections,
         warnings=warnings,
         conformance_sample=settings.conformance_sample,
+        upstream=public_url(settings.upstream) if settings.upstream else None,
     )
 
 
@@ -348,8 +360,11 @@ def _failure_mix(summary: Mapping[str, Any]) -> str:
 def live_rows(stats: LoadStats) -> list[JSONObject]:
     """The web UI tab's rows: each metric's statistics so far (the master's merged histograms)."""
     overall = stats.overall()
+    histograms = [(key, overall.histograms[key]) for key in ALL_METRIC_KEYS]
+    if stats.overhead.matched:
+        histograms += zip(OVERHEAD_KEYS, (stats.overhead.first, stats.overhead.chunks), strict=True)
     rows: list[JSONObject] = []
-    for key in ALL_METRIC_KEYS:
-        figures = overall.histograms[key].stats()
+    for key, hist in histograms:
+        figures = hist.stats()
         rows.append({"metric": key, **{k: v if v is not None else "" for k, v in figures.items()}})
     return rows

@@ -39,6 +39,8 @@ from gatecheck.redaction import Secret, redact
 METRIC_KEYS = ("ttft_ms", "ttfc_ms", "itl_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s")
 """The summary's metric keys, in report order; ``ttfb_ms`` is reported beside them."""
 ALL_METRIC_KEYS = (*METRIC_KEYS, "ttfb_ms")
+OVERHEAD_KEYS = ("overhead_ms", "chunk_overhead_ms")
+"""The gateway overhead's keys in the summary's ``metrics`` (``--upstream``; ``gatecheck.load.overhead``)."""
 PERCENTILES = (50, 90, 95, 99)
 """The percentiles every metric is reported at (``p50`` ... in the summary)."""
 _US_PER_MS = 1000
@@ -54,7 +56,7 @@ ERROR_CODES = {
     "stream-no-finish-reason": "the stream ended properly but no finish_reason / stop_reason arrived",
     "stream-empty": "the stream finished normally but generated nothing",
     "stream-error-event": "an error event arrived mid-stream (its code follows the colon)",
-    "stream-stalled": "no byte arrived for --read-timeout seconds after the headers",
+    "stream-stalled": "no byte arrived for --stall-seconds (or --read-timeout, if shorter) after the headers",
     "invalid-chunk": "a data payload is not a JSON object",
     "sse-event-too-large": "one SSE event exceeded the size cap",
     "response-too-large": "the response exceeded --max-response-bytes; the connection was closed",

@@ -8,9 +8,13 @@ library under locust's FastHttpUser, used directly so the body can be read as it
 its headers; here every read of the body is stamped and handed to the stamper in
 ``gatecheck.load.stampers`` (the project's one SSE decoder). The stamp is the kernel's arrival time of the
 read's first packet (Linux ``SO_TIMESTAMPNS``, mapped onto ``perf_counter_ns``), so a busy locust
-process does not add its own scheduling delay to TTFT and ITL; elsewhere it is the moment ``recv``
-returned. That relies on two attributes of geventhttpclient's response (``_sock`` and
-``_body_buffer``); ``kernel_stamps`` and ``_read_available`` are the only places that touch them.
+process does not add its own scheduling delay to TTFT and ITL; elsewhere, and over TLS (an SSL
+socket has no ``recvmsg``), it is the moment ``recv`` returned. That relies on two attributes of
+geventhttpclient's response (``_sock`` and ``_body_buffer``); ``kernel_stamps``, ``_stall_bound``
+and ``_read_available`` are the only places that touch them. The client gets the target's extra
+headers, TLS context and proxy from ``gatecheck.load.options.http_options`` (the conformance
+client's ``gatecheck.net``); after a stream's headers each read waits at most ``--stall-seconds``
+(``stream-stalled``).
 
 Every request goes through the plugin's guard (``gatecheck.load.guard``): it waits out the back-off
 after connection failures and is not sent once the request budget is spent; a response is read up
@@ -53,6 +57,7 @@ from gatecheck.load.workload import (
     RequestFactory,
     auth_headers,
     request_path,
+    with_nonce,
 )
 
 _RECV_BYTES = 65536
@@ -64,9 +69,24 @@ _FRESH_WINDOW = 1.05
 
 
 def kernel_stamps(response: HTTPSocketPoolResponse) -> int | None:
-    """Have the kernel stamp the packets of ``response`` (see ``gatecheck.kernelstamps``)."""
+    """Have the kernel stamp the packets of ``response`` (see ``gatecheck.kernelstamps``); not over
+    TLS: an SSL socket has no ``recvmsg`` (and a decrypted read is no packet), so its reads are
+    stamped when they return."""
     sock = response._sock
-    return None if sock is None else enable_kernel_stamps(sock)
+    if sock is None or hasattr(sock, "getpeercert"):
+        return None
+    return enable_kernel_stamps(sock)
+
+
+def _stall_bound(response: HTTPSocketPoolResponse, seconds: float | None) -> float | None:
+    """Bound each read of ``response`` by ``seconds`` (None: leave it); returns the bound it replaced,
+    to be put back before the connection goes back to the pool."""
+    sock = response._sock
+    if seconds is None or sock is None:
+        return None
+    previous: float | None = sock.gettimeout()
+    sock.settimeout(seconds)
+    return previous
 
 
 def _read_available(response: HTTPSocketPoolResponse, offset_ns: int | None) -> tuple[bytes, int] | None:
@@ -123,11 +143,13 @@ def exchange(
     total_timeout_s: float,
     max_bytes: int,
     assembler: Assembler | None = None,
+    stall_s: float | None = None,
 ) -> tuple[StreamTiming, bool]:
     """Send one request and stamp its response as it arrives; never raises for transport errors.
 
     Returns the timing and whether the response carried the ``X-RateLimit-*`` headers. At most
-    ``max_bytes`` are read (on the wire and once decoded); ``assembler`` checks a 2xx stream.
+    ``max_bytes`` are read (on the wire and once decoded); ``assembler`` checks a 2xx stream; after
+    the headers of a stream every read waits at most ``stall_s`` (then ``stream-stalled``).
     """
     timing = StreamTiming(t_start_ns=time.perf_counter_ns(), wall_start_s=time.time(), streamed=streamed)
     limit_headers = False
@@ -145,7 +167,11 @@ def exchange(
                 timing, dialect, timing.status, assembler=assembler, max_event_bytes=max_bytes
             )
             stamper = decoded(reader, _header(response, "content-encoding"), max_bytes)
-            _read_body(response, stamper, max_bytes)
+            bound = _stall_bound(response, stall_s if streamed else None)
+            try:
+                _read_body(response, stamper, max_bytes)
+            finally:
+                _stall_bound(response, bound)
     except gevent.Timeout:
         code = "total-timeout"
     except ResponseRefused as exc:
@@ -214,11 +240,11 @@ class LoadUser(User):
         )
         self.base_path = urlsplit(self.settings.host).path.rstrip("/")
         self.http = HTTPClient.from_url(
-            self.settings.host,
-            concurrency=self.client_concurrency(),
-            connection_timeout=self.settings.connect_timeout_s,
-            network_timeout=self.settings.read_timeout_s,
-            headers={"Accept-Encoding": "identity", "Content-Type": "application/json"},
+            self.settings.host, concurrency=self.client_concurrency(), **self.plugin.http_options()
+        )
+        settings = self.settings
+        self.stall_s = (
+            settings.stall_timeout_s if settings.stall_timeout_s < settings.read_timeout_s else None
         )
 
     def request_dialect(self) -> Dialect:
@@ -250,6 +276,10 @@ class LoadUser(User):
             return None
         dialect = self.request_dialect()
         streamed = bool(body.get("stream"))
+        nonces = plugin.nonces
+        nonce = nonces.next() if nonces is not None and streamed else None
+        if nonce is not None:
+            body = with_nonce(body, nonce)
         headers = auth_headers(key or self.settings.api_key, self.settings.auth, dialect)
         if streamed:
             headers["Accept"] = _ACCEPT_SSE
@@ -263,8 +293,9 @@ class LoadUser(User):
             total_timeout_s=self.settings.total_timeout_s,
             max_bytes=self.settings.max_response_bytes,
             assembler=plugin.assembler(dialect) if streamed else None,
+            stall_s=self.stall_s,
         )
-        plugin.record(group, timing, self.request_kind(), self.base_path + request_path(dialect))
+        plugin.record(group, timing, self.request_kind(), self.base_path + request_path(dialect), nonce)
         return timing, limit_headers
 
     def request_kind(self) -> str:

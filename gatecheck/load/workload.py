@@ -189,6 +189,20 @@ def messages_body(model: str, messages: Messages, max_tokens: int, *, stream: bo
     return body
 
 
+def with_nonce(body: JSONObject, nonce: str) -> JSONObject:
+    """``body`` with ``nonce`` appended to its last message's text, where the upstream harness finds it
+    (prompts cross gateways unchanged); nothing is changed in place (dataset rows are shared)."""
+    messages = list(body["messages"])
+    last = dict(messages[-1])
+    content = last.get("content")
+    if isinstance(content, list):
+        last["content"] = [*content, {"type": "text", "text": nonce}]
+    else:
+        last["content"] = f"{content} {nonce}" if content else nonce
+    messages[-1] = last
+    return {**body, "messages": messages}
+
+
 def request_path(dialect: Dialect) -> str:
     """The endpoint a dialect posts to."""
     return "/v1/messages" if dialect == "anthropic" else "/v1/chat/completions"

@@ -76,7 +76,11 @@ class Control:
         found: list[dict[str, Any]] = self._call("GET", "log", params={"nonce": nonce})["attempts"]
         return found
 
-    def since(self, seq: int, limit: int = 10_000) -> tuple[list[dict[str, Any]], int]:
-        """Attempts numbered above ``seq`` (stamps only) and the number to ask from next time."""
-        body = self._call("GET", "log", params={"since": seq, "limit": limit})
+    def since(self, seq: int, limit: int = 10_000, prefix: str = "") -> tuple[list[dict[str, Any]], int]:
+        """Attempts numbered above ``seq`` (stamps only; nonces starting with ``prefix``) and the
+        number to ask from next time."""
+        params: dict[str, str | int] = {"since": seq, "limit": limit}
+        if prefix:
+            params["prefix"] = prefix
+        body = self._call("GET", "log", params=params)
         return body["attempts"], int(body["next"])

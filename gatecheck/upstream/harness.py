@@ -12,15 +12,21 @@ control API):
 
     POST /_gatecheck/scenarios     {"nonce": "gcnonce-...", "scenario": "status", "status": 503, ...}
     GET  /_gatecheck/log?nonce=N   every attempt for N: headers (keys redacted), body, writes, stamps
-    GET  /_gatecheck/log?since=S   attempts numbered above S, stamps only (load runs poll this)
+    GET  /_gatecheck/log?since=S   attempts numbered above S, stamps only (load runs poll this;
+                                   &prefix=P: only nonces starting with P; &limit=N)
     GET  /_gatecheck/info          the key the gateway must send (a canary the checks look for),
-                                   the harness's clock now, the scenarios
+                                   the harness's clock now, whether it logs every token write,
+                                   the scenarios
+
+With ``log_writes`` (``gatecheck upstream --log-writes``) every attempt's log keeps the stamp of
+each token write, not only the first: the load test's per-chunk gateway overhead reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import json
 import secrets
@@ -42,7 +48,7 @@ from gatecheck.reference.extras import models_body
 from gatecheck.reference.fakemodel import complete
 from gatecheck.reference.messages import MessageAnswer, MessageStream, message_body
 from gatecheck.reference.prompts import anthropic_prompt, openai_prompt
-from gatecheck.reference.runner import RunningGateway, start_in_thread
+from gatecheck.reference.runner import RunningGateway, SiteStarter, start_in_thread
 from gatecheck.reference.streaming import Schedule, sleep_until
 from gatecheck.upstream.log import Attempt, Log, redacted_headers
 from gatecheck.upstream.scenarios import (
@@ -111,10 +117,10 @@ class Rendered:
 class Harness:
     """The scripted provider and its control API."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, *, log_writes: bool = False) -> None:
         self.config = config
         self.key = config.keys[0].key if config.keys else ""
-        self.log = Log()
+        self.log = Log(log_writes=log_writes)
         self._scenarios: dict[str, Scenario] = {}
         self._closing = False
         self._ids = iter(range(1, 1 << 62))
@@ -168,10 +174,8 @@ class Harness:
             limit = min(int(request.query.get("limit", str(MAX_LOG_PAGE))), MAX_LOG_PAGE)
         except ValueError:
             return web.json_response({"error": "since and limit are integers"}, status=400)
-        found = self.log.since(since, limit)
-        return web.json_response(
-            {"attempts": [a.to_json(brief=True) for a in found], "next": found[-1].seq if found else since}
-        )
+        found, last = self.log.since(since, limit, request.query.get("prefix", ""))
+        return web.json_response({"attempts": [a.to_json(brief=True) for a in found], "next": last})
 
     async def info(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(
@@ -179,6 +183,7 @@ class Harness:
                 "harness": f"gatecheck upstream {__version__}",
                 "key": self.key,
                 "clock_ns": time.monotonic_ns(),
+                "log_writes": self.log.log_writes,
                 "scenarios": SCENARIOS,
             }
         )
@@ -384,9 +389,12 @@ class Writer:
         return response
 
     async def write(self, data: bytes, *, token: bool) -> None:
+        """One write, stamped just before the bytes go to the socket: no client can receive them
+        earlier than their stamp (a stamp taken after could come late, when another thread runs)."""
         assert self.response is not None
+        t_ns = time.monotonic_ns()
         await self.response.write(data)
-        self.attempt.wrote(time.monotonic_ns(), data, token=token)
+        self.attempt.wrote(t_ns, data, token=token)
 
     async def stream(
         self, events: Iterable[Rendered], schedule: Schedule, *, end: bool = True
@@ -550,11 +558,13 @@ def _malformed(dialect: str) -> bytes:
     return f"data: {head}{MALFORMED_MARK}\n\n".encode()
 
 
-async def start_harness_site(config: GatewayConfig, sock: socket.socket) -> tuple[Harness, web.AppRunner]:
+async def start_harness_site(
+    config: GatewayConfig, sock: socket.socket, *, log_writes: bool = False
+) -> tuple[Harness, web.AppRunner]:
     """Serve the harness on ``sock`` in the running loop (``runner.SiteStarter``)."""
     from gatecheck.reference.runner import SHUTDOWN_GRACE_S
 
-    harness = Harness(config)
+    harness = Harness(config, log_writes=log_writes)
     runner = web.AppRunner(
         harness.app(),
         access_log=None,
@@ -567,6 +577,11 @@ async def start_harness_site(config: GatewayConfig, sock: socket.socket) -> tupl
     return harness, runner
 
 
-def start_harness(config: GatewayConfig | None = None) -> RunningGateway:
+def harness_site(*, log_writes: bool = False) -> SiteStarter:
+    """The harness as a ``SiteStarter``, logging every token write or not."""
+    return functools.partial(start_harness_site, log_writes=log_writes)
+
+
+def start_harness(config: GatewayConfig | None = None, *, log_writes: bool = False) -> RunningGateway:
     """The harness in a daemon thread (``.url``, ``.config``, ``.stop()``; a context manager)."""
-    return start_in_thread(config or harness_config(), site=start_harness_site)
+    return start_in_thread(config or harness_config(), site=harness_site(log_writes=log_writes))

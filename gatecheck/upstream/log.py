@@ -1,11 +1,14 @@
 """The harness's log: every attempt a gateway made, what the harness sent back, and when.
 
 Stamps are ``time.monotonic_ns()`` of the harness process (``CLOCK_MONOTONIC``: on one Linux host
-the same clock as the client's ``perf_counter_ns``). An attempt's arrival is the kernel's receive
-stamp of the read that completed its body (``gatecheck.reference.arrival``). Header values that
-carry credentials are redacted; bodies are kept as JSON (or text). What the harness wrote is kept
-write by write for attempts whose nonce has a registered scenario (a check reads them); for the
-others (load traffic) only the stamps, so a long load run stays small. The log is bounded.
+the same clock as the client's ``perf_counter_ns``); a write's is taken just before its bytes go to
+the socket. An attempt's arrival is the kernel's receive stamp of the read that completed its body
+(``gatecheck.reference.arrival``). Header values that carry credentials are redacted; bodies are
+kept as JSON (or text). What the harness wrote is kept write by write for attempts whose nonce has
+a registered scenario (a check reads them); for the others (load traffic) only the stamps, so a
+long load run stays small: the first token's, and with ``log_writes`` (``gatecheck upstream
+--log-writes``) that of every token write, which the load test's per-chunk gateway overhead needs.
+The log is bounded.
 """
 
 from __future__ import annotations
@@ -54,12 +57,17 @@ class Attempt:
     writes: int = 0
     sent: list[tuple[int, str]] = field(default_factory=list)
     outcome: str = "open"
+    token_writes_ns: list[int] | None = None
+    """The stamp of every write that carried content (None: the log does not keep them)."""
 
     def wrote(self, t_ns: int, data: bytes, *, token: bool) -> None:
-        """Note one write (``token``: it carried the first content, for ``t_first_token_ns``)."""
+        """Note one write (``token``: it carried content; the first one is ``t_first_token_ns``)."""
         self.writes += 1
-        if token and self.t_first_token_ns is None:
-            self.t_first_token_ns = t_ns
+        if token:
+            if self.t_first_token_ns is None:
+                self.t_first_token_ns = t_ns
+            if self.token_writes_ns is not None:
+                self.token_writes_ns.append(t_ns)
         if self.detailed:
             self.sent.append((t_ns, data.decode("utf-8", "replace")))
 
@@ -85,6 +93,8 @@ class Attempt:
             "t_end_ns": self.t_end_ns,
             "writes": self.writes,
         }
+        if self.token_writes_ns is not None:
+            record["token_writes_ns"] = list(self.token_writes_ns)
         if not brief:
             record.update(
                 method=self.method,
@@ -103,9 +113,11 @@ def redacted_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 class Log:
-    """Attempts in arrival order, numbered, counted per nonce; bounded."""
+    """Attempts in arrival order, numbered, counted per nonce; bounded. ``log_writes``: keep the
+    stamp of every token write of every attempt (load runs), not only the first."""
 
-    def __init__(self, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(self, max_attempts: int = MAX_ATTEMPTS, *, log_writes: bool = False) -> None:
+        self.log_writes = log_writes
         self._attempts: deque[Attempt] = deque(maxlen=max_attempts)
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._seq = itertools.count(1)
@@ -119,6 +131,8 @@ class Log:
             while len(self._counts) > MAX_NONCES:
                 self._counts.popitem(last=False)
         attempt = Attempt(seq=next(self._seq), nonce=nonce, attempt=number, **details)  # type: ignore[arg-type]
+        if self.log_writes:
+            attempt.token_writes_ns = []
         self._attempts.append(attempt)
         return attempt
 
@@ -126,11 +140,21 @@ class Log:
         """The attempts made for ``nonce``, oldest first."""
         return [a for a in self._attempts if a.nonce == nonce]
 
-    def since(self, seq: int, limit: int) -> list[Attempt]:
-        """Up to ``limit`` attempts numbered above ``seq``, oldest first."""
-        found = []
+    def since(self, seq: int, limit: int, prefix: str = "") -> tuple[list[Attempt], int]:
+        """Up to ``limit`` attempts numbered above ``seq`` whose nonce starts with ``prefix``, oldest
+        first, and the number to ask from next time (the last attempt looked at: with a prefix,
+        attempts of other nonces are passed over once, not again)."""
+        newer = []
         for attempt in reversed(self._attempts):
             if attempt.seq <= seq:
                 break
-            found.append(attempt)
-        return list(reversed(found))[:limit]
+            newer.append(attempt)
+        found: list[Attempt] = []
+        last = seq
+        for attempt in reversed(newer):
+            if len(found) == limit:
+                break
+            last = attempt.seq
+            if not prefix or (attempt.nonce or "").startswith(prefix):
+                found.append(attempt)
+        return found, last
