@@ -45,9 +45,7 @@ def estimate_run(checks: Sequence[Check], target: Target, fuzz_examples: int) ->
     ratelimit = [c for c in checks if c.area == "ratelimit"]
     # The heavy probe is paced as the refusal it expects (it costs the key nothing), so its prompt
     # counts in what the run sends, not in the pacing.
-    main_key = [
-        c for c in checks if (c.area != "ratelimit" or not dedicated) and "heavy" not in c.markers
-    ]
+    main_key = [c for c in checks if (c.area != "ratelimit" or not dedicated) and "heavy" not in c.markers]
     pacing = 0.0 if embedded else pacing_s(plan_cost(main_key, settings), *target.limits(1))
     window = EMBEDDED_WINDOW_S if embedded else WINDOW_S
     holds = sum("slow" in c.markers for c in checks) + (1 if ratelimit and not dedicated else 0)
