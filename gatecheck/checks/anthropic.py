@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gatecheck.checks import requests as rq
 from gatecheck.checks.base import Cost, Failure, NotChecked, check, observation, requires
 from gatecheck.checks.context import CheckContext
-from gatecheck.checks.errors import GATEWAY_CODES, INVALID_KEY, UNKNOWN_MODEL
+from gatecheck.checks.errors import GATEWAY_CODES, INVALID_KEY, UNKNOWN_MODEL, one_per_rule
 from gatecheck.checks.wire import (
     Capture,
     as_dict,
@@ -461,17 +461,21 @@ def anthropic_error_envelope(ctx: CheckContext, anthropic_no_max_tokens: Exchang
     if not errors:
         statuses = ", ".join(str(exchange.status or "no response") for _, exchange in cases)
         raise NotChecked(f"not checked: no error came back to judge (statuses {statuses})")
-    for what, exchange in errors:
-        judge_error_body(ctx, exchange, what)
+    found = [
+        (what, failure) for what, exchange in errors for failure in error_body_failures(ctx, exchange, what)
+    ]
+    for failure in one_per_rule(found):  # one envelope on every probe is one finding, the others counted
+        ctx.record(failure)
 
 
-def judge_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> None:
-    """Record how an error on /v1/messages is not JSON in the profile's envelope, with its type/code."""
+def error_body_failures(ctx: CheckContext, exchange: Exchange, what: str) -> list[Failure]:
+    """How an error on /v1/messages is not JSON in the profile's envelope, with its type/code."""
+    found: list[Failure] = []
     body = json_of(exchange)
     if isinstance(body, dict):
         ctype = header(exchange, "content-type") or ""
         if "json" not in ctype.lower():
-            ctx.record(
+            found.append(
                 Failure(
                     title=f"the error for {what} on /v1/messages is not served as JSON",
                     rule="anthropic-error-content-type",
@@ -484,12 +488,11 @@ def judge_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> None:
     anthropic = dialect != "gateway" and ctx.store.is_valid("anthropic.error", body)
     gateway = dialect != "anthropic" and ctx.store.is_valid("error.gateway", body)
     if not (anthropic or gateway):
-        ctx.record(envelope_failure(ctx, exchange, body, what))
-        return
+        return [*found, envelope_failure(ctx, exchange, body, what)]
     error = as_dict(as_dict(body).get("error"))
     expected_type = ANTHROPIC_ERROR_TYPES.get(exchange.status)
     if anthropic and expected_type is not None and error.get("type") != expected_type:
-        ctx.record(
+        found.append(
             Failure(
                 title=f"the error type for {what} on /v1/messages is {as_json(error.get('type'))}",
                 rule="anthropic-error-type",
@@ -500,7 +503,7 @@ def judge_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> None:
         )
     expected_code = GATEWAY_CODES.get(exchange.status)
     if gateway and expected_code is not None and error.get("code") != expected_code:
-        ctx.record(
+        found.append(
             Failure(
                 title=f"the error code for {what} on /v1/messages is {as_json(error.get('code'))}",
                 rule="anthropic-error-code",
@@ -509,6 +512,7 @@ def judge_error_body(ctx: CheckContext, exchange: Exchange, what: str) -> None:
                 exchange=exchange,
             )
         )
+    return found
 
 
 ENVELOPES = {

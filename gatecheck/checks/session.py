@@ -10,6 +10,7 @@ key (if configured) for the rate-limit checks, and a short-bounded client for li
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -136,6 +137,9 @@ def open_session(
             pacer_2=pacer_2,
             probe_client=stack.enter_context(wire.client(probe)),
             embedded=embedded,
+            # The keys may have been used just before this session (the preflight's request on each,
+            # the user's own traffic): a rate-limit burst's fresh window is counted from here.
+            last_sent={} if embedded else dict.fromkeys(("main", "ratelimit"), time.monotonic()),
         )
         stack.enter_context(session.resources)
         yield session
