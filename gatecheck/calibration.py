@@ -188,6 +188,8 @@ def plan_tpm_burst(
 
 _TOKENS_WORDS = re.compile(r"\btokens?\b|\btpm\b|\btokens?[-_ ]per[-_ ]min", re.IGNORECASE)
 _REQUESTS_WORDS = re.compile(r"\brequests\b|\brpm\b|\brequests?[-_ ]per[-_ ]min", re.IGNORECASE)
+_REASON_PHRASE = re.compile(r"(?:429 )?too[-_ ]many[-_ ]requests", re.IGNORECASE)
+"""HTTP's reason phrase for 429 (RFC 6585), which every 429 may carry: it names no limit."""
 
 _TOKEN_REMAINING = (
     "x-ratelimit-remaining-tokens",
@@ -229,6 +231,8 @@ def _said_in_body(body: bytes | str) -> LimitKind | None:
     error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, dict):
         text = " ".join(str(error.get(k, "")) for k in ("code", "type", "message"))
+    if _REASON_PHRASE.fullmatch(text.strip(" \t\r\n.!:")):
+        return None  # only HTTP's reason phrase: the headers decide
     tokens = bool(_TOKENS_WORDS.search(text))
     requests = bool(_REQUESTS_WORDS.search(text))
     if tokens != requests:

@@ -88,3 +88,13 @@ def test_a_429_names_its_limit_in_its_body_or_headers(
     headers: dict[str, str], body: str, named: str | None
 ) -> None:
     assert limit_named(httpx.Headers(headers), body.encode()) == named
+
+
+def test_the_429_reason_phrase_names_no_limit_so_the_headers_decide() -> None:
+    """HTTP's "Too Many Requests" is on every 429: the remaining-tokens header at 0 says tokens."""
+    headers = {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-remaining": "1"}
+    assert limit_named(headers, b"Too Many Requests") == "tokens"
+    assert (
+        limit_named({}, b'{"error": {"code": "too_many_requests", "message": "RPM exceeded"}}') == "requests"
+    )
+    assert limit_named({}, b"Too Many Requests") is None

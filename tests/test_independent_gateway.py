@@ -30,7 +30,6 @@ from independent import DoubleConfig, KeyLimits, RunningDouble, running_double
 from independent.repros import (
     FAIL,
     GATECHECK,
-    KNOWN_WRONG,
     ONE_CALL,
     PASS,
     REPRODUCTIONS,
@@ -387,16 +386,7 @@ def test_the_preflight_refuses_a_target_that_cannot_be_checked(
 # ---------------------------------------------------------------- issue 9's reproductions
 
 
-@pytest.mark.parametrize(
-    "repro",
-    [
-        pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[r.name]))
-        if r.name in KNOWN_WRONG
-        else r
-        for r in REPRODUCTIONS
-    ],
-    ids=lambda r: r.name,
-)
+@pytest.mark.parametrize("repro", REPRODUCTIONS, ids=lambda r: r.name)
 def test_reproduction_gets_the_verdicts_it_must(
     repro: Reproduction, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -528,13 +528,6 @@ REPRODUCTIONS: tuple[Reproduction, ...] = (
     ),
 )
 
-KNOWN_WRONG = {
-    "plain-text-429-tpm": "gatecheck.calibration.limit_named reads the reason phrase 'Too Many Requests' as "
-    "naming the requests limit and lets it outweigh the headers (Remaining-Tokens 0, Remaining 1): "
-    "ratelimit_tpm_enforced says 'not checked: the 429 after 2 requests says it is about requests'",
-}
-"""Reproductions on which gatecheck is still wrong, with the evidence (an expected failure each)."""
-
 
 def conform_args(repro: Reproduction, url: str, report_dir: Path) -> list[str]:
     """The ``gatecheck conform`` arguments of one reproduction (keys from the environment)."""
