@@ -203,7 +203,9 @@ def test_a_target_behind_the_proxy_the_environment_names(tmp_path: Path) -> None
         )
         posts = [s for s in server.seen if s.method == "POST"]
     assert summary is not None, _why(proc)
-    assert proc.returncode == 0 and summary["requests"]["ok"] == len(posts) > 0, _why(proc)
+    # The run-time limit may stop a user with its request already at the proxy (one per user).
+    ok = summary["requests"]["ok"]
+    assert proc.returncode == 0 and 0 < ok <= len(posts) <= ok + 2, _why(proc)
     sent_to = {(urlsplit(s.path).hostname, urlsplit(s.path).path) for s in posts}  # absolute URIs
     assert sent_to == {("gatecheck-behind-proxy.invalid", "/v1/chat/completions")}
     credentials = base64.b64encode(f"me:{PROXY_CANARY}".encode()).decode()

@@ -10,11 +10,11 @@ key (if configured) for the rate-limit checks, and a short-bounded client for li
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from gatecheck import clock
 from gatecheck.calibration import DOCUMENTED_CONTEXT_LENGTHS
 from gatecheck.checks.base import PlanSettings
 from gatecheck.checks.context import PROBE_TIMEOUT_S, RateLimitSetup, RunSettings, Session
@@ -139,7 +139,7 @@ def open_session(
             embedded=embedded,
             # The keys may have been used just before this session (the preflight's request on each,
             # the user's own traffic): a rate-limit burst's fresh window is counted from here.
-            last_sent={} if embedded else dict.fromkeys(("main", "ratelimit"), time.monotonic()),
+            last_sent={} if embedded else dict.fromkeys(("main", "ratelimit"), clock.monotonic()),
         )
         stack.enter_context(session.resources)
         yield session
