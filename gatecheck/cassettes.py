@@ -19,6 +19,7 @@ the recorded timing. Checks do not know they are replayed: only the wire and the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import threading
@@ -38,6 +39,7 @@ from gatecheck.errors import ConfigError, GatecheckError
 from gatecheck.redaction import Secret, redact, redact_bytes
 from gatecheck.request import Request
 from gatecheck.results import CheckResult
+from gatecheck.upstream.control import Control, ControlError
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "gatecheck.recording"
@@ -52,6 +54,7 @@ sends megabytes); replay matches it by digest. Response bodies are always stored
 _TARGET_FIELDS = (
     "rpm", "tpm", "rpm_2", "tpm_2", "ratelimit_window", "profile", "max_requests", "max_output_tokens",
     "connect_timeout", "read_timeout", "total_timeout", "max_response_bytes", "stall_seconds",
+    "upstream", "upstream_model", "upstream_timeout_s", "retries",
 )  # fmt: skip
 """Target settings a replay needs as they were (the checks read them); keys and TLS are not among them."""
 _SETTINGS_FIELDS = ("fuzz_examples", "fuzz_seed", "close_grace_s", "deadline_s")
@@ -209,7 +212,8 @@ def target_from_record(record: dict[str, Any]) -> Target:
         (name, _placeholder(3 + number, value["secret"]) if isinstance(value, dict) else value)
         for number, (name, value) in enumerate(record["headers"])
     )
-    settings: dict[str, Any] = {name: record[name] for name in _TARGET_FIELDS}
+    defaults = Target()
+    settings = {name: record.get(name, getattr(defaults, name)) for name in _TARGET_FIELDS}
     return Target(
         name=record["name"],
         base_url=record["base_url"],
@@ -226,6 +230,77 @@ def target_from_record(record: dict[str, Any]) -> Target:
     )
 
 
+# ---------------------------------------------------------------- the upstream area's harness
+
+UPSTREAM_KEY_STAND_IN = "gatecheck-replayed-upstream-key-"
+
+
+def stand_in(key: str) -> str:
+    """What a recording holds instead of the upstream harness's key: a text as long as the key, so
+    every offset and chunk boundary holds, and a leak of the key stays a leak of the stand-in."""
+    repeats = len(key) // len(UPSTREAM_KEY_STAND_IN) + 1
+    return (UPSTREAM_KEY_STAND_IN * repeats)[: len(key)]
+
+
+def _swap(data: bytes, swaps: Sequence[tuple[bytes, bytes]]) -> bytes:
+    for old, new in swaps:
+        data = data.replace(old, new)
+    return data
+
+
+def _swapped(exchange: Exchange, swaps: Sequence[tuple[bytes, bytes]]) -> Exchange:
+    """``exchange`` with each swap's bytes replaced (same lengths: the chunks keep their boundaries)."""
+
+    def text(value: str) -> str:
+        return _swap(value.encode("latin-1", "replace"), swaps).decode("latin-1")
+
+    whole = _swap(b"".join(data for _, data in exchange.chunks), swaps)
+    chunks, start = [], 0
+    for t_ns, data in exchange.chunks:
+        chunks.append((t_ns, whole[start : start + len(data)]))
+        start += len(data)
+    request = exchange.request
+    return dataclasses.replace(
+        exchange,
+        request=dataclasses.replace(
+            request,
+            body=_swap(request.body, swaps),
+            headers={name: text(value) for name, value in request.headers.items()},
+        ),
+        headers=httpx.Headers([(name, _swap(value, swaps)) for name, value in exchange.headers.raw]),
+        chunks=chunks,
+        error=None if exchange.error is None else text(exchange.error),
+    )
+
+
+def control_key(method: str, path: str, params: Any, body: Any) -> str:
+    """What a control call is matched by in a replay; a scenario's registration without its nonce
+    (drawn at random live; the replay takes the recorded one)."""
+    if path == "scenarios" and isinstance(body, dict):
+        body = {name: value for name, value in body.items() if name != "nonce"}
+    return "control " + json.dumps([method, path, params, body], sort_keys=True, separators=(",", ":"))
+
+
+class _RecordingControl(Control):
+    """The harness's control API, each call and its answer kept for the running check."""
+
+    def __init__(self, url: str, recorder: Recorder) -> None:
+        super().__init__(url)
+        self._recorder = recorder
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        call = {"method": method, "path": path, "params": kwargs.get("params"), "json": kwargs.get("json")}
+        try:
+            body = super()._call(method, path, **kwargs)
+        except ControlError as exc:
+            self._recorder.keep_control({**call, "error": str(exc)})
+            raise
+        if path == "info" and isinstance(body.get("key"), str) and body["key"]:
+            self._recorder.swap(body["key"])
+        self._recorder.keep_control({**call, "body": body})
+        return body
+
+
 # ---------------------------------------------------------------- recording
 
 
@@ -237,8 +312,11 @@ class Recorder(Wire):
         self.epoch_ns = clock.perf_counter_ns()
         self.wall_s = clock.time()
         self.embedded_url: str | None = None
+        self.upstream_pair_urls: tuple[str, str] | None = None
         self._current = ""
         self._cassettes: dict[str, list[dict[str, Any]]] = {}
+        self._controls: dict[str, list[dict[str, Any]]] = {}
+        self._swaps: list[tuple[bytes, bytes]] = []
         self._lock = threading.Lock()
 
     @contextmanager
@@ -247,11 +325,31 @@ class Recorder(Wire):
             self.embedded_url = url
             yield url
 
+    @contextmanager
+    def upstream_pair(self, errors: str) -> Iterator[tuple[str, str]]:
+        with super().upstream_pair(errors) as urls:
+            self.upstream_pair_urls = urls
+            yield urls
+
     def client(self, target: Target) -> Client:
         secrets = (
             tuple(k for k in (target.api_key, target.api_key_2) if k is not None) + target.header_secrets
         )
         return Client(target, on_exchange=lambda exchange: self._keep(exchange, secrets))
+
+    def control(self, url: str) -> Control:
+        return _RecordingControl(url, self)
+
+    def swap(self, key: str) -> None:
+        """From now on, ``key`` (the harness's) is recorded as its ``stand_in``."""
+        with self._lock:
+            self._swaps.append((key.encode(), stand_in(key).encode()))
+
+    def keep_control(self, call: dict[str, Any]) -> None:
+        """Keep a control call of the running check (its answer with the harness's key swapped)."""
+        with self._lock:
+            swapped = json.loads(_swap(_compact(call).encode(), self._swaps))
+            self._controls.setdefault(self._current, []).append(swapped)
 
     def begin(self, check_id: str) -> None:
         with self._lock:
@@ -259,6 +357,10 @@ class Recorder(Wire):
             self._cassettes[check_id] = []
 
     def _keep(self, exchange: Exchange, secrets: tuple[Secret, ...]) -> None:
+        with self._lock:
+            swaps = list(self._swaps)
+        if swaps:
+            exchange = _swapped(exchange, swaps)
         record = exchange_record(exchange, self.epoch_ns, secrets)
         with self._lock:
             self._cassettes.setdefault(self._current, []).append(record)
@@ -290,6 +392,7 @@ class Recorder(Wire):
                     "check_id": check_id,
                     "target": target.name,
                     "verdict": verdict,
+                    **({"control": self._controls[check_id]} if self._controls.get(check_id) else {}),
                     "exchanges": exchanges,
                 }
                 written.append(_write_json(self.directory / name, cassette))
@@ -299,6 +402,7 @@ class Recorder(Wire):
             "gatecheck": __version__,
             "target": target_record(target),
             "embedded_url": self.embedded_url,
+            "upstream_pair": None if self.upstream_pair_urls is None else list(self.upstream_pair_urls),
             "settings": {name: getattr(settings, name) for name in _SETTINGS_FIELDS},
             "clock": {"epoch_ns": self.epoch_ns, "wall_s": self.wall_s},
             "interrupted": interrupted,
@@ -356,6 +460,7 @@ class Replayer(Wire):
     settings_record: dict[str, Any]
     checks: list[RecordedCheck]
     embedded_url: str | None
+    upstream_pair_urls: tuple[str, str] | None
     virtual_clock: clock.VirtualClock
     epoch_ns: int
     recorded_with: str
@@ -378,6 +483,10 @@ class Replayer(Wire):
                 continue
             cassette = _read_json(directory / item["cassette"], CASSETTE_FORMAT)
             entries += [_Entry(item["id"], _recorded_key(r["request"]), r) for r in cassette["exchanges"]]
+            entries += [
+                _Entry(item["id"], control_key(c["method"], c["path"], c["params"], c["json"]), c)
+                for c in cassette.get("control", [])
+            ]
         epoch = int(run["clock"]["epoch_ns"])
         return cls(
             directory=directory,
@@ -385,6 +494,7 @@ class Replayer(Wire):
             settings_record=run["settings"],
             checks=checks,
             embedded_url=run["embedded_url"],
+            upstream_pair_urls=None if run.get("upstream_pair") is None else tuple(run["upstream_pair"]),
             virtual_clock=clock.VirtualClock(epoch, float(run["clock"]["wall_s"])),
             epoch_ns=epoch,
             recorded_with=run["gatecheck"],
@@ -402,8 +512,28 @@ class Replayer(Wire):
             raise ConfigError("recording", str(self.directory), "a recording of the embedded gateway's run")
         yield self.embedded_url
 
+    @contextmanager
+    def upstream_pair(self, errors: str) -> Iterator[tuple[str, str]]:
+        if self.upstream_pair_urls is None:
+            raise ConfigError("recording", str(self.directory), "a recording of the embedded upstream pair")
+        yield self.upstream_pair_urls
+
     def client(self, target: Target) -> Client:
         return ReplayClient(target, self)
+
+    def control(self, url: str) -> Control:
+        return _ReplayControl(url, self)
+
+    def take_control(self, key: str) -> dict[str, Any]:
+        """The recorded control call ``key`` of the running check; ``ReplayMismatch`` when there is none."""
+        with self._lock:
+            entry = self._find(key)
+            if entry is None:
+                miss = f"{self._current}: {key}"
+                self.misses.append(miss)
+                raise ReplayMismatch(f"the recording holds no harness call {key} of {self._current}")
+            entry.used = True
+        return entry.record
 
     def begin(self, check_id: str) -> None:
         with self._lock:
@@ -454,6 +584,31 @@ class ReplayClient(Client):
 
     def exchange(self, request: Request) -> Exchange:
         return self._replayer.take(request)
+
+
+class _ReplayControl(Control):
+    """The harness's control API answered from the recording (a scenario keeps its recorded nonce)."""
+
+    def __init__(self, url: str, replayer: Replayer) -> None:
+        super().__init__(url, transport=httpx.MockTransport(_no_network))
+        self._replayer = replayer
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        key = control_key(method, path, kwargs.get("params"), kwargs.get("json"))
+        return _answer(self._replayer.take_control(key))
+
+    def register(self, scenario: str, **params: Any) -> str:
+        record = self._replayer.take_control(
+            control_key("POST", "scenarios", None, {"scenario": scenario, **params})
+        )
+        _answer(record)
+        return str(record["json"]["nonce"])
+
+
+def _answer(record: dict[str, Any]) -> Any:
+    if "error" in record:
+        raise ControlError(record["error"])
+    return record["body"]
 
 
 def _no_network(request: httpx.Request) -> httpx.Response:

@@ -2,17 +2,22 @@
 
 For each fault of ``PROXY_FAULT_CHECKS`` the embedded pair (the harness, and the reference gateway
 proxying to it) is started with that fault in the gateway, and only the mapped checks are run
-against it as against any real target with ``--upstream``: each must reach its mapped verdict.
+against it as against any real target with ``--upstream``: each must reach its mapped verdict, and
+the run's recording must replay to the same verdicts and messages.
 The faithful pair, checked the same way, passes every check of the area (the embedded run of the
 whole suite in test_conformance_suite.py proves it once more).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
+from _replay import run_recorded
 
+from gatecheck.cassettes import Recorder, replay, stand_in
 from gatecheck.checks import CHECKS, RunSettings, load_all, run_checks, select
 from gatecheck.checks.faultmap import FAULT_CHECKS, PROXY_FAULT_CHECKS
 from gatecheck.checks.session import EMBEDDED_MAIN_KEY, open_session
@@ -40,8 +45,10 @@ def target_for(pair: Pair) -> Target:
 
 
 def run_area(check_ids: Iterable[str], **gateway: object) -> dict[str, CheckResult]:
-    with start_pair(**gateway) as pair, open_session(target_for(pair), FAST) as session:
-        return {r.check_id: r for r in run_checks(session, select(list(check_ids)))}
+    """The checks against the pair, recorded; the recording replays to the same results (offline:
+    the harness's control calls are in the cassettes too)."""
+    with start_pair(**gateway) as pair:
+        return {r.check_id: r for r in run_recorded(target_for(pair), FAST, select(list(check_ids)))}
 
 
 def upstream_checks() -> list[str]:
@@ -77,10 +84,19 @@ def test_the_proxy_fault_is_caught_by_its_checks(fault: str) -> None:
         assert "Rule: upstream-" in result.message and "Reproduce with:" in result.message
 
 
-def test_the_leaked_key_is_masked_in_the_finding() -> None:
+def test_the_leaked_key_is_masked_in_the_finding_and_the_recording(tmp_path: Path) -> None:
+    """The harness's key is recorded as its stand-in (as long as the key), so the leak replays."""
+    recorder = Recorder(tmp_path)
+    settings = dataclasses.replace(FAST, wire=recorder)
     with start_pair(faults=frozenset({"proxy-key-leaked"})) as pair:
-        with open_session(target_for(pair), FAST) as session:
+        target = target_for(pair)
+        with open_session(target, settings) as session:
             (result,) = run_checks(session, select(["upstream_key_not_leaked"]))
+        recorder.save(target, settings, [(result.check_id, result.verdict)])
         assert result.verdict == "WARN"
         assert pair.harness_key not in result.message
         assert pair.harness_key not in str(result.to_json())
+        recorded = "".join(p.read_text(encoding="utf-8") for p in tmp_path.iterdir())
+        assert pair.harness_key not in recorded and stand_in(pair.harness_key) in recorded
+    (replayed,) = replay(tmp_path).results
+    assert (replayed.verdict, replayed.message) == (result.verdict, result.message)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from gatecheck.config import Target
     from gatecheck.profiles import Profile
     from gatecheck.schemas import SchemaStore
+    from gatecheck.upstream.control import Control
 
 RETRIES_ON_429 = 3
 """How many times a paced request is retried after a 429 before the check gives up (SKIP)."""
@@ -97,6 +98,21 @@ class Wire:
         from gatecheck.client import Client
 
         return Client(target)
+
+    @contextmanager
+    def upstream_pair(self, errors: str) -> Iterator[tuple[str, str]]:
+        """Start the upstream area's embedded pair (a harness, a gateway proxying to it, in the
+        ``errors`` dialect); the gateway's URL and the harness's."""
+        from gatecheck.upstream.embedded import start_pair
+
+        with start_pair(errors=errors) as pair:
+            yield pair.gateway.url, pair.harness.url
+
+    def control(self, url: str) -> Control:
+        """A client of the harness's control API at ``url`` (the upstream area)."""
+        from gatecheck.upstream.control import Control
+
+        return Control(url)
 
     def begin(self, check_id: str) -> None:
         """``check_id`` starts: the requests from now on are its (checks run one at a time)."""

@@ -16,7 +16,7 @@ from gatecheck.checks.base import CHECKS, Check, Failure, NotChecked, load_all, 
 from gatecheck.checks.context import Session
 from gatecheck.curl import body_file, to_curl
 from gatecheck.profiles import Profile
-from gatecheck.redaction import redact, redacting
+from gatecheck.redaction import Secret, redact, redacting
 from gatecheck.results import CheckResult, Verdict
 from gatecheck.rules import rule
 
@@ -84,7 +84,7 @@ def _run_check(session: Session, check: Check) -> CheckResult:
     verdict = verdict_of(graded)
     extra["rules"] = sorted({f.rule for f in graded})
     extra["failing_rules"] = sorted({f.rule for f in graded if f.severity == "fail"})
-    extra["findings"] = [finding_key(f) for f in graded]
+    extra["findings"] = [finding_key(f, session.secrets) for f in graded]
     undeclared = sorted({f.rule for f in ctx.failures} - set(check.rules)) if check.rules else []
     if undeclared:  # a gatecheck bug: the check reports a rule it does not own (tests assert none)
         extra["undeclared_rules"] = undeclared
@@ -98,9 +98,11 @@ FINDING_SEPARATOR = "\n\n"
 """Between the formatted findings of one message (a finding never holds an empty line)."""
 
 
-def finding_key(failure: Failure) -> str:
-    """What makes findings of several checks one root cause: the rule and the received evidence."""
-    digest = hashlib.sha256(failure.received.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+def finding_key(failure: Failure, secrets: Sequence[Secret]) -> str:
+    """What makes findings of several checks one root cause: the rule and the received evidence
+    (as shown: ``secrets`` masked, so a replay, whose keys are stand-ins, gives the same key)."""
+    received = redact(failure.received, secrets)
+    digest = hashlib.sha256(received.encode("utf-8", "backslashreplace")).hexdigest()[:16]
     return f"{failure.rule}:{digest}"
 
 

@@ -111,17 +111,17 @@ class Upstream:
 @observation(cost=Cost())
 def upstream(ctx: CheckContext) -> Upstream:
     """The gateway under test and its harness: the embedded pair, or the target and ``--upstream``."""
-    from gatecheck.client import Client
-    from gatecheck.upstream.control import Control, ControlError
-    from gatecheck.upstream.embedded import EMBEDDED_RETRIES, EMBEDDED_TIMEOUT_S, start_pair
+    from gatecheck.upstream.control import ControlError
+    from gatecheck.upstream.embedded import EMBEDDED_RETRIES, EMBEDDED_TIMEOUT_S
 
     session = ctx.session
+    wire = session.settings.wire
     target = ctx.target
     if session.embedded:
         errors = "openai" if ctx.profile.error_dialect == "openai" else "gateway"
-        pair = session.resources.enter_context(start_pair(errors=errors))
-        target = dataclasses.replace(target, base_url=pair.gateway.url)
-        harness_url, timeout_s, retries = pair.harness.url, EMBEDDED_TIMEOUT_S, EMBEDDED_RETRIES
+        gateway_url, harness_url = session.resources.enter_context(wire.upstream_pair(errors))
+        target = dataclasses.replace(target, base_url=gateway_url)
+        timeout_s, retries = EMBEDDED_TIMEOUT_S, EMBEDDED_RETRIES
     elif target.upstream is None:
         raise NotChecked(
             "not checked: no upstream harness: start `gatecheck upstream`, make it the gateway's "
@@ -129,7 +129,7 @@ def upstream(ctx: CheckContext) -> Upstream:
         )
     else:
         harness_url, timeout_s, retries = target.upstream, target.upstream_timeout_s, target.retries
-    control = session.resources.enter_context(Control(harness_url))
+    control = session.resources.enter_context(wire.control(harness_url))
     try:
         info = control.info()
     except ControlError as exc:
@@ -139,7 +139,7 @@ def upstream(ctx: CheckContext) -> Upstream:
     bound = timeout_s + margin(timeout_s)
     area_target = dataclasses.replace(target, read_timeout=bound, total_timeout=bound)
     return Upstream(
-        client=session.resources.enter_context(Client(area_target)),
+        client=session.resources.enter_context(wire.client(area_target)),
         control=control,
         key=key,
         address=urlsplit(harness_url).netloc,
