@@ -259,8 +259,11 @@ def _decoded(text: str) -> bytes:
 
 @observation(cost=Cost(1, 0))
 def url_images(ctx: CheckContext) -> Exchange:
-    """Two images asked for as URLs, at 002's example size."""
-    return _image_request(ctx, n=IMAGES_N, size=IMAGE_SIZE, response_format="url")
+    """Two images in the default response format (url, 002 says), at 002's example size.
+
+    No ``response_format``: the default is what 002 documents, and a gateway that refuses the
+    parameter itself (LiteLLM for gpt-image models) is reported once, by ``aux_images``."""
+    return _image_request(ctx, n=IMAGES_N, size=IMAGE_SIZE)
 
 
 @check(
@@ -271,7 +274,7 @@ def url_images(ctx: CheckContext) -> Exchange:
 )
 @requires("images")
 def aux_images_url(ctx: CheckContext, url_images: Exchange) -> None:
-    """response_format url gives URLs that serve real images (fetched only when on the target)."""
+    """The default response format gives URLs that serve real images (fetched only when on the target)."""
     body = _shared_body(ctx, url_images, "gateway.images.response", "the url image response", IMAGES_OWNER)
     items = _items(body)
     problem = _format_failure(items, "url", url_images)
