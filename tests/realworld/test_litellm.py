@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -67,6 +72,34 @@ def test_the_recording_replays_to_the_same_verdicts(conformance_run) -> None:
     live = {r["check_id"]: r["verdict"] for r in conformance_run.results["results"]}
     assert {r.check_id: r.verdict for r in done.results} == live
     assert not done.replayer.misses and not done.replayer.unused() and not done.changed
+
+
+def test_gateway_overhead_under_load_through_litellm(
+    conformance_run, keys: dict[str, str], timings: dict[str, float]
+) -> None:
+    """``gatecheck load --upstream`` through LiteLLM (issue 12): every stream matched in the
+    harness's log, the first token's overhead measured. After the suite: it never shares LiteLLM.
+    The target file names the harness and LiteLLM's alias of it (``upstream``, ``upstream_model``)."""
+    folder = conformance_run.report_dir.parent
+    report_dir = folder / "load"
+    shutil.rmtree(report_dir, ignore_errors=True)
+    gatecheck = str(Path(sys.executable).parent / "gatecheck")
+    command = [gatecheck, "load", "--target", str(folder / "litellm.toml")]
+    command += ["-u", "4", "-t", "8s", "--budget-requests", "2000"]
+    command += ["--report-dir", str(report_dir), "--run-name", "overhead", "--plots", "off"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATECHECK_")}
+    env.update(GATECHECK_API_KEY=keys["main"], GATECHECK_API_KEY_2=keys["second"], NO_PROXY="127.0.0.1")
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
+    output = run.stdout + run.stderr
+    (folder / "load.log").write_text(output, encoding="utf-8")
+    assert (report_dir / "overhead.json").is_file(), output[-3000:]
+    summary = json.loads((report_dir / "overhead.json").read_text(encoding="utf-8"))
+    upstream, overhead = summary["upstream"], summary["metrics"]["overhead_ms"]
+    assert run.returncode == 0 and upstream["measured"], output[-3000:]
+    assert upstream["matched"] == summary["requests"]["ok"] > 0 and upstream["negative"] == 0
+    assert overhead["count"] == upstream["matched"] and 0 <= overhead["p50"] <= overhead["p99"]
+    timings.update({f"overhead_{stat}_ms": overhead[stat] for stat in ("p50", "p90", "p99", "max")})
+    timings["overhead_streams"] = float(upstream["matched"])
 
 
 def test_no_key_in_any_report_or_log(conformance_run, harness, keys: dict[str, str]) -> None:
