@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from gatecheck import __version__, clock
-from gatecheck.checks.context import RunSettings, Wire
+from gatecheck.checks.context import PairStarter, RunSettings, Wire
 from gatecheck.client import Client, Exchange
 from gatecheck.config import CAPABILITIES, MODEL_ROLES, Models, Target
 from gatecheck.errors import ConfigError, GatecheckError
@@ -326,8 +326,8 @@ class Recorder(Wire):
             yield url
 
     @contextmanager
-    def upstream_pair(self, errors: str) -> Iterator[tuple[str, str]]:
-        with super().upstream_pair(errors) as urls:
+    def upstream_pair(self, start: PairStarter) -> Iterator[tuple[str, str]]:
+        with super().upstream_pair(start) as urls:
             self.upstream_pair_urls = urls
             yield urls
 
@@ -513,7 +513,7 @@ class Replayer(Wire):
         yield self.embedded_url
 
     @contextmanager
-    def upstream_pair(self, errors: str) -> Iterator[tuple[str, str]]:
+    def upstream_pair(self, start: PairStarter) -> Iterator[tuple[str, str]]:
         if self.upstream_pair_urls is None:
             raise ConfigError("recording", str(self.directory), "a recording of the embedded upstream pair")
         yield self.upstream_pair_urls

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -77,6 +77,10 @@ class RateLimitSetup:
     window_s: float = 60.0
 
 
+PairStarter = Callable[[], AbstractContextManager[tuple[str, str]]]
+"""Starts the upstream area's embedded pair: yields its gateway's URL and its harness's."""
+
+
 class Wire:
     """How a session reaches its target: here, live sockets (and the embedded gateway started for real).
 
@@ -100,13 +104,11 @@ class Wire:
         return Client(target)
 
     @contextmanager
-    def upstream_pair(self, errors: str) -> Iterator[tuple[str, str]]:
-        """Start the upstream area's embedded pair (a harness, a gateway proxying to it, in the
-        ``errors`` dialect); the gateway's URL and the harness's."""
-        from gatecheck.upstream.embedded import start_pair
-
-        with start_pair(errors=errors) as pair:
-            yield pair.gateway.url, pair.harness.url
+    def upstream_pair(self, start: PairStarter) -> Iterator[tuple[str, str]]:
+        """The upstream area's embedded pair, started by ``start`` (a harness and a gateway proxying
+        to it): the gateway's URL and the harness's."""
+        with start() as urls:
+            yield urls
 
     def control(self, url: str) -> Control:
         """A client of the harness's control API at ``url`` (the upstream area)."""

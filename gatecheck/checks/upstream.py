@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -119,7 +121,7 @@ def upstream(ctx: CheckContext) -> Upstream:
     target = ctx.target
     if session.embedded:
         errors = "openai" if ctx.profile.error_dialect == "openai" else "gateway"
-        gateway_url, harness_url = session.resources.enter_context(wire.upstream_pair(errors))
+        gateway_url, harness_url = session.resources.enter_context(wire.upstream_pair(lambda: _urls(errors)))
         target = dataclasses.replace(target, base_url=gateway_url)
         timeout_s, retries = EMBEDDED_TIMEOUT_S, EMBEDDED_RETRIES
     elif target.upstream is None:
@@ -148,6 +150,15 @@ def upstream(ctx: CheckContext) -> Upstream:
         retries=retries,
         embedded=session.embedded,
     )
+
+
+@contextmanager
+def _urls(errors: str) -> Iterator[tuple[str, str]]:
+    """The embedded pair in the ``errors`` dialect: its gateway's URL and its harness's."""
+    from gatecheck.upstream.embedded import start_pair
+
+    with start_pair(errors=errors) as pair:
+        yield pair.gateway.url, pair.harness.url
 
 
 # --- sending -------------------------------------------------------------------------------------
