@@ -268,7 +268,11 @@ def test_the_log_stamps_are_this_hosts_monotonic_clock(harness, control, http) -
     post(http, harness, chat(nonce))
     after = time.monotonic_ns()
     (attempt,) = control.attempts(nonce)
-    assert before <= attempt["t_arrival_ns"] <= attempt["t_end_ns"] <= after
+    answered = time.monotonic_ns()
+    # The end is stamped once the harness is done: possibly after the client read the whole answer
+    # (a busy machine), always before the log answered.
+    assert before <= attempt["t_arrival_ns"] <= after
+    assert attempt["t_arrival_ns"] <= attempt["t_end_ns"] <= answered
     assert before <= control.info()["clock_ns"]
 
 
@@ -299,9 +303,6 @@ def test_since_with_a_prefix_pages_only_those_nonces_and_passes_the_others_once(
     assert "token_writes_ns" not in found[0] and control.info()["log_writes"] is False
 
 
-CLOCK_STEP_NS = 2_000_000
-
-
 def test_log_writes_keeps_the_stamp_of_every_token_write(http) -> None:
     """``gatecheck upstream --log-writes``: the stamp of each content write, taken before the write,
     so a client can never have the bytes earlier (what the load test's per-chunk overhead reads)."""
@@ -315,13 +316,14 @@ def test_log_writes_keeps_the_stamp_of_every_token_write(http) -> None:
         streamed = events(post(http, running, chat(nonce, stream=True)))
         after = time.monotonic_ns()
         ((attempt,), _) = own.since(0)
+        answered = time.monotonic_ns()
     writes = attempt["token_writes_ns"]
     assert len(writes) == len(contents(streamed)) == 12
     assert writes[0] == attempt["t_first_token_ns"] and writes == sorted(writes)
-    # Ordered, give or take a step of the VM's clock between vCPUs (a CI run once saw the end
-    # stamped 0.5 ms before the last write it follows in the same coroutine).
-    step = CLOCK_STEP_NS
-    assert before - step <= writes[0] and writes[-1] - step <= attempt["t_end_ns"] <= after + step
+    # Each write is stamped before its bytes leave, so before the client has them; the end is
+    # stamped once the harness is done, which may be after the client read it all (a busy machine),
+    # but before the log answered.
+    assert before <= writes[0] and writes[-1] <= after and writes[-1] <= attempt["t_end_ns"] <= answered
     assert writes[-1] - writes[0] >= 10 * 3_000_000, "paced 3 ms apart, stamped as written"
 
 
