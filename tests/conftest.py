@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _counting_proxy import CountingProxy
 
 from gatecheck.reference import GatewayConfig, KeySpec, RunningGateway, start_in_thread
 
@@ -62,3 +63,13 @@ def reference_gateway() -> Iterator[RunningGateway]:
     """A faithful gateway shared by the session (demo key, no shaping, effectively no limits)."""
     with start_in_thread(GatewayConfig(**_UNLIMITED)) as running:
         yield running
+
+
+@pytest.fixture
+def counting_proxy(gateway: GatewayFactory) -> Iterator[CountingProxy]:
+    """An unlimited, fast reference gateway behind a ``CountingProxy``."""
+    gw = gateway(ttft_ms=5, itl_ms=1, rpm=1_000_000_000, tpm=1_000_000_000_000)
+    proxy = CountingProxy(int(gw.url.rsplit(":", 1)[1]))
+    proxy.start()
+    yield proxy
+    proxy.stop()

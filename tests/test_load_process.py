@@ -21,9 +21,10 @@ from typing import Any
 
 import psutil
 import pytest
+from _counting_proxy import CountingProxy
 from _hostile import Reply, scripted
 from test_load_hostile import GOOD_STREAM, SSE, api
-from test_load_run import LOCUSTFILE, UNLIMITED, CountingProxy, _why, run_locust
+from test_load_run import LOCUSTFILE, UNLIMITED, _why, run_locust
 
 from gatecheck.cli import main
 from gatecheck.reference import DEMO_KEY
@@ -222,20 +223,11 @@ def test_the_budget_holds_across_worker_processes(tmp_path: Path) -> None:
     assert summary["run"]["duration_s"] < 20 and "budget of 31" in summary["outcome"]["stop"]
 
 
-@pytest.fixture
-def proxy(gateway: Any) -> Iterator[CountingProxy]:
-    gw = gateway(ttft_ms=5, itl_ms=1, **UNLIMITED)
-    relay = CountingProxy(int(gw.url.rsplit(":", 1)[1]))
-    relay.start()
-    yield relay
-    relay.stop()
-
-
 def test_reset_stats_leaves_out_what_came_before_in_a_distributed_run(
-    proxy: CountingProxy, tmp_path: Path
+    counting_proxy: CountingProxy, tmp_path: Path
 ) -> None:
     proc, summary = run_locust(
-        proxy.url,
+        counting_proxy.url,
         tmp_path,
         *("--processes", "2", "-u", "4", "-r", "2", "-t", "3s", "--reset-stats", "--stop-timeout", "5"),
         "--output-tokens",
@@ -245,7 +237,7 @@ def test_reset_stats_leaves_out_what_came_before_in_a_distributed_run(
     assert summary is not None
     excluded, total = summary["run"]["excluded_requests"], summary["requests"]["total"]
     assert excluded > 0 and total > 0
-    assert excluded + total == proxy.count, "every request sent is either counted or left out"
+    assert excluded + total == counting_proxy.count, "every request sent is either counted or left out"
 
 
 def test_warmup_requests_are_sent_but_not_counted(gateway: Any, tmp_path: Path) -> None:
